@@ -1,0 +1,3 @@
+"""jitgate: a just-in-time privileged access broker."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""One error tree for the whole broker.
+
+Nothing here knows about HTTP or exit codes: ``api/`` and ``cli/`` each map these classes once.
+Every message is one line meant for the person who caused it; no secret ever goes into one.
+"""
+
+from __future__ import annotations
+
+
+class JitgateError(Exception):
+    """Base of every error jitgate raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(JitgateError):
+    """The caller sent something malformed or out of range."""
+
+    code = "invalid_input"
+
+
+class PolicyFileError(JitgateError):
+    """A policy file that cannot be loaded; the message names file and line."""
+
+    code = "invalid_policy"
+
+
+class Unauthenticated(JitgateError):
+    """No identity, or a credential that does not prove one."""
+
+    code = "unauthenticated"
+
+
+class PolicyDenied(JitgateError):
+    """The caller is known but policy does not allow what they asked."""
+
+    code = "forbidden"
+
+
+class NotFound(JitgateError):
+    """The thing named does not exist (or the caller may not know it exists)."""
+
+    code = "not_found"
+
+
+class Conflict(JitgateError):
+    """The request is well-formed but clashes with the current state."""
+
+    code = "conflict"
+
+
+class InvalidTransition(Conflict):
+    """A lifecycle step that the current state does not allow."""
+
+    code = "invalid_transition"
+
+
+class ProviderError(JitgateError):
+    """A credential provider failed to talk to its target."""
+
+    code = "provider_error"
+
+
+class StorageUnavailable(JitgateError):
+    """The broker's own database refused the work (locked, read-only, unreachable)."""
+
+    code = "storage_unavailable"

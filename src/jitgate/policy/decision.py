@@ -1,0 +1,118 @@
+"""Policy decisions: may this identity request that role, who may approve it, is it auto-approved.
+
+Pure functions over the policy model and an identity; each refusal says why in one line, and
+``explain`` lays the whole reasoning out for ``jitgate policy explain``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from jitgate.domain.durations import format_duration
+from jitgate.domain.identity import Identity
+from jitgate.errors import InvalidInput, NotFound, PolicyDenied
+from jitgate.policy.model import Policy, Role
+
+
+def get_role(policy: Policy, name: str) -> Role:
+    role = policy.role(name)
+    if role is None:
+        raise NotFound(f"no role named {name!r}")
+    return role
+
+
+def may_request(identity: Identity, role: Role) -> bool:
+    return identity.matches(role.requesters)
+
+
+def may_approve(identity: Identity, role: Role) -> bool:
+    return identity.matches(role.approvers)
+
+
+def check_requester(identity: Identity, role: Role) -> None:
+    if not may_request(identity, role):
+        raise PolicyDenied(
+            f"{identity.name} may not request role {role.name} (requesters: {', '.join(role.requesters)})"
+        )
+
+
+def check_reason(role: Role, reason: str) -> None:
+    text = reason.strip()
+    if role.reason.required and not text:
+        raise InvalidInput(f"role {role.name} needs a reason")
+    if role.reason.pattern and (text or role.reason.required) and not re.search(role.reason.pattern, text):
+        raise InvalidInput(f"reason for role {role.name} must match {role.reason.pattern!r}")
+    if len(reason) > 2000:
+        raise InvalidInput("reason is longer than 2000 characters")
+
+
+def resolve_targets(policy: Policy, role: Role, asked: tuple[str, ...]) -> tuple[str, ...]:
+    """The targets a request covers: all of the role's, or the asked subset of them."""
+    reachable = tuple(t.name for t in policy.targets_of(role))
+    if not asked:
+        return reachable
+    for name in asked:
+        if policy.target(name) is None:
+            raise NotFound(f"no target named {name!r}")
+        if name not in reachable:
+            raise PolicyDenied(f"role {role.name} does not reach target {name}")
+    return tuple(dict.fromkeys(asked))
+
+
+def auto_approval(identity: Identity, role: Role, duration: timedelta) -> str | None:
+    """Which rule lets this request activate without reviewers; ``None`` when people must decide."""
+    if role.approval == "auto":
+        return "approval: auto"
+    for index, rule in enumerate(role.auto_approve):
+        groups_ok = not rule.requester_groups or not identity.groups.isdisjoint(rule.requester_groups)
+        duration_ok = rule.max_duration is None or duration <= rule.max_duration
+        if groups_ok and duration_ok:
+            return f"auto_approve[{index}]"
+    return None
+
+
+@dataclass
+class Explanation:
+    user: str
+    role: str
+    may_request: bool
+    lines: list[str] = field(default_factory=list)
+    approvers: list[str] = field(default_factory=list)
+
+
+def explain(policy: Policy, identity: Identity, role_name: str) -> Explanation:
+    role = get_role(policy, role_name)
+    allowed = may_request(identity, role)
+    out = Explanation(user=identity.name, role=role.name, may_request=allowed)
+    matched = sorted(identity.principals.intersection(role.requesters))
+    if allowed:
+        out.lines.append(f"{identity.name} may request {role.name}: matches {', '.join(matched)}")
+    else:
+        out.lines.append(
+            f"{identity.name} may not request {role.name}: none of {', '.join(sorted(identity.principals))} "
+            f"is in requesters ({', '.join(role.requesters)})"
+        )
+    targets = ", ".join(t.name for t in policy.targets_of(role))
+    out.lines.append(f"targets: {targets}")
+    out.lines.append(
+        f"duration: {format_duration(role.min_duration)} to {format_duration(role.max_duration)}, "
+        f"default {format_duration(role.duration_default)}"
+    )
+    if role.reason.required:
+        pattern = f" matching {role.reason.pattern!r}" if role.reason.pattern else ""
+        out.lines.append(f"reason: required{pattern}")
+    if role.break_glass:
+        out.lines.append("break-glass: activates at once, flagged, approvers are notified")
+    rule = auto_approval(identity, role, role.duration_default)
+    if role.approval == "auto":
+        out.lines.append("approval: automatic for every requester")
+    elif rule:
+        out.lines.append(f"approval: automatic for {identity.name} at the default duration ({rule})")
+    else:
+        out.lines.append(
+            f"approval: {role.approvals_required} of {', '.join(role.approvers)}; never the requester"
+        )
+    out.approvers = list(role.approvers)
+    return out

@@ -1,0 +1,241 @@
+"""Typed, validated policy objects. Unknown keys are errors; durations are parsed here.
+
+The admin DSN of a database target is never in the policy: only the name of the environment
+variable that holds it (``admin_dsn_env``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from jitgate.domain.durations import parse_duration
+
+NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+SUBJECT = re.compile(r"^(user|group):[A-Za-z0-9_.@+-]{1,128}$")
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (write units, e.g. {value}s or {value}m)")
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration")
+    return parse_duration(value)
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(Strict):
+    name: str = Field(pattern=NAME)
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    labels: dict[str, str] = Field(default_factory=dict)
+    address: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    admin_dsn_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    host_principals: tuple[str, ...] = ()
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Target:
+        if self.kind == "ssh" and not self.address:
+            raise ValueError(f"ssh target {self.name!r} needs an address")
+        if self.kind in {"postgres", "mariadb"} and not self.admin_dsn_env:
+            raise ValueError(f"{self.kind} target {self.name!r} needs admin_dsn_env")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        defaults = {"ssh": 22, "postgres": 5432, "mariadb": 3306}
+        return self.port or defaults.get(self.kind, 0)
+
+
+class TargetSelector(Strict):
+    names: tuple[str, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TargetSelector:
+        if not self.names and not self.labels:
+            raise ValueError("targets needs names or labels")
+        return self
+
+    def selects(self, target: Target) -> bool:
+        if target.name in self.names:
+            return True
+        return bool(self.labels) and all(target.labels.get(k) == v for k, v in self.labels.items())
+
+
+class SshAccess(Strict):
+    logins: tuple[str, ...] = Field(min_length=1)
+    extensions: tuple[str, ...] = ("permit-pty",)
+    force_command: str | None = None
+    source_address: tuple[str, ...] = ()
+    cert_ttl: Duration = timedelta(minutes=5)
+
+    @field_validator("logins")
+    @classmethod
+    def _logins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for login in value:
+            if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", login):
+                raise ValueError(f"{login!r} is not a valid login name")
+        return value
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {
+            "permit-pty",
+            "permit-X11-forwarding",
+            "permit-agent-forwarding",
+            "permit-port-forwarding",
+            "permit-user-rc",
+            "no-touch-required",
+        }
+        for ext in value:
+            if ext not in known:
+                raise ValueError(f"{ext!r} is not an OpenSSH certificate extension")
+        return value
+
+
+class PostgresAccess(Strict):
+    member_of: tuple[str, ...] = Field(min_length=1)
+    connection_limit: int | None = Field(default=None, ge=1)
+
+
+class MariadbAccess(Strict):
+    roles: tuple[str, ...] = ()
+    privileges: tuple[str, ...] = ()
+    connection_limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _something(self) -> MariadbAccess:
+        if not self.roles and not self.privileges:
+            raise ValueError("mariadb access needs roles or privileges")
+        return self
+
+
+class ReasonRule(Strict):
+    required: bool = False
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"reason pattern does not compile: {exc}") from exc
+        return value
+
+
+class AutoApproveRule(Strict):
+    """Auto-approve when every condition given holds (a rule with none is refused)."""
+
+    requester_groups: tuple[str, ...] = ()
+    max_duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AutoApproveRule:
+        if not self.requester_groups and self.max_duration is None:
+            raise ValueError("an auto_approve rule needs requester_groups or max_duration")
+        return self
+
+
+def _subjects(value: tuple[str, ...]) -> tuple[str, ...]:
+    for subject in value:
+        if not SUBJECT.match(subject):
+            raise ValueError(f"{subject!r} is not user:NAME or group:NAME")
+    return value
+
+
+class Role(Strict):
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    targets: TargetSelector
+    ssh: SshAccess | None = None
+    postgres: PostgresAccess | None = None
+    mariadb: MariadbAccess | None = None
+    min_duration: Duration = timedelta(minutes=1)
+    default_duration: Duration | None = None
+    max_duration: Duration
+    requesters: tuple[str, ...] = Field(min_length=1)
+    approvers: tuple[str, ...] = ()
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    approval: Literal["manual", "auto"] = "manual"
+    auto_approve: tuple[AutoApproveRule, ...] = ()
+    break_glass: bool = False
+    reason: ReasonRule = ReasonRule()
+    review_timeout: Duration = timedelta(hours=24)
+
+    _subjects_check = field_validator("requesters", "approvers")(_subjects)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Role:
+        if self.min_duration > self.max_duration:
+            raise ValueError("min_duration is longer than max_duration")
+        default = self.default_duration
+        if default is not None and not self.min_duration <= default <= self.max_duration:
+            raise ValueError("default_duration must lie between min_duration and max_duration")
+        if (self.approval == "manual" or self.break_glass) and not self.approvers:
+            raise ValueError(f"role {self.name!r} needs approvers (or approval: auto)")
+        return self
+
+    @property
+    def duration_default(self) -> timedelta:
+        return self.default_duration or min(timedelta(hours=1), self.max_duration)
+
+
+class Policy(Strict):
+    targets: tuple[Target, ...] = ()
+    roles: tuple[Role, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Policy:
+        seen: set[str] = set()
+        for target in self.targets:
+            if target.name in seen:
+                raise ValueError(f"target {target.name!r} is defined twice")
+            seen.add(target.name)
+        role_names: set[str] = set()
+        for role in self.roles:
+            if role.name in role_names:
+                raise ValueError(f"role {role.name!r} is defined twice")
+            role_names.add(role.name)
+            for name in role.targets.names:
+                if name not in seen:
+                    raise ValueError(f"role {role.name!r} names unknown target {name!r}")
+            chosen = [t for t in self.targets if role.targets.selects(t)]
+            if not chosen:
+                raise ValueError(f"role {role.name!r} selects no target")
+            for target in chosen:
+                if target.kind == "ssh" and role.ssh is None:
+                    raise ValueError(f"role {role.name!r} reaches ssh target {target.name!r} but has no ssh:")
+                if target.kind == "postgres" and role.postgres is None:
+                    raise ValueError(
+                        f"role {role.name!r} reaches postgres target {target.name!r} but has no postgres:"
+                    )
+                if target.kind == "mariadb" and role.mariadb is None:
+                    raise ValueError(
+                        f"role {role.name!r} reaches mariadb target {target.name!r} but has no mariadb:"
+                    )
+        return self
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.name == name), None)
+
+    def target(self, name: str) -> Target | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+    def targets_of(self, role: Role) -> tuple[Target, ...]:
+        return tuple(t for t in self.targets if role.targets.selects(t))

@@ -1,0 +1,49 @@
+"""Broker settings from flags and ``JITGATE_*`` environment variables.
+
+Secrets (the CA passphrase) come from the environment or from a file named by ``*_FILE``; never
+from the policy file and never printed. ``repr`` of a secret shows ``**********``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JITGATE_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    policy_file: Path | None = None
+    listen: str = "127.0.0.1:8080"
+    public_url: str | None = None
+    ca_passphrase: SecretStr | None = None
+    ca_passphrase_file: Path | None = None
+    scheduler_poll_seconds: float = Field(default=1.0, gt=0)
+    revocation_backoff_seconds: float = Field(default=2.0, gt=0)
+    revocation_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        if self.ca_passphrase is None and self.ca_passphrase_file is not None:
+            self.ca_passphrase = SecretStr(self.ca_passphrase_file.read_text().strip())
+        if self.webhook_secret is None and self.webhook_secret_file is not None:
+            self.webhook_secret = SecretStr(self.webhook_secret_file.read_text().strip())
+        if self.ca_passphrase is not None and self.ca_passphrase.get_secret_value() in {"", "changeme"}:
+            raise ValueError("JITGATE_CA_PASSPHRASE is empty or a placeholder; set a real one or unset it")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'jitgate.db'}"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host or "127.0.0.1", int(port)

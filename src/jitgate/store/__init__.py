@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, the engine and its transactions, query functions, migrations."""

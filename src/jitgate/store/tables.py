@@ -1,0 +1,181 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations (``store/migrations``) create it.
+
+Times are stored as naive UTC (``UTCDateTime``) on both SQLite and PostgreSQL and always come
+back aware: the broker's clock is the only clock; the database's ``now()`` is never used.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC in Python, naive UTC in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use the injected clock")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("groups", sa.JSON, nullable=False),
+    sa.Column("admin", sa.Boolean, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_name", sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("requester", sa.String(128), nullable=False, index=True),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("duration_s", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("review_deadline", UTCDateTime, nullable=False),
+    sa.Column("start_at", UTCDateTime),
+    sa.Column("extends_grant_id", sa.String(32)),
+    sa.Column("break_glass", sa.Boolean, nullable=False),
+    sa.Column("auto_approved", sa.String(64)),
+    sa.Column("decided_at", UTCDateTime),
+    sa.Index(None, "state", "review_deadline"),
+)
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("reviewer", sa.String(128), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    # One vote per reviewer, held by the database as well as by the domain rule.
+    sa.UniqueConstraint("request_id", "reviewer"),
+)
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("request_id", sa.ForeignKey("requests.id"), nullable=False, unique=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Column("end_reason", sa.String(16)),
+    sa.Column("break_glass", sa.Boolean, nullable=False),
+    sa.Column("expiry_warned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index(None, "state", "expires_at"),
+    sa.Index(None, "state", "starts_at"),
+    sa.Index(None, "holder", "state"),
+)
+
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("grant_id", sa.ForeignKey("grants.id"), nullable=False, index=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("handle", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("valid_after", UTCDateTime),
+    sa.Column("valid_before", UTCDateTime),
+    sa.Column("record", sa.JSON, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.UniqueConstraint("kind", "handle"),
+    sa.Index(None, "kind", "revoked_at", "valid_before"),
+)
+
+revocations = sa.Table(
+    "revocations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("credential_id", sa.ForeignKey("credentials.id"), nullable=False, unique=True),
+    sa.Column("grant_id", sa.String(32), nullable=False, index=True),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("handle", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("done_at", UTCDateTime),
+    sa.Index(None, "state", "next_attempt_at"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column(
+        "seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=False, index=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(32), index=True),
+    sa.Column("grant_id", sa.String(32)),
+    sa.Column("role", sa.String(64), index=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
+)
