@@ -27,9 +27,16 @@ class InvalidInput(JitgateError):
 
 
 class PolicyFileError(JitgateError):
-    """A policy file that cannot be loaded; the message names file and line."""
+    """A policy file that cannot be loaded; the message names file and line.
+
+    ``problems`` holds every problem found, one line each; the message is the first of them.
+    """
 
     code = "invalid_policy"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class Unauthenticated(JitgateError):

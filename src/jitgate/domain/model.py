@@ -73,7 +73,7 @@ class AccessRequest:
     start_at: datetime | None = None
     extends_grant_id: str | None = None
     break_glass: bool = False
-    auto_approved: bool = False
+    auto_approved_rule: str | None = None
     decided_at: datetime | None = None
 
 

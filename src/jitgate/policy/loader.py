@@ -55,9 +55,7 @@ def parse_policy(text: str, filename: str = "policy.yaml") -> Policy:
 
 def _failure(problems: list[str]) -> PolicyFileError:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    error = PolicyFileError(problems[0] + more)
-    error.problems = problems  # type: ignore[attr-defined]
-    return error
+    return PolicyFileError(problems[0] + more, problems)
 
 
 def _construct(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[str], filename: str) -> Any:

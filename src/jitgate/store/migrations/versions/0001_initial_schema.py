@@ -106,7 +106,7 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(), nullable=True),
         sa.Column("end_reason", sa.String(length=16), nullable=True),
         sa.Column("break_glass", sa.Boolean(), nullable=False),
-        sa.Column("expiry_warned", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("expiry_warned", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(["request_id"], ["requests.id"], name=op.f("fk_grants_request_id_requests")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_grants")),
         sa.UniqueConstraint("request_id", name=op.f("uq_grants_request_id")),

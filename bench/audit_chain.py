@@ -1,0 +1,173 @@
+"""Audit chain benchmark: append rate and ``verify`` time (and memory) on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/audit_chain.py                    # 1,000,000 on SQLite, 100,000 on PostgreSQL
+    .venv/bin/python bench/audit_chain.py --events 100000 --pg-events 0
+
+Appends go through ``AuditLog.append`` inside ``Database.write()`` transactions, as the workflow
+does: first ``--single`` events one per transaction, then the rest in batches of ``--batch``.
+``verify`` and ``export`` run in a fresh child process so that its peak RSS is theirs alone.
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from jitgate.audit import keys
+from jitgate.audit.chain import AuditLog
+from jitgate.audit.query import export
+from jitgate.audit.verify import verify
+from jitgate.store.db import Database
+from jitgate.store.migrate import upgrade
+from jitgate.store.tables import metadata
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+ACTIONS = ("request.created", "review.approved", "grant.activated", "credential.issued", "grant.expired")
+
+
+def fill(db: Database, log: AuditLog, total: int, single: int, batch: int) -> None:
+    n = 0
+
+    def one(conn: sa.Connection) -> None:
+        nonlocal n
+        log.append(
+            conn,
+            at=START + timedelta(milliseconds=n),
+            actor=f"user{n % 50}",
+            action=ACTIONS[n % len(ACTIONS)],
+            request_id=f"req{n // 5:08d}",
+            grant_id=f"gr{n // 5:08d}" if n % 5 >= 2 else None,
+            role=("prod-shell", "orders-read", "db-admin")[n % 3],
+            target="web-prod-1",
+            details={"reason": f"INC-{n // 5} disk full on web-prod-1", "duration_s": 3600, "n": n},
+        )
+        n += 1
+
+    first = min(single, total)
+    t0 = time.perf_counter()
+    for _ in range(first):
+        with db.write() as conn:
+            one(conn)
+    elapsed = time.perf_counter() - t0
+    if first:
+        print(f"  append, 1 event per transaction:  {first:>9,} events  {first / elapsed:>9,.0f} events/s")
+    rest = total - first
+    t0 = time.perf_counter()
+    last_report = t0
+    while n < total:
+        with db.write() as conn:
+            for _ in range(min(batch, total - n)):
+                one(conn)
+        now = time.perf_counter()
+        if now - last_report > 30:
+            print(f"    … {n:,} events", flush=True)
+            last_report = now
+    elapsed = time.perf_counter() - t0
+    if rest:
+        print(
+            f"  append, {batch} events per transaction: {rest:>9,} events  {rest / elapsed:>9,.0f} events/s"
+        )
+
+
+def measure_verify(url: str, key_path: Path) -> None:
+    """Run verify and export in a child process and print their times and its peak memory."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, __file__, "--child-verify", url, str(key_path)], check=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"  verify+export process peak RSS:  {max(peak, before) / 1024:,.0f} MiB")
+
+
+def child_verify(url: str, key_path: Path) -> None:
+    public = keys.load_signing_key(key_path).public_key()
+    db = Database(url)
+    t0 = time.perf_counter()
+    with db.read() as conn:
+        result = verify(conn, public)
+    elapsed = time.perf_counter() - t0
+    print(
+        f"  verify:  {result.count:>9,} events in {elapsed:6.1f} s  ({result.count / elapsed:,.0f} events/s)"
+    )
+    if not result.ok:
+        print(f"  verify FAILED: {result.problem}")
+    t0 = time.perf_counter()
+    with db.read() as conn, Path(os.devnull).open("w") as out:
+        written = export(conn, out)
+    elapsed = time.perf_counter() - t0
+    print(f"  export:  {written:>9,} events in {elapsed:6.1f} s  ({written / elapsed:,.0f} lines/s)")
+    db.dispose()
+
+
+def bench_sqlite(workdir: Path, args: argparse.Namespace) -> None:
+    print(f"SQLite (WAL, synchronous=NORMAL), {args.events:,} events, file in {workdir}")
+    workdir.mkdir(parents=True)
+    url = f"sqlite:///{workdir / 'jitgate.db'}"
+    db = Database(url)
+    upgrade(db.engine)
+    log = AuditLog(keys.load_for(workdir))
+    fill(db, log, args.events, args.single, args.batch)
+    db.dispose()
+    size = (workdir / "jitgate.db").stat().st_size
+    print(f"  database file: {size / 2**20:,.0f} MiB")
+    measure_verify(url, keys.default_key_path(workdir))
+
+
+def bench_postgres(workdir: Path, args: argparse.Namespace) -> None:
+    print(f"PostgreSQL (127.0.0.1), {args.pg_events:,} events")
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"jg_audit_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = f"{PG_SERVER}/{name}"
+    try:
+        db = Database(url)
+        try:
+            upgrade(db.engine)
+        except sa.exc.DBAPIError as exc:
+            # Keep the benchmark useful while a migration is broken on PostgreSQL; say so loudly.
+            print(
+                f"  NOTE: migrations failed on PostgreSQL ({str(exc.orig).splitlines()[0]}); using create_all"
+            )
+            metadata.create_all(db.engine)
+        log = AuditLog(keys.load_for(workdir))
+        fill(db, log, args.pg_events, min(args.single, args.pg_events), args.batch)
+        db.dispose()
+        measure_verify(url, keys.default_key_path(workdir))
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events on SQLite (0: skip)")
+    parser.add_argument("--pg-events", type=int, default=100_000, help="events on PostgreSQL (0: skip)")
+    parser.add_argument("--single", type=int, default=10_000, help="first N events one per transaction")
+    parser.add_argument("--batch", type=int, default=1_000, help="events per transaction after that")
+    parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
+    parser.add_argument("--child-verify", nargs=2, metavar=("URL", "KEY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_verify:
+        child_verify(args.child_verify[0], Path(args.child_verify[1]))
+        return
+    with tempfile.TemporaryDirectory(prefix="jg-audit-bench-", dir=args.dir) as tmp:
+        if args.events:
+            bench_sqlite(Path(tmp) / "sqlite", args)
+        if args.pg_events:
+            bench_postgres(Path(tmp) / "pg", args)
+
+
+if __name__ == "__main__":
+    main()

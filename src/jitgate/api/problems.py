@@ -1,0 +1,57 @@
+"""The one place where errors become HTTP: status code per error class, RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from jitgate import errors
+
+STATUS: dict[type[errors.JitgateError], int] = {
+    errors.InvalidInput: 400,
+    errors.PolicyFileError: 400,
+    errors.Unauthenticated: 401,
+    errors.PolicyDenied: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.InvalidTransition: 409,
+    errors.ProviderError: 502,
+    errors.StorageUnavailable: 503,
+}
+
+
+def status_of(exc: errors.JitgateError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def problem(status: int, code: str, detail: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"type": "about:blank", "status": status, "code": code, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.JitgateError)
+    async def _jitgate(_request: Request, exc: errors.JitgateError) -> JSONResponse:
+        return problem(status_of(exc), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        detail = f"{where}: {message}" if where else message
+        return problem(422, "invalid_request", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, "http_error", str(exc.detail))

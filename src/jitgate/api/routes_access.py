@@ -1,0 +1,157 @@
+"""Roles, requests, reviews and grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from jitgate.api.deps import Caller, Ctx
+from jitgate.api.schemas import ExtendBody, RequestCreate, ReviewCreate, RevokeBody
+from jitgate.domain.durations import format_duration
+from jitgate.domain.model import RequestState, Verdict
+from jitgate.errors import InvalidInput, NotFound
+from jitgate.policy.decision import explain, may_approve, may_request
+from jitgate.store import queries as q
+from jitgate.workflow import grants, requests
+from jitgate.workflow.views import grant_json, grant_view, request_json, request_view
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _states(raw: list[str] | None) -> tuple[RequestState, ...]:
+    try:
+        return tuple(RequestState(s.upper()) for s in raw or ())
+    except ValueError:
+        raise InvalidInput(
+            f"unknown state in {raw}; use {', '.join(s.value for s in RequestState)}"
+        ) from None
+
+
+@router.get("/whoami")
+def whoami(identity: Caller) -> dict[str, Any]:
+    return {"name": identity.name, "groups": sorted(identity.groups), "admin": identity.admin}
+
+
+@router.get("/roles")
+def roles(identity: Caller, ctx: Ctx) -> list[dict[str, Any]]:
+    """Every role, with whether the caller may request or approve it."""
+    out = []
+    for role in ctx.policy.roles:
+        out.append(
+            {
+                "name": role.name,
+                "description": role.description,
+                "targets": [t.name for t in ctx.policy.targets_of(role)],
+                "default_duration": format_duration(role.duration_default),
+                "max_duration": format_duration(role.max_duration),
+                "may_request": may_request(identity, role),
+                "may_approve": may_approve(identity, role),
+                "approval": role.approval if not role.auto_approve else "rules",
+                "break_glass": role.break_glass,
+                "reason_required": role.reason.required,
+            }
+        )
+    return out
+
+
+@router.get("/roles/{name}/explain")
+def explain_role(name: str, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    found = explain(ctx.policy, identity, name)
+    return {"user": found.user, "role": found.role, "may_request": found.may_request, "lines": found.lines}
+
+
+@router.post("/requests", status_code=201)
+def create_request(body: RequestCreate, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    return requests.submit(
+        ctx,
+        identity,
+        role=body.role,
+        reason=body.reason,
+        duration=body.duration,
+        targets=tuple(body.targets),
+        start_at=body.start_at,
+        requester=body.requester,
+    )
+
+
+@router.get("/requests")
+def list_requests(
+    identity: Caller,
+    ctx: Ctx,
+    state: list[str] | None = Query(default=None),  # noqa: B008 - FastAPI's declaration style
+    mine: bool = False,
+    reviewable: bool = False,
+) -> list[dict[str, Any]]:
+    found = requests.visible_requests(ctx, identity, mine=mine, reviewable=reviewable, states=_states(state))
+    return [request_json(r) for r in found]
+
+
+@router.get("/requests/{request_id}")
+def get_request(request_id: str, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        view = request_view(conn, request_id, ctx.clock.now())
+    role = ctx.policy.role(view["role"])
+    visible = (
+        view["requester"] == identity.name
+        or identity.admin
+        or (role is not None and may_approve(identity, role))
+    )
+    if not visible:
+        raise NotFound(f"no request {request_id}")
+    return view
+
+
+@router.post("/requests/{request_id}/reviews")
+def review(request_id: str, body: ReviewCreate, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    return requests.review(ctx, identity, request_id, verdict=Verdict(body.verdict), comment=body.comment)
+
+
+@router.post("/requests/{request_id}/cancel")
+def cancel(request_id: str, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    return requests.cancel(ctx, identity, request_id)
+
+
+@router.get("/grants")
+def list_grants(
+    identity: Caller,
+    ctx: Ctx,
+    state: list[str] | None = Query(default=None),  # noqa: B008 - FastAPI's declaration style
+    all_holders: bool = Query(default=False, alias="all"),
+) -> list[dict[str, Any]]:
+    now = ctx.clock.now()
+    holder = None if (all_holders and identity.admin) else identity.name
+    with ctx.db.read() as conn:
+        found = q.list_grants(conn, holder=holder, states=_states(state))
+        pending = q.pending_revocations(conn, [g.id for g in found]) if found else []
+    by_grant: dict[str, list[dict[str, Any]]] = {}
+    for row in pending:
+        by_grant.setdefault(row["grant_id"], []).append(
+            {"target": row["target"], "attempts": row["attempts"], "last_error": row["last_error"]}
+        )
+    out = []
+    for grant in found:
+        item = grant_json(grant, now)
+        item["pending_revocations"] = by_grant.get(grant.id, [])
+        out.append(item)
+    return out
+
+
+@router.get("/grants/{grant_id}")
+def get_grant(grant_id: str, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        view = grant_view(conn, grant_id, ctx.clock.now())
+    role = ctx.policy.role(view["role"])
+    if not (view["holder"] == identity.name or identity.admin or (role and may_approve(identity, role))):
+        raise NotFound(f"no grant {grant_id}")
+    return view
+
+
+@router.post("/grants/{grant_id}/revoke")
+def revoke(grant_id: str, body: RevokeBody, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    return grants.revoke(ctx, identity, grant_id, comment=body.comment)
+
+
+@router.post("/grants/{grant_id}/extend")
+def extend(grant_id: str, body: ExtendBody, identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    return grants.extend(ctx, identity, grant_id, duration=body.duration, reason=body.reason)

@@ -1,0 +1,59 @@
+"""The audit trail over HTTP: admins and the ``auditors`` group read everything; others their own acts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from jitgate.api.deps import Caller, Ctx
+from jitgate.audit.query import query
+from jitgate.audit.verify import verify
+from jitgate.errors import PolicyDenied
+
+router = APIRouter(prefix="/api/v1")
+AUDITORS = "auditors"
+
+
+@router.get("/audit")
+def audit_events(
+    identity: Caller,
+    ctx: Ctx,
+    *,
+    actor: str | None = None,
+    role: str | None = None,
+    action: str | None = None,
+    request_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+    after_seq: int | None = None,
+) -> list[dict[str, Any]]:
+    if not (identity.admin or AUDITORS in identity.groups):
+        actor = identity.name
+    with ctx.db.read() as conn:
+        found = query(
+            conn,
+            actor=actor,
+            role=role,
+            action=action,
+            request_id=request_id,
+            since=since,
+            limit=limit,
+            after_seq=after_seq,
+        )
+    return [event.to_json() for event in found]
+
+
+@router.get("/audit/verify")
+def audit_verify(identity: Caller, ctx: Ctx) -> dict[str, Any]:
+    if not (identity.admin or AUDITORS in identity.groups):
+        raise PolicyDenied(f"{identity.name} may not verify the audit log")
+    with ctx.db.read() as conn:
+        result = verify(conn, ctx.audit.public_key)
+    return {
+        "ok": result.ok,
+        "count": result.count,
+        "first_bad_seq": result.first_bad_seq,
+        "problem": result.problem,
+    }

@@ -1,0 +1,213 @@
+"""Appending to the audit hash chain, inside the caller's transaction.
+
+An audit record is committed exactly when the change it describes is, because it is written on
+the caller's connection and never anywhere else. Appends are serialized by the head row: on
+PostgreSQL it is locked ``FOR UPDATE``; on SQLite the write transaction (``BEGIN IMMEDIATE``)
+already holds the database's only write lock. The lock is held until the caller commits, so
+callers append their record last, after their own row locks, and keep the transaction short.
+
+Before extending the chain the current head's signature is checked (unless this process signed
+it): otherwise the broker would re-sign, and so launder, a head edited to hide a truncated tail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from jitgate.audit.canonical import (
+    GENESIS_HASH,
+    check_no_secrets,
+    event_body,
+    head_message,
+    normalize,
+    record_hash,
+)
+from jitgate.errors import StorageUnavailable
+from jitgate.store.tables import audit_events, audit_head
+
+HEAD_ID = 1
+
+_ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+# Column widths of audit_events; a longer value would be cut or refused by the database.
+_LIMITS = {"actor": 128, "action": 64, "request_id": 32, "grant_id": 32, "role": 64}
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """The newest record's number and hash, signed by the audit key (``seq`` 0: empty chain)."""
+
+    seq: int
+    hash: str
+    signature: str
+
+
+class AuditLog:
+    """Writes audit records; one instance per process, safe to share between threads."""
+
+    def __init__(self, signing_key: Ed25519PrivateKey) -> None:
+        self._key = signing_key
+        self._public = signing_key.public_key()
+        # The last head this process signed: a head read back equal to it needs no verification.
+        self._signed: SignedHead | None = None
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._public
+
+    def append(
+        self,
+        conn: Connection,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        request_id: str | None = None,
+        grant_id: str | None = None,
+        role: str | None = None,
+        target: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> int:
+        """Add one record in the transaction open on ``conn`` and return its ``seq``.
+
+        Raises ``ValueError`` for a malformed record or details that look like a secret, and
+        ``StorageUnavailable`` if the stored chain no longer matches its signed head (tampering, or
+        a different audit key); in both cases the caller's transaction must roll back.
+        """
+        if not conn.in_transaction():
+            raise RuntimeError("audit records are written inside the caller's transaction; begin one first")
+        fields = {
+            "actor": actor,
+            "action": action,
+            "request_id": request_id,
+            "grant_id": grant_id,
+            "role": role,
+        }
+        for name, value in fields.items():
+            if value is not None and not 0 < len(value) <= _LIMITS[name]:
+                raise ValueError(f"audit {name} must be 1 to {_LIMITS[name]} characters")
+        if not _ACTION.fullmatch(action):
+            raise ValueError(f"audit action {action!r} is not of the form 'noun.verb'")
+        details = dict(details or {})
+        check_no_secrets(details)
+        clean_details = normalize(details, "details")
+
+        head = self._lock_head(conn)
+        seq = head.seq + 1
+        body = event_body(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            request_id=request_id,
+            grant_id=grant_id,
+            role=role,
+            target=target,
+            details=clean_details,
+            prev=head.hash,
+        )
+        digest = record_hash(head.hash, body)
+        try:
+            conn.execute(
+                _INSERT_EVENT,
+                {
+                    "seq": seq,
+                    "at": at,
+                    "actor": actor,
+                    "action": action,
+                    "request_id": request_id,
+                    "grant_id": grant_id,
+                    "role": role,
+                    "body": body,
+                    "prev_hash": head.hash,
+                    "hash": digest,
+                },
+            )
+        except IntegrityError:
+            raise StorageUnavailable(
+                f"audit record {seq} already exists although the signed head says {head.seq}; "
+                "the audit log was tampered with, run `jitgate audit verify`"
+            ) from None
+        new_head = self._sign(seq, digest)
+        conn.execute(
+            _UPDATE_HEAD,
+            {"new_seq": new_head.seq, "new_hash": new_head.hash, "new_signature": new_head.signature},
+        )
+        self._signed = new_head
+        return seq
+
+    def _sign(self, seq: int, digest: str) -> SignedHead:
+        return SignedHead(seq, digest, self._key.sign(head_message(seq, digest)).hex())
+
+    def _lock_head(self, conn: Connection) -> SignedHead:
+        head = read_head(conn, for_update=True)
+        if head is None:
+            head = self._create_head(conn)
+        if head != self._signed:
+            try:
+                self._public.verify(bytes.fromhex(head.signature), head_message(head.seq, head.hash))
+            except (InvalidSignature, ValueError):
+                raise StorageUnavailable(
+                    f"the audit head (record {head.seq}) is not signed by this broker's audit key: "
+                    "wrong key file, or the head was edited; run `jitgate audit verify`"
+                ) from None
+        return head
+
+    def _create_head(self, conn: Connection) -> SignedHead:
+        """Start an empty chain, or refuse if records exist without a head (it was deleted)."""
+        genesis = self._sign(0, GENESIS_HASH)
+        values = {"id": HEAD_ID, "seq": 0, "hash": genesis.hash, "signature": genesis.signature}
+        # Two first appends at once on PostgreSQL: the second waits for the first's row, then
+        # inserts nothing and goes on to lock the row the first committed.
+        name = conn.dialect.name
+        if name == "postgresql":
+            created = conn.execute(postgresql.insert(audit_head).values(values).on_conflict_do_nothing())
+        elif name == "sqlite":
+            created = conn.execute(sqlite.insert(audit_head).values(values).on_conflict_do_nothing())
+        else:
+            created = conn.execute(audit_head.insert().values(values))
+        if created.rowcount == 1:
+            # No head existed, committed or in flight; records now would mean it was deleted.
+            last = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar_one()
+            if last is not None:
+                raise StorageUnavailable(
+                    f"the audit head is missing but records up to {last} exist; "
+                    "the audit log was tampered with, run `jitgate audit verify`"
+                )
+        head = read_head(conn, for_update=True)
+        if head is None:
+            raise StorageUnavailable("the audit head could not be created")
+        return head
+
+
+def read_head(conn: Connection, *, for_update: bool = False) -> SignedHead | None:
+    """The signed head as stored, or ``None`` if there is none (nothing was ever appended)."""
+    locking = for_update and conn.dialect.name != "sqlite"
+    row = conn.execute(_SELECT_HEAD_FOR_UPDATE if locking else _SELECT_HEAD).one_or_none()
+    if row is None:
+        return None
+    return SignedHead(int(row.seq), row.hash, row.signature)
+
+
+# Built once: appends are hot, and building statements costs more than running them.
+_INSERT_EVENT = audit_events.insert()
+_UPDATE_HEAD = (
+    audit_head.update()
+    .where(audit_head.c.id == HEAD_ID)
+    .values(
+        seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"), signature=sa.bindparam("new_signature")
+    )
+)
+_SELECT_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash, audit_head.c.signature).where(
+    audit_head.c.id == HEAD_ID
+)
+_SELECT_HEAD_FOR_UPDATE = _SELECT_HEAD.with_for_update()

@@ -1,0 +1,147 @@
+"""Reading the audit log back: filtered pages for people, and a streaming JSON-lines export.
+
+Filters use the denormalized columns (indexed); what is returned comes from the hashed body, the
+record's only authoritative form. Reading does not verify: ``verify.verify`` does that.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from jitgate.audit.canonical import canonical_json
+from jitgate.store.tables import audit_events
+
+MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One record as it was hashed, plus its link (``prev_hash``) and its own ``hash``."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    request_id: str | None
+    grant_id: str | None
+    role: str | None
+    target: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON data: the body's fields (``prev`` included) and ``hash``."""
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "request_id": self.request_id,
+            "grant_id": self.grant_id,
+            "role": self.role,
+            "target": self.target,
+            "details": self.details,
+            "prev": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+def query(
+    conn: Connection,
+    *,
+    actor: str | None = None,
+    role: str | None = None,
+    action: str | None = None,
+    request_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    newest_first: bool = False,
+) -> list[AuditEvent]:
+    """Records matching every given filter, at most ``limit`` of them.
+
+    ``since`` is inclusive, ``until`` exclusive. Page forwards with ``after_seq`` (the last seq
+    seen) and backwards with ``before_seq`` together with ``newest_first=True``.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    conditions: list[sa.ColumnElement[bool]] = []
+    for column, value in (
+        (audit_events.c.actor, actor),
+        (audit_events.c.role, role),
+        (audit_events.c.action, action),
+        (audit_events.c.request_id, request_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if since is not None:
+        conditions.append(audit_events.c.at >= since)
+    if until is not None:
+        conditions.append(audit_events.c.at < until)
+    if after_seq is not None:
+        conditions.append(audit_events.c.seq > after_seq)
+    if before_seq is not None:
+        conditions.append(audit_events.c.seq < before_seq)
+    order = audit_events.c.seq.desc() if newest_first else audit_events.c.seq.asc()
+    stmt = _select().where(*conditions).order_by(order).limit(limit)
+    return [_event(seq, body, prev, digest) for seq, body, prev, digest in conn.execute(stmt)]
+
+
+def iter_events(
+    conn: Connection, *, since: datetime | None = None, batch: int = 5000
+) -> Iterator[AuditEvent]:
+    """Every record (from ``since``, inclusive) in seq order, streamed in bounded memory."""
+    stmt = _select().order_by(audit_events.c.seq)
+    if since is not None:
+        stmt = stmt.where(audit_events.c.at >= since)
+    result = conn.execute(stmt.execution_options(yield_per=batch))
+    try:
+        for seq, body, prev, digest in result:
+            yield _event(seq, body, prev, digest)
+    finally:
+        result.close()
+
+
+def export(conn: Connection, out: TextIO, since: datetime | None = None) -> int:
+    """Write one canonical JSON line per record to ``out``; return how many were written.
+
+    Each line is the record's body plus its ``hash``, so a copy can be checked without jitgate:
+    drop ``hash``, re-serialize canonically, and recompute the chain.
+    """
+    count = 0
+    for event in iter_events(conn, since=since):
+        out.write(canonical_json(event.to_json()))
+        out.write("\n")
+        count += 1
+    return count
+
+
+def _select() -> sa.Select[int, str, str, str]:
+    return sa.select(audit_events.c.seq, audit_events.c.body, audit_events.c.prev_hash, audit_events.c.hash)
+
+
+def _event(seq: int, body: str, prev_hash: str, digest: str) -> AuditEvent:
+    fields = json.loads(body)
+    return AuditEvent(
+        seq=seq,
+        at=datetime.fromisoformat(fields["at"]),
+        actor=fields["actor"],
+        action=fields["action"],
+        request_id=fields["request_id"],
+        grant_id=fields["grant_id"],
+        role=fields["role"],
+        target=fields["target"],
+        details=fields["details"],
+        prev_hash=prev_hash,
+        hash=digest,
+    )

@@ -1,0 +1,176 @@
+"""Checking the audit chain end to end and naming the first record that is wrong.
+
+``verify`` streams the records in ``seq`` order (bounded memory, whatever the length) and checks
+that the numbering has no gap, that every record's hash matches its body and links to the record
+before, that the filter columns agree with the hashed body, and that the chain ends exactly at the
+head signed by the audit key. Without that signature a tail could be cut off unnoticed, since what
+is left is a perfectly consistent shorter chain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.engine import Connection
+
+from jitgate.audit.canonical import BODY_FIELDS, GENESIS_HASH, head_message, iso_utc, record_hash
+from jitgate.audit.chain import SignedHead, read_head
+from jitgate.store.tables import audit_events
+
+_FIELDS = frozenset(BODY_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome: ``count`` records verified; on failure the first bad one and a one-line why."""
+
+    ok: bool
+    count: int
+    first_bad_seq: int | None
+    problem: str
+
+
+def verify(conn: Connection, public_key: Ed25519PublicKey, *, batch: int = 5000) -> VerifyResult:
+    """Verify the whole chain as seen by ``conn``'s transaction against ``public_key``."""
+    head = read_head(conn)
+    query = sa.select(
+        audit_events.c.seq,
+        audit_events.c.at,
+        audit_events.c.actor,
+        audit_events.c.action,
+        audit_events.c.request_id,
+        audit_events.c.grant_id,
+        audit_events.c.role,
+        audit_events.c.body,
+        audit_events.c.prev_hash,
+        audit_events.c.hash,
+    ).order_by(audit_events.c.seq)
+    if head is not None:
+        # On PostgreSQL (read committed) appends may commit while we read; the head read first
+        # bounds a snapshot that is complete, since every append commits with its head update.
+        query = query.where(audit_events.c.seq <= head.seq)
+
+    try:
+        last, last_hash = _walk(conn, query, batch)
+        _check_head(conn, public_key, head, last, last_hash)
+    except _Broken as broken:
+        return VerifyResult(False, broken.count, broken.seq, broken.problem)
+    return VerifyResult(True, last, None, "")
+
+
+def _walk(conn: Connection, query: sa.Select[Any], batch: int) -> tuple[int, str]:
+    """Check every record in order; return the last seq and hash."""
+    expected = 1
+    prev = GENESIS_HASH
+    result = conn.execute(query.execution_options(yield_per=batch))
+    try:
+        for row in result:
+            _check_record(row, expected, prev)
+            prev = row.hash
+            expected += 1
+    finally:
+        result.close()
+    return expected - 1, prev
+
+
+class _Broken(Exception):
+    """The first problem found; ``count`` records before ``seq`` checked out."""
+
+    def __init__(self, count: int, seq: int, problem: str) -> None:
+        super().__init__(problem)
+        self.count = count
+        self.seq = seq
+        self.problem = problem
+
+
+def _check_record(row: Sequence[Any], expected: int, prev: str) -> None:
+    seq, at, actor, action, request_id, grant_id, role, body, prev_hash, digest = row
+    done = expected - 1
+    if seq > expected:
+        missing = f"record {expected}" if seq == expected + 1 else f"records {expected}..{seq - 1}"
+        raise _Broken(done, expected, f"{missing} missing: the chain jumps from {done} to {seq} (deleted?)")
+    if seq != expected:
+        raise _Broken(done, seq, f"record {seq}: numbered out of sequence (expected {expected})")
+    if record_hash(prev_hash, body) != digest:
+        raise _Broken(done, seq, f"record {seq}: hash does not match its contents (edited?)")
+    fields = _parse_body(body, seq, done)
+    if fields["seq"] != seq:
+        raise _Broken(done, seq, f"record {seq}: its body says it is record {fields['seq']} (reordered?)")
+    if fields["prev"] != prev_hash:
+        raise _Broken(
+            done, seq, f"record {seq}: prev_hash column differs from the prev in its body (edited?)"
+        )
+    if prev_hash != prev:
+        before = "the start of the chain" if seq == 1 else f"record {seq - 1}"
+        raise _Broken(done, seq, f"record {seq}: does not link to {before} (rewritten or reordered?)")
+    columns = {
+        "at": iso_utc(at),
+        "actor": actor,
+        "action": action,
+        "request_id": request_id,
+        "grant_id": grant_id,
+        "role": role,
+    }
+    for name, value in columns.items():
+        if fields[name] != value:
+            raise _Broken(
+                done,
+                seq,
+                f"record {seq}: column {name} is {value!r} but its body says {fields[name]!r} (edited?)",
+            )
+
+
+def _parse_body(body: str, seq: int, done: int) -> dict[str, Any]:
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        raise _Broken(done, seq, f"record {seq}: body is not JSON (edited?)") from None
+    if not isinstance(fields, dict) or fields.keys() != _FIELDS:
+        raise _Broken(done, seq, f"record {seq}: body does not have the fields of an audit record (edited?)")
+    return fields
+
+
+def _check_head(
+    conn: Connection, public_key: Ed25519PublicKey, head: SignedHead | None, last: int, last_hash: str
+) -> None:
+    if head is None:
+        if last > 0:
+            raise _Broken(
+                last, last + 1, f"the signed head is missing but the chain has {last} records (head deleted?)"
+            )
+        return
+    try:
+        public_key.verify(bytes.fromhex(head.signature), head_message(head.seq, head.hash))
+    except (InvalidSignature, ValueError):
+        raise _Broken(
+            last,
+            last + 1,
+            f"the head (record {head.seq}) is not signed by this audit key: it was rewritten "
+            f"(to hide a tail cut after record {last}?) or this is the wrong key",
+        ) from None
+    if last < head.seq:
+        raise _Broken(
+            last,
+            last + 1,
+            f"chain ends at record {last} but the signed head says {head.seq} (tail truncated?)",
+        )
+    if last_hash != head.hash:
+        raise _Broken(
+            last - 1, last, f"record {last}: hash differs from the signed head's (record rewritten?)"
+        )
+    beyond = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar_one()
+    if beyond is not None and beyond > head.seq:
+        # Read the head again: an append that committed after our first read has moved it.
+        now = read_head(conn)
+        if now is None or beyond > now.seq:
+            raise _Broken(
+                last,
+                head.seq + 1,
+                f"records after {head.seq} are not covered by the signed head (added without the audit key?)",
+            )

@@ -1,0 +1,1 @@
+"""The ``jitgate`` command line: thin Typer commands that call the API client or the workflow."""

@@ -1,0 +1,270 @@
+"""Client commands for people: roles, request, requests, show, approve, deny, cancel, grants,
+revoke, extend, login, whoami."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from jitgate import errors
+from jitgate.cli.client import save_login
+from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api
+from jitgate.cli.output import emit_json, fail, left, out, table, when
+
+FINAL_OK = {"ACTIVE", "APPROVED", "EXPIRED"}
+
+
+def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function per command
+    @app.command()
+    def login(
+        url: Annotated[str, typer.Option("--url", envvar="JITGATE_URL", help="Broker URL")],
+        token: Annotated[str, typer.Option("--token", prompt=True, hide_input=True, envvar="JITGATE_TOKEN")],
+    ) -> None:
+        """Check a token against the broker and store URL and token (file mode 0600)."""
+        with api(url, token) as client:
+            me = client.get("/api/v1/whoami")
+        path = save_login(url, token)
+        out.print(f"logged in to {url} as {me['name']}; saved to {path}")
+
+    @app.command()
+    def whoami(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+        """Who the broker thinks you are."""
+        with api(url, token) as client:
+            me = client.get("/api/v1/whoami")
+        if as_json:
+            emit_json(me)
+        else:
+            out.print(f"{me['name']} groups={','.join(me['groups']) or '-'} admin={me['admin']}")
+
+    @app.command()
+    def roles(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+        """Roles in the policy and whether you may request or approve them."""
+        with api(url, token) as client:
+            found = client.get("/api/v1/roles")
+        if as_json:
+            emit_json(found)
+            return
+        table(
+            "roles",
+            ["role", "targets", "default", "max", "approval", "you may"],
+            [
+                (
+                    r["name"],
+                    ", ".join(r["targets"]),
+                    r["default_duration"],
+                    r["max_duration"],
+                    "break-glass" if r["break_glass"] else r["approval"],
+                    "/".join(
+                        x for x, ok in (("request", r["may_request"]), ("approve", r["may_approve"])) if ok
+                    )
+                    or "-",
+                )
+                for r in found
+            ],
+        )
+
+    @app.command()
+    def request(
+        role: str,
+        reason: Annotated[str, typer.Option("--reason", "-r", help="Why; a ticket id if the role asks")] = "",
+        duration: Annotated[str | None, typer.Option("--for", help="How long, e.g. 30m, 1h30m")] = None,
+        target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Only these targets")] = None,
+        start: Annotated[
+            str | None, typer.Option("--start", help="Start later, e.g. 2026-12-01T09:00Z")
+        ] = None,
+        wait: Annotated[bool, typer.Option("--wait", help="Wait until decided")] = False,
+        wait_timeout: Annotated[float, typer.Option("--wait-timeout", help="Seconds to wait at most")] = 3600,
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Ask for a role. Prints the request; with --wait, waits until it is decided."""
+        body: dict[str, Any] = {"role": role, "reason": reason, "targets": target or []}
+        if duration:
+            body["duration"] = duration
+        if start:
+            try:
+                body["start_at"] = datetime.fromisoformat(start.replace("Z", "+00:00")).isoformat()
+            except ValueError:
+                fail(errors.InvalidInput(f"{start!r} is not an ISO 8601 time"))
+        with api(url, token) as client:
+            found = client.post("/api/v1/requests", body)
+            if wait and found["state"] == "PENDING":
+                deadline = time.monotonic() + wait_timeout
+                while found["state"] == "PENDING" and time.monotonic() < deadline:
+                    time.sleep(1)
+                    found = client.get(f"/api/v1/requests/{found['id']}")
+        _print_request(found, as_json)
+        if wait and found["state"] not in FINAL_OK:
+            raise typer.Exit(5 if found["state"] in {"DENIED", "TIMED_OUT", "CANCELLED"} else 1)
+
+    @app.command("requests")
+    def list_requests(
+        mine: Annotated[bool, typer.Option("--mine", help="Only my own")] = False,
+        reviewable: Annotated[bool, typer.Option("--reviewable", help="Only those I may review")] = False,
+        state: Annotated[list[str] | None, typer.Option("--state", help="Filter by state")] = None,
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Requests you made or may review."""
+        with api(url, token) as client:
+            found = client.get(
+                "/api/v1/requests", params={"mine": mine, "reviewable": reviewable, "state": state or []}
+            )
+        if as_json:
+            emit_json(found)
+            return
+        table(
+            "requests",
+            ["id", "state", "requester", "role", "for", "reason", "created"],
+            [
+                (
+                    r["id"],
+                    r["state"],
+                    r["requester"],
+                    r["role"],
+                    r["duration"],
+                    r["reason"],
+                    when(r["created_at"]),
+                )
+                for r in found
+            ],
+        )
+
+    @app.command()
+    def show(request_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+        """One request with its reviews and grant."""
+        with api(url, token) as client:
+            found = client.get(f"/api/v1/requests/{request_id}")
+        _print_request(found, as_json)
+
+    @app.command()
+    def approve(
+        request_id: str,
+        comment: Annotated[str, typer.Option("--comment", "-c")] = "",
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Approve a pending request (never your own)."""
+        with api(url, token) as client:
+            found = client.post(
+                f"/api/v1/requests/{request_id}/reviews", {"verdict": "approve", "comment": comment}
+            )
+        _print_request(found, as_json)
+
+    @app.command()
+    def deny(
+        request_id: str,
+        comment: Annotated[str, typer.Option("--comment", "-c", help="Why (required)")],
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Deny a pending request, saying why."""
+        with api(url, token) as client:
+            found = client.post(
+                f"/api/v1/requests/{request_id}/reviews", {"verdict": "deny", "comment": comment}
+            )
+        _print_request(found, as_json)
+
+    @app.command()
+    def cancel(request_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+        """Withdraw your own request before it starts."""
+        with api(url, token) as client:
+            found = client.post(f"/api/v1/requests/{request_id}/cancel")
+        _print_request(found, as_json)
+
+    @app.command("grants")
+    def list_grants(
+        all_holders: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
+        state: Annotated[list[str] | None, typer.Option("--state", help="Filter by state")] = None,
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Your grants with time left, and revocations still pending."""
+        with api(url, token) as client:
+            found = client.get("/api/v1/grants", params={"all": all_holders, "state": state or []})
+        if as_json:
+            emit_json(found)
+            return
+        table(
+            "grants",
+            ["id", "state", "holder", "role", "targets", "expires", "left", "pending revocations"],
+            [
+                (
+                    g["id"],
+                    g["state"],
+                    g["holder"],
+                    g["role"],
+                    ", ".join(g["targets"]),
+                    when(g["expires_at"]),
+                    left(g["seconds_left"]),
+                    _pending(g["pending_revocations"]),
+                )
+                for g in found
+            ],
+        )
+
+    @app.command()
+    def revoke(
+        grant_id: str,
+        comment: Annotated[str, typer.Option("--comment", "-c")] = "",
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """End a grant now (holder, an approver of its role, or an admin)."""
+        with api(url, token) as client:
+            found = client.post(f"/api/v1/grants/{grant_id}/revoke", {"comment": comment})
+        if as_json:
+            emit_json(found)
+        else:
+            pending = _pending(found["pending_revocations"])
+            out.print(f"grant {found['id']} {found['state']}; pending revocations: {pending}")
+
+    @app.command()
+    def extend(
+        grant_id: str,
+        duration: Annotated[str, typer.Option("--for", help="How much longer, e.g. 30m")],
+        reason: Annotated[str, typer.Option("--reason", "-r")] = "",
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Ask to lengthen a grant (within the role's maximum, through its approval rule)."""
+        with api(url, token) as client:
+            found = client.post(f"/api/v1/grants/{grant_id}/extend", {"duration": duration, "reason": reason})
+        _print_request(found, as_json)
+
+
+def _pending(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "-"
+    return "; ".join(f"{p['target']} (tries {p['attempts']}: {p['last_error'] or 'due'})" for p in items)
+
+
+def _print_request(found: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(found)
+        return
+    grant = found.get("grant")
+    lines = [
+        f"request {found['id']}  {found['state']}",
+        f"  {found['requester']} asks for {found['role']} for {found['duration']}"
+        f" on {', '.join(found['targets'])}",
+    ]
+    if found.get("reason"):
+        lines.append(f"  reason: {found['reason']}")
+    lines.extend(f"  {r['verdict']} by {r['reviewer']}: {r['comment']}" for r in found.get("reviews", []))
+    if grant:
+        lines.append(
+            f"  grant {grant['id']}  {grant['state']}  from {when(grant['starts_at'])} "
+            f"until {when(grant['expires_at'])}  left {left(grant['seconds_left'])}"
+        )
+    out.print("\n".join(lines), markup=False, highlight=False)

@@ -1,0 +1,407 @@
+"""Commands that run the broker or work on its data directory: server, demo, init, users, policy,
+audit, ca."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jitgate import errors
+from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, offline
+from jitgate.cli.output import emit_json, err, out, table, when
+from jitgate.clock import SystemClock
+from jitgate.domain.identity import SYSTEM, Identity, IdentityKind
+from jitgate.policy.decision import explain
+from jitgate.policy.loader import load_policy
+from jitgate.settings import Settings
+
+DataDirOpt = Annotated[
+    Path, typer.Option("--data-dir", envvar="JITGATE_DATA_DIR", help="Broker data directory")
+]
+DbUrlOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="JITGATE_DATABASE_URL", help="Database URL (default SQLite)"),
+]
+
+users_app = typer.Typer(help="Local users and service accounts.", no_args_is_help=True)
+policy_app = typer.Typer(help="Check and explain policy files.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", invoke_without_command=True)
+ca_app = typer.Typer(help="The SSH certificate authorities.", no_args_is_help=True)
+
+
+def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Settings:
+    values = {k: v for k, v in extra.items() if v is not None}
+    try:
+        return Settings(data_dir=data_dir, database_url=database_url, **values)
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc).splitlines()[-1].strip()) from None
+
+
+def _serve(settings: Settings, access_log: bool) -> None:
+    import uvicorn
+
+    from jitgate.api.app import create_app
+    from jitgate.runtime import build_runtime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with offline():
+        runtime = build_runtime(settings)
+    host, port = settings.host_port
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, access_log=access_log, log_level="info")
+    finally:
+        runtime.ctx.db.dispose()
+
+
+def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function per command
+    app.add_typer(users_app, name="users")
+    app.add_typer(policy_app, name="policy")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(ca_app, name="ca")
+
+    @app.command()
+    def server(
+        data_dir: DataDirOpt = Path("data"),
+        policy: Annotated[
+            Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE", help="Policy file")
+        ] = Path("policy.yaml"),
+        listen: Annotated[
+            str, typer.Option("--listen", envvar="JITGATE_LISTEN", help="HOST:PORT")
+        ] = "127.0.0.1:8080",
+        database_url: DbUrlOpt = None,
+        access_log: Annotated[bool, typer.Option(help="Log every HTTP request")] = True,
+    ) -> None:
+        """Run the broker: API, scheduler (expiry, revocation retries) and SSH CA."""
+        with offline():
+            settings = _settings(data_dir, database_url, policy_file=policy, listen=listen)
+        _serve(settings, access_log)
+
+    @app.command()
+    def init(data_dir: DataDirOpt = Path("data"), database_url: DbUrlOpt = None) -> None:
+        """Create the data directory, database schema, audit key and SSH CAs."""
+        from jitgate.providers.ssh.ca import CaKind, CaStore
+        from jitgate.runtime import open_audit, open_database
+
+        with offline():
+            settings = _settings(data_dir, database_url)
+            db = open_database(settings)
+            open_audit(settings)
+            passphrase = settings.ca_passphrase.get_secret_value() if settings.ca_passphrase else None
+            store = CaStore(settings.data_dir / "ca", passphrase)
+            now = SystemClock().now()
+            lines = store.public_lines(CaKind.USER, now)
+            store.public_lines(CaKind.HOST, now)
+            db.dispose()
+        out.print(f"initialised {data_dir}; user CA for TrustedUserCAKeys:")
+        for line in lines:
+            print(line)
+
+    @app.command()
+    def demo(
+        data_dir: DataDirOpt = Path("demo-data"),
+        listen: Annotated[str, typer.Option("--listen")] = "127.0.0.1:8080",
+    ) -> None:
+        """Start a broker with the demo policy and demo users, and print what to try."""
+        from jitgate.runtime import open_audit, open_database
+        from jitgate.workflow.users import add_user
+
+        policy_path = data_dir / "demo-policy.yaml"
+        tokens_path = data_dir / "demo-tokens.json"
+        with offline():
+            settings = _settings(data_dir, None, policy_file=policy_path, listen=listen)
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not policy_path.exists():
+                policy_path.write_text((files("jitgate") / "demo" / "policy.yaml").read_text())
+            tokens: dict[str, str] = json.loads(tokens_path.read_text()) if tokens_path.exists() else {}
+            if not tokens:
+                db = open_database(settings)
+                audit = open_audit(settings)
+                people = {
+                    "alice": ["engineers"],
+                    "bob": ["sre-leads", "engineers"],
+                    "carol": ["engineers", "oncall"],
+                    "dave": ["analysts"],
+                }
+                for name, groups in people.items():
+                    _, tokens[name] = add_user(
+                        db, audit, SystemClock(), actor=SYSTEM.name, name=name, groups=groups
+                    )
+                _, tokens["admin"] = add_user(
+                    db, audit, SystemClock(), actor=SYSTEM.name, name="admin", groups=["admins"], admin=True
+                )
+                db.dispose()
+                fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(tokens, handle, indent=2)
+        url = f"http://{listen}"
+        err.print(
+            f"""jitgate demo: {url}  (data in {data_dir}, demo tokens in {tokens_path})
+Users: alice (engineers), bob (sre-leads: approves prod-shell), carol (oncall), dave (analysts), admin.
+Try, in another shell:
+  export JITGATE_URL={url}
+  export JITGATE_TOKEN=$(python3 -c 'import json;print(json.load(open("{tokens_path}"))["alice"])')
+  jitgate roles
+  jitgate request prod-shell --reason INC-42 --for 30m      # alice asks; bob must approve
+  JITGATE_TOKEN=<bob's token> jitgate requests --reviewable
+  JITGATE_TOKEN=<bob's token> jitgate approve <request id> --comment ok
+  jitgate grants                                             # time left, counting from approval
+  jitgate ca show                                            # the line for sshd's TrustedUserCAKeys
+  jitgate audit                                              # alice's own trail (admin sees all)
+  jitgate audit verify --data-dir {data_dir}                 # the hash chain is intact
+API docs: {url}/docs""",
+            markup=False,
+        )
+        _serve(settings, access_log=True)
+
+    @users_app.command("add")
+    def users_add(
+        name: str,
+        group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Group (repeatable)")] = None,
+        admin: Annotated[bool, typer.Option("--admin", help="May administer the broker")] = False,
+        service: Annotated[bool, typer.Option("--service", help="A service account, not a person")] = False,
+        data_dir: DataDirOpt = Path("data"),
+        database_url: DbUrlOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Add a user with an API token; the token is printed once and stored only as a hash."""
+        from jitgate.runtime import open_audit, open_database
+        from jitgate.workflow.users import add_user
+
+        with offline():
+            settings = _settings(data_dir, database_url)
+            db = open_database(settings)
+            try:
+                identity, token = add_user(
+                    db,
+                    open_audit(settings),
+                    SystemClock(),
+                    actor=os.environ.get("USER", "local-admin"),
+                    name=name,
+                    groups=group or [],
+                    admin=admin,
+                    kind=IdentityKind.SERVICE if service else IdentityKind.USER,
+                )
+            finally:
+                db.dispose()
+        if as_json:
+            emit_json(
+                {"name": identity.name, "groups": sorted(identity.groups), "admin": admin, "token": token}
+            )
+        else:
+            out.print(f"added {identity.name}; token (shown once):")
+            print(token)
+
+    @policy_app.command("check")
+    def policy_check(file: Path) -> None:
+        """Validate a policy file; every problem as FILE:LINE: what."""
+        try:
+            found = load_policy(file)
+        except errors.PolicyFileError as exc:
+            for problem in exc.problems:
+                err.print(problem, markup=False)
+            raise typer.Exit(3) from None
+        out.print(f"{file}: ok ({len(found.targets)} targets, {len(found.roles)} roles)")
+
+    @policy_app.command("explain")
+    def policy_explain(
+        user: Annotated[str, typer.Option("--user", help="Who")],
+        role: Annotated[str, typer.Option("--role", help="Which role")],
+        policy: Annotated[Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE")] = Path("policy.yaml"),
+        group: Annotated[list[str] | None, typer.Option("--group", "-g", help="The user's groups")] = None,
+        data_dir: Annotated[
+            Path | None, typer.Option("--data-dir", help="Look the user's groups up in this broker")
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Why USER may or may not request ROLE, and who could approve it."""
+        with offline():
+            found = load_policy(policy)
+            groups = set(group or [])
+            if data_dir is not None:
+                from jitgate.runtime import open_database
+                from jitgate.store import queries as q
+
+                db = open_database(_settings(data_dir, None))
+                with db.read() as conn:
+                    known = q.get_identity(conn, user)
+                db.dispose()
+                if known is None:
+                    raise errors.NotFound(f"no user {user} in {data_dir}")
+                groups |= set(known.groups)
+            result = explain(found, Identity(name=user, groups=frozenset(groups)), role)
+        if as_json:
+            emit_json(
+                {
+                    "user": user,
+                    "role": role,
+                    "may_request": result.may_request,
+                    "lines": result.lines,
+                    "approvers": result.approvers,
+                }
+            )
+        else:
+            for line in result.lines:
+                out.print(line, markup=False, highlight=False)
+        if not result.may_request:
+            raise typer.Exit(5)
+
+    @audit_app.callback()
+    def audit_list(
+        ctx: typer.Context,
+        user: Annotated[str | None, typer.Option("--user", help="Only events by this actor")] = None,
+        role: Annotated[str | None, typer.Option("--role")] = None,
+        action: Annotated[str | None, typer.Option("--action")] = None,
+        since: Annotated[str | None, typer.Option("--since", help="ISO time, e.g. 2026-11-01T00:00Z")] = None,
+        limit: Annotated[int, typer.Option("--limit")] = 100,
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List audit events (admins and auditors see all; others their own)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (("actor", user), ("role", role), ("action", action), ("since", since)):
+            if value:
+                params[key] = value.replace("Z", "+00:00") if key == "since" else value
+        with api(url, token) as client:
+            found = client.get("/api/v1/audit", params=params)
+        if as_json:
+            emit_json(found)
+            return
+        table(
+            "audit",
+            ["seq", "at", "actor", "action", "request", "grant", "role", "details"],
+            [
+                (
+                    e["seq"],
+                    when(e["at"]),
+                    e["actor"],
+                    e["action"],
+                    e.get("request_id"),
+                    e.get("grant_id"),
+                    e.get("role"),
+                    json.dumps(e.get("details") or {}, sort_keys=True)[:80],
+                )
+                for e in found
+            ],
+        )
+
+    @audit_app.command("verify")
+    def audit_verify(data_dir: DataDirOpt = Path("data"), database_url: DbUrlOpt = None) -> None:
+        """Check the hash chain and the signed head; exit 0 when intact, 10 with the first bad record."""
+        from jitgate.audit.verify import verify
+        from jitgate.runtime import open_audit, open_database
+
+        with offline():
+            settings = _settings(data_dir, database_url)
+            _require_existing(settings)
+            db = open_database(settings)
+            audit = open_audit(settings)
+            with db.read() as conn:
+                result = verify(conn, audit.public_key)
+            db.dispose()
+        if result.ok:
+            out.print(f"audit log intact: {result.count} records")
+            return
+        err.print(f"audit log BROKEN at record {result.first_bad_seq}: {result.problem}", markup=False)
+        raise typer.Exit(10)
+
+    @audit_app.command("export")
+    def audit_export(
+        data_dir: DataDirOpt = Path("data"),
+        database_url: DbUrlOpt = None,
+        output: Annotated[Path | None, typer.Option("--out", "-o", help="File (default stdout)")] = None,
+        since: Annotated[str | None, typer.Option("--since")] = None,
+    ) -> None:
+        """Write the audit log as JSON lines."""
+        from jitgate.audit.query import export
+        from jitgate.runtime import open_database
+
+        with offline():
+            settings = _settings(data_dir, database_url)
+            _require_existing(settings)
+            start = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+            db = open_database(settings)
+            with db.read() as conn:
+                if output is None:
+                    count = export(conn, sys.stdout, since=start)
+                else:
+                    with output.open("w", encoding="utf-8") as handle:
+                        count = export(conn, handle, since=start)
+            db.dispose()
+        err.print(f"exported {count} records", markup=False)
+
+    @ca_app.command("show")
+    def ca_show(
+        kind: Annotated[str, typer.Option("--kind", help="user or host")] = "user",
+        data_dir: Annotated[
+            Path | None, typer.Option("--data-dir", help="Read offline from this data dir")
+        ] = None,
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """The CA public key lines (for sshd's TrustedUserCAKeys, or known_hosts @cert-authority)."""
+        if kind not in {"user", "host"}:
+            from jitgate.cli.output import fail
+
+            fail(errors.InvalidInput("--kind is user or host"))
+        if data_dir is not None:
+            from jitgate.providers.ssh.ca import CaKind, CaStore
+
+            with offline():
+                settings = _settings(data_dir, None)
+                passphrase = settings.ca_passphrase.get_secret_value() if settings.ca_passphrase else None
+                lines = CaStore(data_dir / "ca", passphrase).public_lines(CaKind(kind), SystemClock().now())
+        else:
+            with api(url, token) as client:
+                lines = client.get("/api/v1/ca/ssh")[kind]
+        for line in lines:
+            print(line)
+
+    @ca_app.command("rotate")
+    def ca_rotate(
+        kind: Annotated[str, typer.Option("--kind", help="user or host")] = "user",
+        overlap: Annotated[str, typer.Option("--overlap", help="How long the old CA stays trusted")] = "24h",
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create a new CA key; the old one stays published for the overlap (admins)."""
+        with api(url, token) as client:
+            info = client.post(f"/api/v1/ca/ssh/rotate?kind={kind}&overlap={overlap}")
+        if as_json:
+            emit_json(info)
+        else:
+            out.print(
+                f"new {kind} CA {info.get('fingerprint', '')}; the previous one stays trusted for {overlap}"
+            )
+
+    @ca_app.command("krl")
+    def ca_krl(
+        output: Annotated[
+            Path, typer.Option("--out", "-o", help="Where to write the KRL (sshd RevokedKeys)")
+        ],
+        url: UrlOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Fetch the key revocation list of certificates revoked before their end."""
+        with api(url, token) as client:
+            blob = client.get("/api/v1/ca/ssh/krl")
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(output)
+        out.print(f"wrote {len(blob)} bytes to {output}")
+
+
+def _require_existing(settings: Settings) -> None:
+    if settings.database_url is None and not (settings.data_dir / "jitgate.db").exists():
+        raise errors.NotFound(f"no broker database in {settings.data_dir}")

@@ -1,0 +1,44 @@
+"""Options and helpers shared by the client commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from jitgate import errors
+from jitgate.cli.client import ApiClient, resolve
+from jitgate.cli.output import fail
+
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", help="Broker URL (default: $JITGATE_URL, then login file)")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="API token (default: $JITGATE_TOKEN, then login file)", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+
+
+@contextmanager
+def api(url: str | None, token: str | None) -> Iterator[ApiClient]:
+    """An API client; any refusal or failure inside becomes one line on stderr and an exit code."""
+    final_url, final_token = resolve(url, token)
+    client = ApiClient(final_url, final_token)
+    try:
+        yield client
+    except errors.JitgateError as exc:
+        fail(exc)
+    finally:
+        client.close()
+
+
+@contextmanager
+def offline() -> Iterator[None]:
+    """Same error handling for commands that work on a data directory directly."""
+    try:
+        yield
+    except errors.JitgateError as exc:
+        fail(exc)

@@ -1,0 +1,17 @@
+"""The ``jitgate`` entry point: assembles the command groups."""
+
+from __future__ import annotations
+
+import typer
+
+from jitgate.cli import access, admin
+
+app = typer.Typer(
+    name="jitgate",
+    help="Just-in-time privileged access: ask for a role, for a reason, for a while.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+admin.register(app)
+access.register(app)

@@ -1,0 +1,75 @@
+"""Printing: Rich tables for people, JSON for scripts, one line on stderr for every error."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jitgate import errors
+
+out = Console()
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_CODES: dict[type[errors.JitgateError], int] = {
+    errors.InvalidInput: 3,
+    errors.PolicyFileError: 3,
+    errors.Unauthenticated: 4,
+    errors.PolicyDenied: 5,
+    errors.NotFound: 6,
+    errors.Conflict: 7,
+    errors.InvalidTransition: 7,
+    errors.ProviderError: 8,
+    errors.StorageUnavailable: 9,
+}
+"""Exit codes: 0 done, 1 unexpected, 2 usage, 3 bad input, 4 not authenticated, 5 refused by policy,
+6 not found, 7 conflicts with the current state, 8 target failed, 9 broker or database unavailable."""
+
+
+def exit_code(exc: errors.JitgateError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def fail(exc: errors.JitgateError) -> NoReturn:
+    err.print(f"error: {exc.message}", markup=False)
+    raise typer.Exit(exit_code(exc))
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    grid = Table(title=title, title_justify="left")
+    for column in columns:
+        grid.add_column(column)
+    for row in rows:
+        grid.add_row(*("" if v is None else str(v) for v in row))
+    out.print(grid)
+
+
+def left(seconds: int | None) -> str:
+    if not seconds:
+        return "-"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def when(text: str | None) -> str:
+    if not text:
+        return "-"
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,357 @@
+"""PostgreSQL credential provider: one ephemeral LOGIN role per grant, gone without a trace at the end.
+
+Issue runs in one transaction on the admin connection, so a failure leaves no half-created login.
+The ``member_of`` roles are checked first: they must exist, and neither they nor any role they
+belong to may have SUPERUSER or CREATEROLE (either would let the login leave standing access
+behind). Then ``CREATE ROLE <login> LOGIN PASSWORD <verifier> VALID UNTIL <expires_at> IN ROLE ...``.
+The password becomes a SCRAM-SHA-256 verifier on the broker, so the cleartext never reaches the
+server, whose log records failing statements. ``VALID UNTIL`` binds password authentication only;
+the broker's revocation is what really ends the login.
+
+Managed databases give no superuser, only CREATEROLE. On PostgreSQL 15 such an admin may drop a
+role it created, but may neither terminate that role's sessions nor REASSIGN/DROP OWNED it without
+the privileges of that role; PostgreSQL 16 makes the creator a member WITH ADMIN OPTION but without
+INHERIT, which is not enough either. So issue ends with ``GRANT <login> TO CURRENT_USER`` whenever
+the admin lacks those privileges (revoke repeats it for logins created otherwise).
+
+Revoke is idempotent (a login already gone is revoked) and safe to retry after any failure:
+``NOLOGIN`` (committed first, so no new session starts), terminate the login's sessions on every
+database, then in each database where it may own things ``REASSIGN OWNED BY`` it to the configured
+owner and ``DROP OWNED BY`` it (removing its privileges, sequences included, and its default
+privileges), and finally ``DROP ROLE``.
+
+Target options:
+    reassign_to      role that receives what the login created (default: the admin role);
+                     the admin must be a member of it.
+    databases        other databases of the same server to clean too: REASSIGN/DROP OWNED act on
+                     one database at a time, and the DSN's own database is always cleaned.
+    connect_timeout  seconds to wait for the server (default 5).
+
+The credential handed out connects to ``target.address``/``target.port`` when set, else to the
+host and port of the admin DSN.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from jitgate.errors import ProviderError
+from jitgate.policy.model import PostgresAccess, Target
+from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
+from jitgate.providers.dsn import admin_dsn, checked_login, new_login, scrub
+
+log = logging.getLogger(__name__)
+
+KIND = "postgres"
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+OPTIONS = frozenset({"reassign_to", "databases", "connect_timeout"})
+TERMINATE_WAIT_MS = 5000
+TERMINATE_ROUNDS = 3
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    dsn: str
+    password: str | None
+    reassign_to: str | None
+    databases: tuple[str, ...]
+    connect_timeout: int
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.dsn, self.password or "")
+
+
+class PostgresProvider:
+    """Ephemeral PostgreSQL logins; holds no connection, so one instance serves every thread."""
+
+    kind = KIND
+    revocable = True
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def new_handle(self, request: IssueRequest) -> str:
+        return new_login(request.identity.name)
+
+    def issue(self, request: IssueRequest, handle: str) -> Issued:
+        target, role = request.target, request.role
+        if role.postgres is None:
+            raise ProviderError(f"role {role.name} gives no postgres access on target {target.name}")
+        login = checked_login(handle)
+        member_of = tuple(dict.fromkeys(_role_name(name, target) for name in role.postgres.member_of))
+        expires_at = request.grant.expires_at
+        if expires_at <= request.now:
+            raise ProviderError(f"grant {request.grant.id} has already expired")
+        settings = _settings(self._environ, target)
+        password = secrets.token_urlsafe(32)
+        with (
+            _connect(settings, target) as conn,
+            _reported(target, f"creating login {login}", settings, password),
+        ):
+            with conn.transaction():
+                _check_member_of(conn, member_of, target)
+                conn.execute(
+                    _create_role(
+                        conn,
+                        login,
+                        password,
+                        expires_at=expires_at,
+                        member_of=member_of,
+                        access=role.postgres,
+                    )
+                )
+                if not _has_privileges_of(conn, login):
+                    conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(login)))
+            host = target.address or conn.info.host
+            port = target.port or conn.info.port
+            database = conn.info.dbname
+        log.info("created login %s on target %s until %s", login, target.name, expires_at.isoformat())
+        record: dict[str, Any] = {
+            "login": login,
+            "member_of": list(member_of),
+            "valid_until": expires_at.isoformat(),
+            "database": database,
+        }
+        if role.postgres.connection_limit is not None:
+            record["connection_limit"] = role.postgres.connection_limit
+        return Issued(
+            handle=login,
+            valid_after=request.now,
+            valid_before=expires_at,
+            record=record,
+            secret={
+                "user": login,
+                "password": password,
+                "dsn": _user_dsn(login, password, host, port, database),
+                "host": host,
+                "port": port,
+                "database": database,
+            },
+        )
+
+    def revoke(self, target: Target, handle: str) -> None:
+        login = checked_login(handle)
+        settings = _settings(self._environ, target)
+        with _connect(settings, target) as conn, _reported(target, f"revoking login {login}", settings):
+            if not _role_exists(conn, login):
+                log.debug("login %s on target %s is already gone", login, target.name)
+                return
+            try:
+                conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(login)))
+                if not _has_privileges_of(conn, login):
+                    conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(login)))
+                _terminate_sessions(conn, login, target)
+                _drop_owned(conn, login, settings)
+                for database in settings.databases:
+                    with (
+                        _connect(settings, target, database) as other,
+                        _reported(target, f"cleaning login {login} in database {database}", settings),
+                    ):
+                        _drop_owned(other, login, settings)
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+            except pg_errors.UndefinedObject:
+                # Another broker replica may have finished this revocation meanwhile.
+                if _role_exists(conn, login):
+                    raise
+        log.info("revoked login %s on target %s", login, target.name)
+
+    def check(self, target: Target) -> Health:
+        try:
+            settings = _settings(self._environ, target)
+            with _connect(settings, target) as conn, _reported(target, "health check", settings):
+                row = conn.execute(
+                    "SELECT current_user, rolsuper OR rolcreaterole, current_setting('server_version')"
+                    " FROM pg_roles WHERE rolname = current_user"
+                ).fetchone()
+        except ProviderError as exc:
+            return Health(ok=False, detail=exc.message)
+        if row is None or not row[1]:
+            return Health(ok=False, detail=f"target {target.name}: the admin role lacks CREATEROLE")
+        return Health(ok=True, detail=f"connected as {row[0]} to PostgreSQL {row[2]}")
+
+
+def create_provider(ctx: ProviderContext) -> CredentialProvider:
+    """Entry point of the built-in ``postgres`` kind."""
+    return PostgresProvider(ctx.environ)
+
+
+def _role_name(name: str, target: Target) -> str:
+    if not ROLE_NAME.fullmatch(name):
+        raise ProviderError(
+            f"role name {name!r} for target {target.name} would need quoting; use lowercase letters, "
+            "digits and _"
+        )
+    return name
+
+
+def _settings(environ: Mapping[str, str], target: Target) -> _Settings:
+    dsn = admin_dsn(environ, target)
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        raise ProviderError(
+            f"postgres target {target.name}: the admin DSN in {target.admin_dsn_env} is not a valid "
+            "connection string"
+        ) from None
+    options = target.options
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise ProviderError(f"postgres target {target.name}: unknown option(s) {', '.join(unknown)}")
+    reassign_to = options.get("reassign_to")
+    if reassign_to is not None and not isinstance(reassign_to, str):
+        raise ProviderError(f"postgres target {target.name}: reassign_to must be a role name")
+    databases = options.get("databases", ())
+    if not isinstance(databases, list | tuple) or not all(
+        isinstance(db, str) and DATABASE_NAME.fullmatch(db) for db in databases
+    ):
+        raise ProviderError(f"postgres target {target.name}: databases must be a list of database names")
+    timeout = options.get("connect_timeout", 5)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
+        raise ProviderError(f"postgres target {target.name}: connect_timeout must be 1 to 300 seconds")
+    password = params.get("password")
+    return _Settings(
+        dsn=dsn,
+        password=str(password) if password else None,
+        reassign_to=None if reassign_to is None else _role_name(reassign_to, target),
+        databases=tuple(databases),
+        connect_timeout=timeout,
+    )
+
+
+def _connect(settings: _Settings, target: Target, dbname: str | None = None) -> Connection:
+    extra: dict[str, Any] = {"dbname": dbname} if dbname else {}
+    where = f" to database {dbname}" if dbname else ""
+    try:
+        conn = psycopg.connect(
+            settings.dsn, autocommit=True, connect_timeout=settings.connect_timeout, **extra
+        )
+    except psycopg.Error as exc:
+        raise ProviderError(
+            f"postgres target {target.name}: cannot connect{where}: {_reason(exc, settings.secrets)}"
+        ) from None
+    try:
+        # A revoke waiting on a lock held elsewhere fails and is retried rather than hanging.
+        conn.execute("SET lock_timeout = '10s'")
+    except psycopg.Error as exc:
+        conn.close()
+        raise ProviderError(
+            f"postgres target {target.name}: cannot configure session: {_reason(exc, settings.secrets)}"
+        ) from None
+    return conn
+
+
+@contextmanager
+def _reported(target: Target, action: str, settings: _Settings, *secrets: str) -> Iterator[None]:
+    """Turn a driver error into a one-line ``ProviderError`` with no secret and no chained cause."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        reason = _reason(exc, (*settings.secrets, *secrets))
+        raise ProviderError(f"postgres target {target.name}: {action} failed: {reason}") from None
+
+
+def _reason(exc: psycopg.Error, secrets: Sequence[str]) -> str:
+    text = exc.diag.message_primary or str(exc)
+    if isinstance(exc, pg_errors.DependentObjectsStillExist) and exc.diag.message_detail:
+        text += f" ({exc.diag.message_detail.splitlines()[0]}; list the database under options.databases)"
+    return scrub(text, secrets)
+
+
+def _check_member_of(conn: Connection, names: Sequence[str], target: Target) -> None:
+    rows = conn.execute(
+        "SELECT r.rolname, EXISTS (SELECT 1 FROM pg_roles s WHERE (s.rolsuper OR s.rolcreaterole)"
+        " AND pg_has_role(r.oid, s.oid, 'MEMBER')) FROM pg_roles r WHERE r.rolname = ANY(%s)",
+        [list(names)],
+    ).fetchall()
+    found: dict[str, bool] = {str(row[0]): bool(row[1]) for row in rows}
+    for name in names:
+        if name not in found:
+            raise ProviderError(f"role {name} does not exist on target {target.name}")
+        if found[name]:
+            raise ProviderError(
+                f"role {name} on target {target.name} has or inherits SUPERUSER or CREATEROLE; "
+                "jitgate will not hand it out"
+            )
+
+
+def _create_role(
+    conn: Connection,
+    login: str,
+    password: str,
+    *,
+    expires_at: datetime,
+    member_of: Sequence[str],
+    access: PostgresAccess,
+) -> sql.Composed:
+    verifier = conn.pgconn.encrypt_password(password.encode(), login.encode(), b"scram-sha-256")
+    statement = sql.SQL(
+        "CREATE ROLE {login} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+        " INHERIT PASSWORD {verifier} VALID UNTIL {until} IN ROLE {roles}"
+    ).format(
+        login=sql.Identifier(login),
+        verifier=sql.Literal(verifier.decode()),
+        until=sql.Literal(expires_at.isoformat()),
+        roles=sql.SQL(", ").join(sql.Identifier(name) for name in member_of),
+    )
+    if access.connection_limit is not None:
+        statement += sql.SQL(" CONNECTION LIMIT {}").format(sql.Literal(access.connection_limit))
+    return statement
+
+
+def _role_exists(conn: Connection, login: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [login]).fetchone() is not None
+
+
+def _has_privileges_of(conn: Connection, login: str) -> bool:
+    row = conn.execute("SELECT pg_has_role(CURRENT_USER, %s, 'USAGE')", [login]).fetchone()
+    return bool(row and row[0])
+
+
+def _terminate_sessions(conn: Connection, login: str, target: Target) -> None:
+    left = 0
+    for _ in range(TERMINATE_ROUNDS):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity"
+            " WHERE usename = %s AND pid <> pg_backend_pid()",
+            [TERMINATE_WAIT_MS, login],
+        )
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()", [login]
+        ).fetchone()
+        left = int(row[0]) if row else 0
+        if not left:
+            return
+    raise ProviderError(f"postgres target {target.name}: {left} session(s) of login {login} did not end")
+
+
+def _drop_owned(conn: Connection, login: str, settings: _Settings) -> None:
+    owner = sql.Identifier(settings.reassign_to) if settings.reassign_to else sql.SQL("CURRENT_USER")
+    with conn.transaction():
+        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(login), owner))
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+
+
+def _user_dsn(user: str, password: str, host: str, port: int, database: str) -> str:
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    if host.startswith("/"):
+        query = f"host={quote(host, safe='')}&port={port}"
+        return f"postgresql://{credentials}@/{quote(database, safe='')}?{query}"
+    netloc = f"[{host}]" if ":" in host else host
+    return f"postgresql://{credentials}@{netloc}:{port}/{quote(database, safe='')}"

@@ -1,0 +1,124 @@
+"""Find the credential provider of each target kind: the built-ins, then third-party entry points.
+
+Providers are looked up in the ``jitgate.providers`` entry-point group, one factory per kind
+(``kind = "package.module:create_provider"``, called with a ``ProviderContext``). Only the kinds
+the policy uses are loaded. A provider that fails to import, to construct, or to look like a
+``CredentialProvider`` is reported in one line and left out: the broker then refuses to issue for
+that kind while every other kind keeps working.
+
+The built-in kinds cannot be taken over by another distribution's entry point: a company that
+wants its own PostgreSQL provider registers it under a kind of its own. Two distributions claiming
+the same new kind is ambiguous, and the kind is refused until one of them is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+
+from jitgate.policy.model import Policy
+from jitgate.providers.base import CredentialProvider, ProviderContext
+
+log = logging.getLogger(__name__)
+
+GROUP = "jitgate.providers"
+BUILTINS: Mapping[str, str] = {
+    "ssh": "jitgate.providers.ssh.provider:create_provider",
+    "postgres": "jitgate.providers.postgres:create_provider",
+    "mariadb": "jitgate.providers.mariadb:create_provider",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLoad:
+    """What loading gave: a provider per usable kind, and one line per problem met on the way."""
+
+    providers: dict[str, CredentialProvider] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+def discover(
+    ctx: ProviderContext, kinds: Iterable[str], *, found: Iterable[EntryPoint] | None = None
+) -> ProviderLoad:
+    """Load a provider for each of ``kinds``; ``found`` replaces the installed entry points (tests)."""
+    wanted = set(kinds)
+    candidates, problems = _candidates(entry_points(group=GROUP) if found is None else found)
+    providers: dict[str, CredentialProvider] = {}
+    for kind in sorted(wanted):
+        points = candidates.get(kind, [])
+        if not points:
+            problems.append(f"no provider is installed for kind {kind!r}")
+        elif len(points) > 1:
+            claims = ", ".join(point.value for point in points)
+            problems.append(f"kind {kind!r} is claimed by several providers ({claims}); refusing all of them")
+        else:
+            provider, problem = _build(points[0], kind, ctx)
+            if provider is not None:
+                providers[kind] = provider
+            else:
+                problems.append(problem)
+    return ProviderLoad(providers=providers, problems=tuple(problems))
+
+
+def load_providers(
+    ctx: ProviderContext, kinds: set[str], *, found: Iterable[EntryPoint] | None = None
+) -> dict[str, CredentialProvider]:
+    """``discover``, logging each problem as one ERROR line; kinds missing from the result are refused."""
+    loaded = discover(ctx, kinds, found=found)
+    for problem in loaded.problems:
+        log.error("credential provider: %s", problem)
+    return loaded.providers
+
+
+def check_policy_kinds(policy: Policy, available: Iterable[str]) -> list[str]:
+    """One line per target whose kind has no loaded provider."""
+    usable = set(available)
+    return [
+        f"target {target.name}: no credential provider for kind {target.kind!r}"
+        for target in policy.targets
+        if target.kind not in usable
+    ]
+
+
+def _candidates(points: Iterable[EntryPoint]) -> tuple[dict[str, list[EntryPoint]], list[str]]:
+    candidates = {kind: [EntryPoint(kind, value, GROUP)] for kind, value in BUILTINS.items()}
+    problems: list[str] = []
+    for point in points:
+        if point.group != GROUP:
+            continue
+        if point.name in BUILTINS:
+            if point.value != BUILTINS[point.name]:
+                problems.append(
+                    f"entry point {point.name} = {point.value} ignored: {point.name!r} is a built-in kind"
+                )
+            continue
+        known = candidates.setdefault(point.name, [])
+        if all(other.value != point.value for other in known):
+            known.append(point)
+    return candidates, problems
+
+
+def _build(point: EntryPoint, kind: str, ctx: ProviderContext) -> tuple[CredentialProvider | None, str]:
+    label = f"provider {kind!r} ({point.value})"
+    try:
+        factory = point.load()
+    except Exception as exc:
+        return None, f"{label} failed to import: {_first_line(exc)}"
+    if not callable(factory):
+        return None, f"{label} is not callable"
+    try:
+        provider = factory(ctx)
+    except Exception as exc:
+        return None, f"{label} failed to start: {_first_line(exc)}"
+    if not isinstance(provider, CredentialProvider):
+        return None, f"{label} returned {type(provider).__name__}, which is not a CredentialProvider"
+    if provider.kind != kind:
+        return None, f"{label} serves kind {provider.kind!r}, not {kind!r}"
+    return provider, ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

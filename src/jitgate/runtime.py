@@ -1,0 +1,139 @@
+"""Assembling a broker from settings: database (migrated), policy, audit log, providers, scheduler.
+
+Used by ``jitgate server`` and by offline admin commands (``users add``, ``audit verify``) alike,
+so that both see the same data directory the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from jitgate.audit import keys as audit_keys
+from jitgate.audit.chain import AuditLog
+from jitgate.auth.base import Authenticator
+from jitgate.auth.tokens import TokenAuthenticator
+from jitgate.clock import Clock, SystemClock
+from jitgate.domain.identity import SYSTEM
+from jitgate.errors import PolicyFileError, StorageUnavailable
+from jitgate.policy.loader import load_policy
+from jitgate.policy.model import Policy
+from jitgate.providers.base import ProviderContext
+from jitgate.providers.registry import load_providers
+from jitgate.settings import Settings
+from jitgate.store.db import Database, storage_error
+from jitgate.store.migrate import upgrade
+from jitgate.workflow.context import NullNotifier, PolicyHolder, WorkflowContext
+from jitgate.workflow.notify import WebhookNotifier
+from jitgate.workflow.scheduler import Scheduler
+
+log = logging.getLogger("jitgate")
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def open_database(settings: Settings) -> Database:
+    """Open (and create or migrate) the broker's database."""
+    from sqlalchemy.exc import OperationalError
+
+    if settings.database_url is None:
+        prepare_data_dir(settings.data_dir)
+    db = Database(settings.effective_database_url)
+    try:
+        upgrade(db.engine)
+    except OperationalError as exc:
+        db.dispose()
+        raise storage_error(exc) from None
+    return db
+
+
+def open_audit(settings: Settings) -> AuditLog:
+    key_file = (
+        Path(os.environ["JITGATE_AUDIT_KEY_FILE"]) if os.environ.get("JITGATE_AUDIT_KEY_FILE") else None
+    )
+    return AuditLog(audit_keys.load_for(settings.data_dir, key_file))
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    ctx: WorkflowContext
+    scheduler: Scheduler
+    authenticators: list[Authenticator]
+    policy_digest: str
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self.ctx.db.dispose()
+
+
+def load_policy_file(settings: Settings) -> tuple[Policy, str]:
+    if settings.policy_file is None:
+        raise PolicyFileError("no policy file given (--policy FILE or JITGATE_POLICY_FILE)")
+    policy = load_policy(settings.policy_file)
+    digest = hashlib.sha256(settings.policy_file.read_bytes()).hexdigest()
+    return policy, digest
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Everything ``jitgate server`` runs on. The policy is checked before the database is touched."""
+    clock = clock or SystemClock()
+    policy, digest = load_policy_file(settings)
+    db = open_database(settings)
+    audit = open_audit(settings)
+    options = {}
+    if settings.ca_passphrase is not None:
+        options["ca_passphrase"] = settings.ca_passphrase.get_secret_value()
+    provider_ctx = ProviderContext(
+        data_dir=settings.data_dir, environ=os.environ, clock=clock, options=options
+    )
+    providers = load_providers(provider_ctx, {t.kind for t in policy.targets} | {"ssh"})
+    notifier = (
+        WebhookNotifier(
+            settings.webhook_url,
+            settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+        )
+        if settings.webhook_url
+        else NullNotifier()
+    )
+    ctx = WorkflowContext(
+        db=db,
+        policies=PolicyHolder(policy),
+        audit=audit,
+        clock=clock,
+        providers=providers,
+        notifier=notifier,
+        revocation_backoff_seconds=settings.revocation_backoff_seconds,
+        revocation_backoff_max_seconds=settings.revocation_backoff_max_seconds,
+    )
+    scheduler = Scheduler(ctx, poll_seconds=settings.scheduler_poll_seconds)
+    ctx.wake_scheduler = scheduler.wake
+    try:
+        with db.write() as conn:
+            audit.append(
+                conn,
+                at=clock.now(),
+                actor=SYSTEM.name,
+                action="policy.loaded",
+                details={
+                    "file": str(settings.policy_file),
+                    "sha256": digest,
+                    "roles": len(policy.roles),
+                    "targets": len(policy.targets),
+                },
+            )
+    except StorageUnavailable:
+        db.dispose()
+        raise
+    return Runtime(
+        settings=settings,
+        ctx=ctx,
+        scheduler=scheduler,
+        authenticators=[TokenAuthenticator(db)],
+        policy_digest=digest,
+    )

@@ -1,0 +1,504 @@
+"""Query functions over the broker's tables. Each takes a Connection and never commits.
+
+Rows come back as domain objects. ``lock=True`` takes the row lock (``FOR UPDATE``) on PostgreSQL;
+on SQLite the write transaction already holds the database's write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from jitgate.domain.identity import Identity, IdentityKind
+from jitgate.domain.model import (
+    AccessRequest,
+    Grant,
+    GrantEnd,
+    RequestKind,
+    RequestState,
+    Review,
+    Verdict,
+)
+from jitgate.store.tables import (
+    api_tokens,
+    credentials,
+    grants,
+    requests,
+    reviews,
+    revocations,
+    users,
+)
+
+# --- identities -----------------------------------------------------------------------------
+
+
+def insert_user(
+    conn: Connection, *, name: str, groups: Sequence[str], admin: bool, kind: IdentityKind, now: datetime
+) -> None:
+    conn.execute(
+        users.insert().values(
+            name=name,
+            kind=kind.value,
+            groups=sorted(set(groups)),
+            admin=admin,
+            disabled=False,
+            created_at=now,
+        )
+    )
+
+
+def get_identity(conn: Connection, name: str) -> Identity | None:
+    row = conn.execute(sa.select(users).where(users.c.name == name)).mappings().first()
+    return _identity(row) if row is not None and not row["disabled"] else None
+
+
+def list_users(conn: Connection) -> list[Identity]:
+    rows = conn.execute(sa.select(users).order_by(users.c.name)).mappings()
+    return [_identity(row) for row in rows]
+
+
+def insert_token(conn: Connection, *, token_id: str, token_hash: str, user: str, now: datetime) -> None:
+    conn.execute(
+        api_tokens.insert().values(id=token_id, token_hash=token_hash, user_name=user, created_at=now)
+    )
+
+
+def identity_for_token_hash(conn: Connection, token_hash: str) -> Identity | None:
+    row = (
+        conn.execute(
+            sa.select(users)
+            .join(api_tokens, api_tokens.c.user_name == users.c.name)
+            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
+        )
+        .mappings()
+        .first()
+    )
+    if row is None or row["disabled"]:
+        return None
+    return _identity(row, source="token")
+
+
+def _identity(row: RowMapping, source: str = "local") -> Identity:
+    return Identity(
+        name=row["name"],
+        groups=frozenset(row["groups"]),
+        admin=bool(row["admin"]),
+        kind=IdentityKind(row["kind"]),
+        source=source,
+    )
+
+
+# --- requests and reviews -------------------------------------------------------------------
+
+
+def insert_request(conn: Connection, req: AccessRequest) -> None:
+    conn.execute(
+        requests.insert().values(
+            id=req.id,
+            kind=req.kind.value,
+            requester=req.requester,
+            role=req.role,
+            targets=list(req.targets),
+            reason=req.reason,
+            duration_s=int(req.duration.total_seconds()),
+            state=req.state.value,
+            created_at=req.created_at,
+            review_deadline=req.review_deadline,
+            start_at=req.start_at,
+            extends_grant_id=req.extends_grant_id,
+            break_glass=req.break_glass,
+            auto_approved=req.auto_approved_rule,
+            decided_at=req.decided_at,
+        )
+    )
+
+
+def get_request(conn: Connection, request_id: str, *, lock: bool = False) -> AccessRequest | None:
+    query = sa.select(requests).where(requests.c.id == request_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return _request(row) if row is not None else None
+
+
+def set_request_state(
+    conn: Connection, request_id: str, *, expect: RequestState, state: RequestState, now: datetime
+) -> bool:
+    """Compare-and-set: moves the request only if it is still in ``expect``. Returns whether it did."""
+    result = conn.execute(
+        requests.update()
+        .where(requests.c.id == request_id, requests.c.state == expect.value)
+        .values(state=state.value, decided_at=now)
+    )
+    return result.rowcount == 1
+
+
+def list_requests(
+    conn: Connection,
+    *,
+    requester: str | None = None,
+    states: Sequence[RequestState] = (),
+    roles: Sequence[str] | None = None,
+    limit: int = 200,
+) -> list[AccessRequest]:
+    query = sa.select(requests).order_by(requests.c.created_at.desc()).limit(limit)
+    if requester is not None:
+        query = query.where(requests.c.requester == requester)
+    if states:
+        query = query.where(requests.c.state.in_([s.value for s in states]))
+    if roles is not None:
+        query = query.where(requests.c.role.in_(list(roles)))
+    return [_request(row) for row in conn.execute(query).mappings()]
+
+
+def pending_extensions(conn: Connection, grant_id: str) -> list[AccessRequest]:
+    query = sa.select(requests).where(
+        requests.c.extends_grant_id == grant_id, requests.c.state == RequestState.PENDING.value
+    )
+    return [_request(row) for row in conn.execute(query).mappings()]
+
+
+def _request(row: RowMapping) -> AccessRequest:
+    return AccessRequest(
+        id=row["id"],
+        kind=RequestKind(row["kind"]),
+        requester=row["requester"],
+        role=row["role"],
+        targets=tuple(row["targets"]),
+        reason=row["reason"],
+        duration=timedelta(seconds=row["duration_s"]),
+        state=RequestState(row["state"]),
+        created_at=row["created_at"],
+        review_deadline=row["review_deadline"],
+        start_at=row["start_at"],
+        extends_grant_id=row["extends_grant_id"],
+        break_glass=bool(row["break_glass"]),
+        auto_approved_rule=row["auto_approved"],
+        decided_at=row["decided_at"],
+    )
+
+
+def insert_review(conn: Connection, request_id: str, review: Review) -> None:
+    conn.execute(
+        reviews.insert().values(
+            request_id=request_id,
+            reviewer=review.reviewer,
+            verdict=review.verdict.value,
+            comment=review.comment,
+            at=review.at,
+        )
+    )
+
+
+def reviews_of(conn: Connection, request_id: str) -> list[Review]:
+    rows = conn.execute(
+        sa.select(reviews).where(reviews.c.request_id == request_id).order_by(reviews.c.id)
+    ).mappings()
+    return [
+        Review(reviewer=r["reviewer"], verdict=Verdict(r["verdict"]), comment=r["comment"], at=r["at"])
+        for r in rows
+    ]
+
+
+# --- grants ---------------------------------------------------------------------------------
+
+
+def insert_grant(conn: Connection, grant: Grant) -> None:
+    conn.execute(
+        grants.insert().values(
+            id=grant.id,
+            request_id=grant.request_id,
+            holder=grant.holder,
+            role=grant.role,
+            targets=list(grant.targets),
+            state=grant.state.value,
+            starts_at=grant.starts_at,
+            expires_at=grant.expires_at,
+            break_glass=grant.break_glass,
+            expiry_warned=False,
+        )
+    )
+
+
+def get_grant(conn: Connection, grant_id: str, *, lock: bool = False) -> Grant | None:
+    query = sa.select(grants).where(grants.c.id == grant_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return _grant(row) if row is not None else None
+
+
+def grant_of_request(conn: Connection, request_id: str) -> Grant | None:
+    row = conn.execute(sa.select(grants).where(grants.c.request_id == request_id)).mappings().first()
+    return _grant(row) if row is not None else None
+
+
+def end_grant(
+    conn: Connection,
+    grant_id: str,
+    *,
+    expect: Sequence[RequestState],
+    state: RequestState,
+    reason: GrantEnd,
+    now: datetime,
+) -> bool:
+    """Compare-and-set the grant's end; exactly one caller wins, however many replicas race."""
+    result = conn.execute(
+        grants.update()
+        .where(grants.c.id == grant_id, grants.c.state.in_([s.value for s in expect]))
+        .values(state=state.value, ended_at=now, end_reason=reason.value)
+    )
+    return result.rowcount == 1
+
+
+def set_grant_state(conn: Connection, grant_id: str, *, expect: RequestState, state: RequestState) -> bool:
+    result = conn.execute(
+        grants.update()
+        .where(grants.c.id == grant_id, grants.c.state == expect.value)
+        .values(state=state.value)
+    )
+    return result.rowcount == 1
+
+
+def set_grant_expiry(conn: Connection, grant_id: str, expires_at: datetime) -> None:
+    conn.execute(
+        grants.update().where(grants.c.id == grant_id).values(expires_at=expires_at, expiry_warned=False)
+    )
+
+
+def mark_expiry_warned(conn: Connection, grant_id: str) -> None:
+    conn.execute(grants.update().where(grants.c.id == grant_id).values(expiry_warned=True))
+
+
+def list_grants(
+    conn: Connection,
+    *,
+    holder: str | None = None,
+    states: Sequence[RequestState] = (),
+    limit: int = 200,
+) -> list[Grant]:
+    query = sa.select(grants).order_by(grants.c.starts_at.desc()).limit(limit)
+    if holder is not None:
+        query = query.where(grants.c.holder == holder)
+    if states:
+        query = query.where(grants.c.state.in_([s.value for s in states]))
+    return [_grant(row) for row in conn.execute(query).mappings()]
+
+
+def active_grants_for(conn: Connection, holder: str, target: str, now: datetime) -> list[Grant]:
+    """Grants in force now for this holder whose targets include ``target``."""
+    query = sa.select(grants).where(
+        grants.c.holder == holder,
+        grants.c.state == RequestState.ACTIVE.value,
+        grants.c.starts_at <= now,
+        grants.c.expires_at > now,
+    )
+    found = [_grant(row) for row in conn.execute(query).mappings()]
+    return [g for g in found if target in g.targets]
+
+
+def due_grants(
+    conn: Connection, *, state: RequestState, column: str, now: datetime, limit: int, skip_locked: bool
+) -> list[Grant]:
+    """Grants in ``state`` whose ``column`` (expires_at or starts_at) has come, oldest first."""
+    col = grants.c[column]
+    query = sa.select(grants).where(grants.c.state == state.value, col <= now).order_by(col).limit(limit)
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return [_grant(row) for row in conn.execute(query).mappings()]
+
+
+def expiring_unwarned(conn: Connection, *, now: datetime, within: timedelta, limit: int) -> list[Grant]:
+    query = (
+        sa.select(grants)
+        .where(
+            grants.c.state == RequestState.ACTIVE.value,
+            grants.c.expiry_warned.is_(False),
+            grants.c.expires_at <= now + within,
+        )
+        .order_by(grants.c.expires_at)
+        .limit(limit)
+    )
+    return [_grant(row) for row in conn.execute(query).mappings()]
+
+
+def due_timeouts(conn: Connection, *, now: datetime, limit: int, skip_locked: bool) -> list[AccessRequest]:
+    query = (
+        sa.select(requests)
+        .where(requests.c.state == RequestState.PENDING.value, requests.c.review_deadline <= now)
+        .order_by(requests.c.review_deadline)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return [_request(row) for row in conn.execute(query).mappings()]
+
+
+def next_deadline(conn: Connection) -> datetime | None:
+    """The earliest moment any scheduled step becomes due; the scheduler sleeps until then."""
+    candidates = [
+        sa.select(sa.func.min(grants.c.expires_at)).where(grants.c.state == RequestState.ACTIVE.value),
+        sa.select(sa.func.min(grants.c.starts_at)).where(grants.c.state == RequestState.APPROVED.value),
+        sa.select(sa.func.min(requests.c.review_deadline)).where(
+            requests.c.state == RequestState.PENDING.value
+        ),
+        sa.select(sa.func.min(revocations.c.next_attempt_at)).where(revocations.c.state == "pending"),
+    ]
+    # min() keeps the column's type, so these come back as aware datetimes.
+    values: list[datetime] = [v for q in candidates if (v := conn.execute(q).scalar()) is not None]
+    return min(values, default=None)
+
+
+def _grant(row: RowMapping) -> Grant:
+    return Grant(
+        id=row["id"],
+        request_id=row["request_id"],
+        holder=row["holder"],
+        role=row["role"],
+        targets=tuple(row["targets"]),
+        starts_at=row["starts_at"],
+        expires_at=row["expires_at"],
+        state=RequestState(row["state"]),
+        ended_at=row["ended_at"],
+        end_reason=GrantEnd(row["end_reason"]) if row["end_reason"] else None,
+        break_glass=bool(row["break_glass"]),
+    )
+
+
+# --- credentials and revocations ------------------------------------------------------------
+
+
+def insert_credential(
+    conn: Connection,
+    *,
+    grant_id: str,
+    holder: str,
+    target: str,
+    kind: str,
+    handle: str,
+    state: str,
+    now: datetime,
+    record: dict[str, Any],
+    valid_after: datetime | None = None,
+    valid_before: datetime | None = None,
+) -> int:
+    result = conn.execute(
+        credentials.insert().values(
+            grant_id=grant_id,
+            holder=holder,
+            target=target,
+            kind=kind,
+            handle=handle,
+            state=state,
+            created_at=now,
+            record=record,
+            valid_after=valid_after,
+            valid_before=valid_before,
+        )
+    )
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("credential insert returned no key")
+    return int(key[0])
+
+
+def mark_credential_issued(
+    conn: Connection,
+    credential_id: int,
+    *,
+    record: dict[str, Any],
+    valid_after: datetime,
+    valid_before: datetime,
+) -> None:
+    conn.execute(
+        credentials.update()
+        .where(credentials.c.id == credential_id)
+        .values(state="issued", record=record, valid_after=valid_after, valid_before=valid_before)
+    )
+
+
+def credentials_of_grant(conn: Connection, grant_id: str) -> list[RowMapping]:
+    query = sa.select(credentials).where(
+        credentials.c.grant_id == grant_id, credentials.c.revoked_at.is_(None)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def mark_credential_revoked(conn: Connection, credential_id: int, now: datetime) -> None:
+    conn.execute(
+        credentials.update()
+        .where(credentials.c.id == credential_id, credentials.c.revoked_at.is_(None))
+        .values(revoked_at=now, state="revoked")
+    )
+
+
+def revoked_unexpired(conn: Connection, *, kind: str, now: datetime) -> list[RowMapping]:
+    """Credentials revoked before their own end: what a revocation list must still name."""
+    query = sa.select(credentials).where(
+        credentials.c.kind == kind, credentials.c.revoked_at.is_not(None), credentials.c.valid_before > now
+    )
+    return list(conn.execute(query).mappings())
+
+
+def enqueue_revocation(
+    conn: Connection, *, credential_id: int, grant_id: str, target: str, kind: str, handle: str, now: datetime
+) -> None:
+    conn.execute(
+        revocations.insert().values(
+            credential_id=credential_id,
+            grant_id=grant_id,
+            target=target,
+            kind=kind,
+            handle=handle,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+def due_revocations(conn: Connection, *, now: datetime, limit: int, skip_locked: bool) -> list[RowMapping]:
+    query = (
+        sa.select(revocations)
+        .where(revocations.c.state == "pending", revocations.c.next_attempt_at <= now)
+        .order_by(revocations.c.next_attempt_at)
+        .limit(limit)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query).mappings())
+
+
+def get_revocation(conn: Connection, revocation_id: int, *, lock: bool) -> RowMapping | None:
+    query = sa.select(revocations).where(revocations.c.id == revocation_id)
+    if lock:
+        query = query.with_for_update()
+    return conn.execute(query).mappings().first()
+
+
+def finish_revocation(conn: Connection, revocation_id: int, now: datetime) -> None:
+    conn.execute(
+        revocations.update()
+        .where(revocations.c.id == revocation_id)
+        .values(state="done", done_at=now, attempts=revocations.c.attempts + 1, last_error=None)
+    )
+
+
+def retry_revocation(conn: Connection, revocation_id: int, *, error: str, next_attempt_at: datetime) -> None:
+    conn.execute(
+        revocations.update()
+        .where(revocations.c.id == revocation_id)
+        .values(attempts=revocations.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
+    )
+
+
+def pending_revocations(conn: Connection, grant_ids: Sequence[str] | None = None) -> list[RowMapping]:
+    query = sa.select(revocations).where(revocations.c.state == "pending").order_by(revocations.c.id)
+    if grant_ids is not None:
+        query = query.where(revocations.c.grant_id.in_(list(grant_ids)))
+    return list(conn.execute(query).mappings())

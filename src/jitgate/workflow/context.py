@@ -1,0 +1,92 @@
+"""What every workflow service needs, bundled once: store, policy, audit log, clock, providers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
+
+from jitgate.audit.chain import AuditLog
+from jitgate.clock import Clock
+from jitgate.domain.identity import Identity
+from jitgate.errors import JitgateError, ProviderError, StorageUnavailable
+from jitgate.policy.model import Policy, Target
+from jitgate.providers.base import CredentialProvider
+from jitgate.store.db import Database
+
+log = logging.getLogger("jitgate.workflow")
+
+
+class Notifier(Protocol):
+    """Tells people about workflow events (webhooks, chat). Called after the commit, never inside."""
+
+    def send(self, event: str, payload: dict[str, Any]) -> None: ...
+
+
+class NullNotifier:
+    def send(self, event: str, payload: dict[str, Any]) -> None:
+        log.debug("notification %s", event)
+
+
+class PolicyHolder:
+    """The policy in force; replaced whole on reload so readers never see half of one."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Policy:
+        return self._policy
+
+    def replace(self, policy: Policy) -> None:
+        with self._lock:
+            self._policy = policy
+
+
+@dataclass
+class WorkflowContext:
+    db: Database
+    policies: PolicyHolder
+    audit: AuditLog
+    clock: Clock
+    providers: dict[str, CredentialProvider] = field(default_factory=dict)
+    notifier: Notifier = field(default_factory=NullNotifier)
+    wake_scheduler: Callable[[], None] = lambda: None
+    revocation_backoff_seconds: float = 2.0
+    revocation_backoff_max_seconds: float = 300.0
+
+    @property
+    def policy(self) -> Policy:
+        return self.policies.current
+
+    def provider_for(self, target: Target) -> CredentialProvider:
+        provider = self.providers.get(target.kind)
+        if provider is None:
+            raise ProviderError(f"no credential provider for kind {target.kind!r} (target {target.name})")
+        return provider
+
+    def audit_event(self, conn: Connection, actor: str, action: str, **fields: Any) -> None:
+        self.audit.append(conn, at=self.clock.now(), actor=actor, action=action, **fields)
+
+    @contextmanager
+    def refusals_audited(self, identity: Identity, action: str, **fields: Any) -> Iterator[None]:
+        """Record a refused attempt in the audit log (its own transaction), then let the error go on."""
+        try:
+            yield
+        except StorageUnavailable:
+            raise
+        except JitgateError as exc:
+            details = dict(fields.pop("details", None) or {})
+            details.update({"attempted": action, "error": exc.code, "reason": exc.message})
+            try:
+                with self.db.write() as conn:
+                    self.audit_event(conn, identity.name, "access.refused", details=details, **fields)
+            except StorageUnavailable:
+                log.exception("could not audit a refused %s by %s", action, identity.name)
+            raise

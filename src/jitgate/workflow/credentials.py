@@ -1,0 +1,196 @@
+"""Issuing credentials: only under an active grant that covers the target, recorded and audited.
+
+Credentials minted inside the broker (SSH certificates) are created, recorded and audited in one
+transaction. Credentials created at a target (database logins) are recorded *first* and committed,
+then created, so a crash in between leaves a record that revocation will clean up, never an
+unknown login.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jitgate.domain.identity import Identity
+from jitgate.domain.model import Grant, RequestState
+from jitgate.errors import Conflict, NotFound, PolicyDenied, ProviderError
+from jitgate.providers.base import Issued, IssueRequest
+from jitgate.store import queries as q
+from jitgate.workflow.context import WorkflowContext
+
+
+def issue(
+    ctx: WorkflowContext, identity: Identity, target_name: str, *, params: Mapping[str, Any] | None = None
+) -> tuple[Grant, Issued]:
+    """Mint a credential for ``target_name`` under the caller's active grant that covers it."""
+    params = dict(params or {})
+    with ctx.refusals_audited(identity, "credential.issue", target=target_name):
+        target = ctx.policy.target(target_name)
+        if target is None:
+            raise NotFound(f"no target named {target_name!r}")
+        provider = ctx.provider_for(target)
+        now = ctx.clock.now()
+        with ctx.db.write() as conn:
+            candidates = q.active_grants_for(conn, identity.name, target.name, now)
+            if not candidates:
+                raise PolicyDenied(f"{identity.name} holds no active grant for target {target.name}")
+            chosen = max(candidates, key=lambda g: g.expires_at)
+            grant = q.get_grant(conn, chosen.id, lock=True)
+            if grant is None or not grant.is_active_at(now):
+                raise Conflict(f"grant {chosen.id} ended while the credential was being issued")
+            role = ctx.policy.role(grant.role)
+            if role is None:
+                raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+            request = IssueRequest(
+                grant=grant, role=role, target=target, identity=identity, now=now, params=params
+            )
+            handle = provider.new_handle(request)
+            if not provider.revocable:
+                issued = provider.issue(request, handle)
+                _record(
+                    ctx, conn, grant, target=target.name, kind=target.kind, issued=issued, actor=identity.name
+                )
+                return grant, issued
+            credential_id = q.insert_credential(
+                conn,
+                grant_id=grant.id,
+                holder=identity.name,
+                target=target.name,
+                kind=target.kind,
+                handle=handle,
+                state="issuing",
+                now=now,
+                record={"handle": handle},
+            )
+            ctx.audit_event(
+                conn,
+                identity.name,
+                "credential.issuing",
+                request_id=grant.request_id,
+                grant_id=grant.id,
+                role=grant.role,
+                target=target.name,
+                details={"kind": target.kind, "handle": handle},
+            )
+        try:
+            issued = provider.issue(request, handle)
+        except ProviderError as exc:
+            _abandon(
+                ctx,
+                grant,
+                target=target.name,
+                kind=target.kind,
+                handle=handle,
+                credential_id=credential_id,
+                actor=identity.name,
+                error=str(exc),
+            )
+            raise
+        with ctx.db.write() as conn:
+            current = q.get_grant(conn, grant.id, lock=True)
+            q.mark_credential_issued(
+                conn,
+                credential_id,
+                record=dict(issued.record),
+                valid_after=issued.valid_after,
+                valid_before=issued.valid_before,
+            )
+            ctx.audit_event(
+                conn,
+                identity.name,
+                "credential.issued",
+                request_id=grant.request_id,
+                grant_id=grant.id,
+                role=grant.role,
+                target=target.name,
+                details={"kind": target.kind, **dict(issued.record)},
+            )
+            if current is None or current.state is not RequestState.ACTIVE:
+                # The grant ended while the login was being created: take it back at once.
+                q.enqueue_revocation(
+                    conn,
+                    credential_id=credential_id,
+                    grant_id=grant.id,
+                    target=target.name,
+                    kind=target.kind,
+                    handle=handle,
+                    now=ctx.clock.now(),
+                )
+                ended = True
+            else:
+                ended = False
+        if ended:
+            ctx.wake_scheduler()
+            raise Conflict(f"grant {grant.id} ended while the credential was being issued")
+        return grant, issued
+
+
+def _record(
+    ctx: WorkflowContext, conn: Any, grant: Grant, *, target: str, kind: str, issued: Issued, actor: str
+) -> None:
+    q.insert_credential(
+        conn,
+        grant_id=grant.id,
+        holder=actor,
+        target=target,
+        kind=kind,
+        handle=issued.handle,
+        state="issued",
+        now=ctx.clock.now(),
+        record=dict(issued.record),
+        valid_after=issued.valid_after,
+        valid_before=issued.valid_before,
+    )
+    ctx.audit_event(
+        conn,
+        actor,
+        "credential.issued",
+        request_id=grant.request_id,
+        grant_id=grant.id,
+        role=grant.role,
+        target=target,
+        details={"kind": kind, **dict(issued.record)},
+    )
+
+
+def _abandon(
+    ctx: WorkflowContext,
+    grant: Grant,
+    *,
+    target: str,
+    kind: str,
+    handle: str,
+    credential_id: int,
+    actor: str,
+    error: str,
+) -> None:
+    """Creation failed part-way: queue a revocation so nothing half-made is left at the target."""
+    with ctx.db.write() as conn:
+        q.enqueue_revocation(
+            conn,
+            credential_id=credential_id,
+            grant_id=grant.id,
+            target=target,
+            kind=kind,
+            handle=handle,
+            now=ctx.clock.now(),
+        )
+        ctx.audit_event(
+            conn,
+            actor,
+            "credential.failed",
+            request_id=grant.request_id,
+            grant_id=grant.id,
+            role=grant.role,
+            target=target,
+            details={"kind": kind, "handle": handle, "error": error},
+        )
+    ctx.wake_scheduler()
+
+
+def grant_for(ctx: WorkflowContext, identity: Identity, grant_id: str) -> Grant:
+    with ctx.db.read() as conn:
+        grant = q.get_grant(conn, grant_id)
+    if grant is None or (grant.holder != identity.name and not identity.admin):
+        raise NotFound(f"no grant {grant_id}")
+    return grant

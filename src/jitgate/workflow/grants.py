@@ -1,0 +1,269 @@
+"""Grants: activation from an approved request, early revocation, extension, and the end of a grant.
+
+Ending a grant (by expiry or revocation) is one transaction: the grant's state, its request's state,
+the revocation work for every credential issued under it, and the audit record all commit together,
+so no revocation can be lost between them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection
+
+from jitgate.domain.durations import format_duration, parse_duration
+from jitgate.domain.identity import SYSTEM, Identity
+from jitgate.domain.lifecycle import check_extension, check_transition, grant_window
+from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
+from jitgate.errors import InvalidInput, NotFound, PolicyDenied
+from jitgate.policy.decision import auto_approval, check_reason, may_approve
+from jitgate.store import queries as q
+from jitgate.store.ids import new_id
+from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.views import GrantView, RequestView, grant_view, request_view
+
+S = RequestState
+
+
+def activate(
+    ctx: WorkflowContext, conn: Connection, req: AccessRequest, *, now: datetime, actor: str
+) -> Grant:
+    """Turn an approved request into a grant: active now, or scheduled for its requested start."""
+    starts_at, expires_at = grant_window(now=now, start_at=req.start_at, duration=req.duration)
+    state = S.ACTIVE if starts_at <= now else S.APPROVED
+    check_transition(f"request {req.id}", req.state, state)
+    q.set_request_state(conn, req.id, expect=S.PENDING, state=state, now=now)
+    grant = Grant(
+        id=new_id("g"),
+        request_id=req.id,
+        holder=req.requester,
+        role=req.role,
+        targets=req.targets,
+        starts_at=starts_at,
+        expires_at=expires_at,
+        state=state,
+        break_glass=req.break_glass,
+    )
+    q.insert_grant(conn, grant)
+    details = {
+        "starts_at": starts_at.isoformat(),
+        "expires_at": expires_at.isoformat(),
+        "targets": list(req.targets),
+        "approved_by": actor,
+        "auto_rule": req.auto_approved_rule,
+        "break_glass": req.break_glass,
+    }
+    action = "grant.activated" if state is S.ACTIVE else "grant.scheduled"
+    ctx.audit_event(conn, actor, action, request_id=req.id, grant_id=grant.id, role=req.role, details=details)
+    return grant
+
+
+def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now: datetime) -> bool:
+    """A scheduled grant whose start has come becomes active (once, whoever gets there first)."""
+    if not q.set_grant_state(conn, grant.id, expect=S.APPROVED, state=S.ACTIVE):
+        return False
+    q.set_request_state(conn, grant.request_id, expect=S.APPROVED, state=S.ACTIVE, now=now)
+    ctx.audit_event(
+        conn,
+        SYSTEM.name,
+        "grant.started",
+        request_id=grant.request_id,
+        grant_id=grant.id,
+        role=grant.role,
+        details={"expires_at": grant.expires_at.isoformat()},
+    )
+    return True
+
+
+def end(
+    ctx: WorkflowContext,
+    conn: Connection,
+    grant: Grant,
+    *,
+    reason: GrantEnd,
+    now: datetime,
+    actor: str,
+    comment: str = "",
+) -> bool:
+    """End a grant once: state, request, credentials' revocation work and audit in one transaction."""
+    state = S.EXPIRED if reason is GrantEnd.EXPIRED else S.REVOKED
+    check_transition(f"grant {grant.id}", grant.state, state)
+    if not q.end_grant(conn, grant.id, expect=(S.ACTIVE, S.APPROVED), state=state, reason=reason, now=now):
+        return False  # someone else (another replica, a concurrent revoke) ended it first
+    q.set_request_state(conn, grant.request_id, expect=grant.state, state=state, now=now)
+    queued = 0
+    for cred in q.credentials_of_grant(conn, grant.id):
+        provider = ctx.providers.get(cred["kind"])
+        if provider is not None and not provider.revocable:
+            # Dies by itself; marking it revoked puts it on the revocation list until its end.
+            q.mark_credential_revoked(conn, cred["id"], now)
+            continue
+        q.enqueue_revocation(
+            conn,
+            credential_id=cred["id"],
+            grant_id=grant.id,
+            target=cred["target"],
+            kind=cred["kind"],
+            handle=cred["handle"],
+            now=now,
+        )
+        queued += 1
+    for ext in q.pending_extensions(conn, grant.id):
+        q.set_request_state(conn, ext.id, expect=S.PENDING, state=S.CANCELLED, now=now)
+        ctx.audit_event(
+            conn,
+            SYSTEM.name,
+            "request.cancelled",
+            request_id=ext.id,
+            grant_id=grant.id,
+            role=ext.role,
+            details={"why": f"grant {grant.id} ended"},
+        )
+    details: dict[str, object] = {"revocations_queued": queued, "expires_at": grant.expires_at.isoformat()}
+    if reason is GrantEnd.EXPIRED:
+        details["lag_ms"] = round((now - grant.expires_at).total_seconds() * 1000, 1)
+    if comment:
+        details["comment"] = comment
+    ctx.audit_event(
+        conn,
+        actor,
+        f"grant.{state.value.lower()}",
+        request_id=grant.request_id,
+        grant_id=grant.id,
+        role=grant.role,
+        details=details,
+    )
+    if queued:
+        ctx.wake_scheduler()
+    return True
+
+
+def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: str = "") -> GrantView:
+    """End a grant early: by its holder, an approver of its role, or an admin."""
+    with ctx.refusals_audited(identity, "grant.revoke", grant_id=grant_id):
+        now = ctx.clock.now()
+        with ctx.db.write() as conn:
+            grant = q.get_grant(conn, grant_id, lock=True)
+            if grant is None:
+                raise NotFound(f"no grant {grant_id}")
+            role = ctx.policy.role(grant.role)
+            allowed = (
+                identity.name == grant.holder
+                or identity.admin
+                or (role is not None and may_approve(identity, role))
+            )
+            if not allowed:
+                raise PolicyDenied(f"{identity.name} may not revoke grant {grant_id}")
+            end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=identity.name, comment=comment)
+            view = grant_view(conn, grant_id, now)
+        ctx.notifier.send("revoked", {"grant": grant_id, "holder": grant.holder, "by": identity.name})
+        return view
+
+
+def extend(
+    ctx: WorkflowContext, identity: Identity, grant_id: str, *, duration: str | timedelta, reason: str = ""
+) -> RequestView:
+    """Ask to lengthen an active grant. Goes through the role's approval rule like any request;
+    the total length stays within the role's maximum."""
+    with ctx.refusals_audited(identity, "grant.extend", grant_id=grant_id):
+        try:
+            extra = parse_duration(duration) if isinstance(duration, str) else duration
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        now = ctx.clock.now()
+        with ctx.db.write() as conn:
+            grant = q.get_grant(conn, grant_id, lock=True)
+            if grant is None:
+                raise NotFound(f"no grant {grant_id}")
+            if identity.name != grant.holder:
+                raise PolicyDenied(f"only {grant.holder} can extend grant {grant_id}")
+            role = ctx.policy.role(grant.role)
+            if role is None:
+                raise PolicyDenied(
+                    f"role {grant.role} is no longer in the policy; grant {grant_id} cannot grow"
+                )
+            check_reason(role, reason)
+            new_expiry = check_extension(
+                grant_id=grant.id,
+                role=role.name,
+                state=grant.state,
+                starts_at=grant.starts_at,
+                expires_at=grant.expires_at,
+                extra=extra,
+                max_duration=role.max_duration,
+                now=now,
+            )
+            rule = auto_approval(identity, role, new_expiry - grant.starts_at)
+            req = AccessRequest(
+                id=new_id("r"),
+                kind=RequestKind.EXTENSION,
+                requester=identity.name,
+                role=role.name,
+                targets=grant.targets,
+                reason=reason,
+                duration=extra,
+                state=S.PENDING,
+                created_at=now,
+                review_deadline=min(now + role.review_timeout, grant.expires_at),
+                extends_grant_id=grant.id,
+                auto_approved_rule=rule,
+            )
+            q.insert_request(conn, req)
+            ctx.audit_event(
+                conn,
+                identity.name,
+                "request.created",
+                request_id=req.id,
+                grant_id=grant.id,
+                role=role.name,
+                details={"kind": "extension", "extra": format_duration(extra), "reason": reason},
+            )
+            if rule is not None:
+                apply_extension(ctx, conn, req, now=now, actor=SYSTEM.name)
+            view = request_view(conn, req.id, now)
+        if rule is None:
+            ctx.notifier.send(
+                "approval_needed", {"request": req.id, "role": role.name, "requester": identity.name}
+            )
+        return view
+
+
+def apply_extension(
+    ctx: WorkflowContext, conn: Connection, req: AccessRequest, *, now: datetime, actor: str
+) -> None:
+    """An approved extension moves its grant's end, re-checked against the role's maximum now."""
+    if req.extends_grant_id is None:
+        raise InvalidInput(f"request {req.id} extends no grant")
+    grant = q.get_grant(conn, req.extends_grant_id, lock=True)
+    if grant is None:
+        raise NotFound(f"no grant {req.extends_grant_id}")
+    role = ctx.policy.role(grant.role)
+    if role is None:
+        raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+    new_expiry = check_extension(
+        grant_id=grant.id,
+        role=role.name,
+        state=grant.state,
+        starts_at=grant.starts_at,
+        expires_at=grant.expires_at,
+        extra=req.duration,
+        max_duration=role.max_duration,
+        now=now,
+    )
+    check_transition(f"request {req.id}", req.state, S.APPROVED)
+    q.set_request_state(conn, req.id, expect=S.PENDING, state=S.APPROVED, now=now)
+    q.set_grant_expiry(conn, grant.id, new_expiry)
+    ctx.audit_event(
+        conn,
+        actor,
+        "grant.extended",
+        request_id=req.id,
+        grant_id=grant.id,
+        role=grant.role,
+        details={
+            "from": grant.expires_at.isoformat(),
+            "to": new_expiry.isoformat(),
+            "auto_rule": req.auto_approved_rule,
+        },
+    )
+    ctx.wake_scheduler()

@@ -1,0 +1,221 @@
+"""Access requests: submit (with auto-approval and break-glass), review, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from jitgate.domain.durations import parse_duration
+from jitgate.domain.identity import SYSTEM, Identity
+from jitgate.domain.lifecycle import check_duration, check_transition, decide_review
+from jitgate.domain.model import AccessRequest, RequestKind, RequestState, Review, Verdict
+from jitgate.errors import Conflict, InvalidInput, NotFound, PolicyDenied
+from jitgate.policy.decision import (
+    auto_approval,
+    check_reason,
+    check_requester,
+    get_role,
+    may_approve,
+    resolve_targets,
+)
+from jitgate.store import queries as q
+from jitgate.store.ids import new_id
+from jitgate.workflow import grants
+from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.views import RequestView, request_view
+
+S = RequestState
+MAX_SCHEDULE_AHEAD = timedelta(days=90)
+START_GRACE = timedelta(minutes=1)
+
+
+def submit(
+    ctx: WorkflowContext,
+    identity: Identity,
+    *,
+    role: str,
+    reason: str = "",
+    duration: str | timedelta | None = None,
+    targets: tuple[str, ...] = (),
+    start_at: datetime | None = None,
+    requester: str | None = None,
+) -> RequestView:
+    """Ask for a role. Auto-approved and break-glass requests come back already ACTIVE."""
+    with ctx.refusals_audited(identity, "request.create", role=role):
+        if requester is not None and requester != identity.name:
+            raise PolicyDenied(f"{identity.name} cannot request access on behalf of {requester}")
+        policy = ctx.policy
+        the_role = get_role(policy, role)
+        check_requester(identity, the_role)
+        check_reason(the_role, reason)
+        length = _length(duration, the_role.duration_default)
+        check_duration(role, length, min_duration=the_role.min_duration, max_duration=the_role.max_duration)
+        chosen = resolve_targets(policy, the_role, targets)
+        now = ctx.clock.now()
+        _check_start(start_at, now)
+        rule = auto_approval(identity, the_role, length)
+        req = AccessRequest(
+            id=new_id("r"),
+            kind=RequestKind.ACCESS,
+            requester=identity.name,
+            role=role,
+            targets=chosen,
+            reason=reason,
+            duration=length,
+            state=S.PENDING,
+            created_at=now,
+            review_deadline=now + the_role.review_timeout,
+            start_at=start_at,
+            break_glass=the_role.break_glass,
+            auto_approved_rule=rule,
+        )
+        with ctx.db.write() as conn:
+            q.insert_request(conn, req)
+            ctx.audit_event(
+                conn,
+                identity.name,
+                "request.created",
+                request_id=req.id,
+                role=role,
+                details={
+                    "targets": list(chosen),
+                    "duration_s": int(length.total_seconds()),
+                    "reason": reason,
+                    "start_at": start_at.isoformat() if start_at else None,
+                },
+            )
+            if rule is not None or the_role.break_glass:
+                grants.activate(ctx, conn, req, now=now, actor=SYSTEM.name)
+            view = request_view(conn, req.id, now)
+        payload = {"request": req.id, "role": role, "requester": identity.name, "reason": reason}
+        if the_role.break_glass:
+            ctx.notifier.send("break_glass", {**payload, "approvers": list(the_role.approvers)})
+        elif rule is not None:
+            ctx.notifier.send("granted", payload)
+        else:
+            ctx.notifier.send("approval_needed", {**payload, "approvers": list(the_role.approvers)})
+        ctx.wake_scheduler()
+        return view
+
+
+def _length(duration: str | timedelta | None, default: timedelta) -> timedelta:
+    if duration is None:
+        return default
+    if isinstance(duration, timedelta):
+        return duration
+    try:
+        return parse_duration(duration)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _check_start(start_at: datetime | None, now: datetime) -> None:
+    if start_at is None:
+        return
+    if start_at.tzinfo is None:
+        raise InvalidInput("start time needs a timezone (e.g. 2026-12-01T09:00Z)")
+    if start_at < now - START_GRACE:
+        raise InvalidInput("start time is in the past")
+    if start_at > now + MAX_SCHEDULE_AHEAD:
+        raise InvalidInput("start time is more than 90 days ahead")
+
+
+def review(
+    ctx: WorkflowContext, identity: Identity, request_id: str, *, verdict: Verdict, comment: str = ""
+) -> RequestView:
+    """Approve or deny. Locks the request, then checks its state, then changes it."""
+    with ctx.refusals_audited(identity, f"review.{verdict.value}", request_id=request_id):
+        now = ctx.clock.now()
+        with ctx.db.write() as conn:
+            req = q.get_request(conn, request_id, lock=True)
+            if req is None:
+                raise NotFound(f"no request {request_id}")
+            role = ctx.policy.role(req.role)
+            if role is None:
+                raise Conflict(
+                    f"role {req.role} is no longer in the policy; request {request_id} cannot proceed"
+                )
+            outcome = decide_review(
+                request_id=req.id,
+                state=req.state,
+                requester=req.requester,
+                reviewer=identity.name,
+                reviewer_eligible=may_approve(identity, role),
+                reviewer_is_admin=identity.admin,
+                prior=q.reviews_of(conn, req.id),
+                verdict=verdict,
+                approvals_required=role.approvals_required,
+                comment=comment,
+            )
+            q.insert_review(conn, req.id, Review(identity.name, verdict, comment, now))
+            ctx.audit_event(
+                conn,
+                identity.name,
+                f"review.{'approved' if verdict is Verdict.APPROVE else 'denied'}",
+                request_id=req.id,
+                role=req.role,
+                details={"comment": comment, "approvals": outcome.approvals},
+            )
+            if outcome.state is S.DENIED:
+                q.set_request_state(conn, req.id, expect=S.PENDING, state=S.DENIED, now=now)
+                ctx.audit_event(conn, identity.name, "request.denied", request_id=req.id, role=req.role)
+            elif outcome.state is S.APPROVED:
+                if req.kind is RequestKind.EXTENSION:
+                    grants.apply_extension(ctx, conn, req, now=now, actor=identity.name)
+                else:
+                    grants.activate(ctx, conn, req, now=now, actor=identity.name)
+            view = request_view(conn, req.id, now)
+        if outcome.state is S.DENIED:
+            ctx.notifier.send("denied", {"request": req.id, "by": identity.name, "comment": comment})
+        elif outcome.state is S.APPROVED:
+            ctx.notifier.send("granted", {"request": req.id, "by": identity.name})
+            ctx.wake_scheduler()
+        return view
+
+
+def cancel(ctx: WorkflowContext, identity: Identity, request_id: str) -> RequestView:
+    """The requester withdraws a request that is pending or scheduled but not yet started."""
+    with ctx.refusals_audited(identity, "request.cancel", request_id=request_id):
+        now = ctx.clock.now()
+        with ctx.db.write() as conn:
+            req = q.get_request(conn, request_id, lock=True)
+            if req is None:
+                raise NotFound(f"no request {request_id}")
+            if req.requester != identity.name:
+                raise PolicyDenied(f"only {req.requester} can cancel request {request_id}")
+            check_transition(f"request {req.id}", req.state, S.CANCELLED)
+            if req.state is S.APPROVED:
+                grant = q.grant_of_request(conn, req.id)
+                if grant is not None:
+                    q.set_grant_state(conn, grant.id, expect=S.APPROVED, state=S.CANCELLED)
+            q.set_request_state(conn, req.id, expect=req.state, state=S.CANCELLED, now=now)
+            ctx.audit_event(conn, identity.name, "request.cancelled", request_id=req.id, role=req.role)
+            return request_view(conn, req.id, now)
+
+
+def request_view_for(ctx: WorkflowContext, request_id: str) -> RequestView:
+    with ctx.db.read() as conn:
+        return request_view(conn, request_id, ctx.clock.now())
+
+
+def visible_requests(
+    ctx: WorkflowContext,
+    identity: Identity,
+    *,
+    mine: bool,
+    reviewable: bool,
+    states: tuple[RequestState, ...],
+) -> list[AccessRequest]:
+    """Requests this identity may see: their own, and those they could review (admins see all)."""
+    with ctx.db.read() as conn:
+        if mine:
+            return q.list_requests(conn, requester=identity.name, states=states)
+        if identity.admin and not reviewable:
+            return q.list_requests(conn, states=states)
+        roles = [r.name for r in ctx.policy.roles if may_approve(identity, r)]
+        wanted = (states or (S.PENDING,)) if reviewable else states
+        found = q.list_requests(conn, states=wanted, roles=roles)
+        if reviewable:
+            return [r for r in found if r.requester != identity.name and r.state is S.PENDING]
+        own = q.list_requests(conn, requester=identity.name, states=states)
+        merged = {r.id: r for r in [*own, *found]}
+        return sorted(merged.values(), key=lambda r: r.created_at, reverse=True)

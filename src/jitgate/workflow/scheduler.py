@@ -1,0 +1,200 @@
+"""The durable scheduler: starts scheduled grants, ends expired ones, times out unreviewed requests,
+warns before expiry, and retries revocations — all driven by rows in the database.
+
+Nothing lives only in memory: after a restart (or on another replica) the same rows are found
+again, so a grant that expired while the broker was down is ended on start. Each step is a
+compare-and-set under a row lock (``SKIP LOCKED`` on PostgreSQL), so it runs exactly once across
+replicas. The loop sleeps until the earliest deadline in the database or until woken by a change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy.engine import RowMapping
+
+from jitgate.domain.identity import SYSTEM
+from jitgate.domain.model import GrantEnd, RequestState
+from jitgate.errors import JitgateError, ProviderError
+from jitgate.store import queries as q
+from jitgate.workflow import grants
+from jitgate.workflow.context import WorkflowContext
+
+log = logging.getLogger("jitgate.scheduler")
+S = RequestState
+BATCH = 200
+EXPIRY_WARNING = timedelta(minutes=10)
+REVOCATION_LEASE = timedelta(minutes=2)
+
+
+def expire_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
+    """End every active grant whose ``expires_at`` has come; returns how many this call ended."""
+    now = ctx.clock.now()
+    with ctx.db.write() as conn:
+        due = q.due_grants(
+            conn, state=S.ACTIVE, column="expires_at", now=now, limit=limit, skip_locked=ctx.db.locks_rows
+        )
+        ended = [
+            g for g in due if grants.end(ctx, conn, g, reason=GrantEnd.EXPIRED, now=now, actor=SYSTEM.name)
+        ]
+    for grant in ended:
+        ctx.notifier.send("expired", {"grant": grant.id, "holder": grant.holder, "role": grant.role})
+    return len(ended)
+
+
+def start_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
+    now = ctx.clock.now()
+    with ctx.db.write() as conn:
+        due = q.due_grants(
+            conn, state=S.APPROVED, column="starts_at", now=now, limit=limit, skip_locked=ctx.db.locks_rows
+        )
+        started = [g for g in due if grants.start_scheduled(ctx, conn, g, now=now)]
+    for grant in started:
+        ctx.notifier.send("granted", {"grant": grant.id, "holder": grant.holder, "role": grant.role})
+    return len(started)
+
+
+def time_out_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
+    """Requests nobody reviewed before their deadline end as TIMED_OUT."""
+    now = ctx.clock.now()
+    count = 0
+    with ctx.db.write() as conn:
+        for req in q.due_timeouts(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows):
+            if q.set_request_state(conn, req.id, expect=S.PENDING, state=S.TIMED_OUT, now=now):
+                ctx.audit_event(conn, SYSTEM.name, "request.timed_out", request_id=req.id, role=req.role)
+                count += 1
+    return count
+
+
+def warn_expiring(ctx: WorkflowContext, *, within: timedelta = EXPIRY_WARNING) -> int:
+    now = ctx.clock.now()
+    with ctx.db.write() as conn:
+        soon = q.expiring_unwarned(conn, now=now, within=within, limit=BATCH)
+        for grant in soon:
+            q.mark_expiry_warned(conn, grant.id)
+    for grant in soon:
+        left = int((grant.expires_at - now).total_seconds())
+        ctx.notifier.send("expiring", {"grant": grant.id, "holder": grant.holder, "seconds_left": left})
+    return len(soon)
+
+
+def backoff(ctx: WorkflowContext, attempts: int) -> timedelta:
+    seconds = min(
+        ctx.revocation_backoff_seconds * (2 ** min(attempts, 20)), ctx.revocation_backoff_max_seconds
+    )
+    return timedelta(seconds=seconds)
+
+
+def run_revocations(ctx: WorkflowContext, *, limit: int = 50) -> tuple[int, int]:
+    """Try every due revocation once. Returns (succeeded, failed). Failures stay queued with backoff.
+
+    Work is claimed by pushing ``next_attempt_at`` a lease ahead in one short transaction, so the
+    slow call to the target happens outside any transaction and no other replica takes it too.
+    """
+    now = ctx.clock.now()
+    with ctx.db.write() as conn:
+        claimed = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
+        for row in claimed:
+            q.retry_revocation(
+                conn, row["id"], error=row["last_error"] or "", next_attempt_at=now + REVOCATION_LEASE
+            )
+    ok = failed = 0
+    for row in claimed:
+        try:
+            target = ctx.policy.target(row["target"])
+            if target is None:
+                raise ProviderError(f"target {row['target']} is no longer in the policy")
+            ctx.provider_for(target).revoke(target, row["handle"])
+        except JitgateError as exc:
+            failed += 1
+            _record_failure(ctx, row, str(exc))
+        except Exception as exc:
+            failed += 1
+            log.exception("provider %s crashed revoking on %s", row["kind"], row["target"])
+            _record_failure(ctx, row, f"provider crashed: {type(exc).__name__}")
+        else:
+            ok += 1
+            done = ctx.clock.now()
+            with ctx.db.write() as conn:
+                q.finish_revocation(conn, row["id"], done)
+                q.mark_credential_revoked(conn, row["credential_id"], done)
+                ctx.audit_event(
+                    conn,
+                    SYSTEM.name,
+                    "credential.revoked",
+                    grant_id=row["grant_id"],
+                    target=row["target"],
+                    details={"kind": row["kind"], "handle": row["handle"], "attempts": row["attempts"] + 1},
+                )
+    return ok, failed
+
+
+def _record_failure(ctx: WorkflowContext, row: RowMapping, error: str) -> None:
+    now = ctx.clock.now()
+    attempts = row["attempts"] + 1
+    with ctx.db.write() as conn:
+        q.retry_revocation(conn, row["id"], error=error, next_attempt_at=now + backoff(ctx, attempts))
+        ctx.audit_event(
+            conn,
+            SYSTEM.name,
+            "revocation.failed",
+            grant_id=row["grant_id"],
+            target=row["target"],
+            details={"kind": row["kind"], "handle": row["handle"], "attempt": attempts, "error": error},
+        )
+    log.warning("revocation on %s failed (attempt %d): %s", row["target"], attempts, error)
+
+
+def run_once(ctx: WorkflowContext) -> None:
+    """One pass over every kind of due work."""
+    start_due(ctx)
+    while expire_due(ctx) == BATCH:
+        pass
+    time_out_due(ctx)
+    warn_expiring(ctx)
+    run_revocations(ctx)
+
+
+class Scheduler:
+    """Runs ``run_once`` in a thread, sleeping until the next deadline or a wake-up."""
+
+    def __init__(self, ctx: WorkflowContext, *, poll_seconds: float = 1.0) -> None:
+        self._ctx = ctx
+        self._poll = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="jitgate-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _seconds_to_next(self) -> float:
+        with self._ctx.db.read() as conn:
+            deadline = q.next_deadline(conn)
+        if deadline is None:
+            return self._poll
+        return max(0.0, min((deadline - self._ctx.clock.now()).total_seconds(), self._poll))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                run_once(self._ctx)
+                pause = self._seconds_to_next()
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+                pause = self._poll
+            if pause > 0:
+                self._wake.wait(pause)

@@ -1,0 +1,275 @@
+"""A throwaway real OpenSSH sshd on a loopback port, and the real ssh client to talk to it.
+
+Loaded as fixtures by ``tests/integration/ssh/conftest.py`` (import the names from here to reuse
+them elsewhere). Needs root: it creates the login users ``deploy`` and ``ops`` when missing.
+Without sshd the tests skip, except in CI (``CI=true``) where they fail: a CI run that quietly
+proved nothing is worse than a red one.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+SSHD = Path("/usr/sbin/sshd")
+LOGINS = ("deploy", "ops")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def unavailable(reason: str) -> None:
+    """Skip outside CI, fail inside it."""
+    if _in_ci():
+        pytest.fail(f"{reason} (CI must run the real-sshd tests)")
+    pytest.skip(reason)
+
+
+def require_openssh() -> None:
+    if not SSHD.exists():
+        unavailable("OpenSSH sshd is not installed (apt-get install -y openssh-server)")
+    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        unavailable("the OpenSSH client is not installed (apt-get install -y openssh-client)")
+    if os.geteuid() != 0:
+        unavailable("the real-sshd tests run as root (they create login users)")
+
+
+def ensure_login_users(names: Sequence[str] = LOGINS) -> None:
+    for name in names:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True, capture_output=True)
+        # '!' (locked) is refused by sshd even with UsePAM no; '*' only rules out passwords.
+        subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Sshd:
+    """One running sshd. ``trust`` and ``revoke`` rewrite files sshd reads at every login."""
+
+    directory: Path
+    port: int
+    host_key: Path
+    trusted_ca_file: Path
+    revoked_keys_file: Path | None
+    log_file: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def trust(self, public_lines: Sequence[str]) -> None:
+        self.trusted_ca_file.write_text("".join(f"{line}\n" for line in public_lines))
+
+    def revoke(self, krl: bytes) -> None:
+        if self.revoked_keys_file is None:
+            raise RuntimeError("this sshd was started without RevokedKeys")
+        self.revoked_keys_file.write_bytes(krl)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def host_public_line(self) -> str:
+        return self.host_key.with_suffix(".pub").read_text().strip()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_sshd(
+    directory: Path,
+    *,
+    trusted_ca_lines: Sequence[str] = (),
+    revoked_keys: bytes | None = None,
+    host_certificate: str | None = None,
+    host_key: Path | None = None,
+) -> Sshd:
+    """Start ``sshd -D -e`` with its own config in ``directory``; returns once it listens."""
+    require_openssh()
+    directory.mkdir(parents=True, exist_ok=True)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    if host_key is None:
+        host_key = directory / "host_ed25519"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-host", "-f", str(host_key)],
+            check=True,
+        )
+    trusted = directory / "trusted_user_ca.pub"
+    trusted.write_text("".join(f"{line}\n" for line in trusted_ca_lines))
+    lines = [
+        "ListenAddress 127.0.0.1",
+        f"HostKey {host_key}",
+        f"PidFile {directory / 'sshd.pid'}",
+        f"TrustedUserCAKeys {trusted}",
+        "AuthorizedKeysFile none",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "LogLevel VERBOSE",
+    ]
+    revoked_file = None
+    if revoked_keys is not None:
+        revoked_file = directory / "revoked.krl"
+        revoked_file.write_bytes(revoked_keys)
+        lines.append(f"RevokedKeys {revoked_file}")
+    if host_certificate is not None:
+        cert_file = directory / "host_ed25519-cert.pub"
+        cert_file.write_text(host_certificate + "\n")
+        lines.append(f"HostCertificate {cert_file}")
+    log_file = directory / "sshd.log"
+    for _attempt in range(5):
+        port = _free_port()
+        config = directory / "sshd_config"
+        config.write_text("\n".join([f"Port {port}", *lines]) + "\n")
+        check = subprocess.run(
+            [str(SSHD), "-t", "-f", str(config)], capture_output=True, text=True, check=False
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"sshd refuses its test config: {check.stderr.strip()}")
+        with log_file.open("wb") as log:
+            process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and process.poll() is None:
+            if f"listening on 127.0.0.1 port {port}" in log_file.read_text(errors="replace"):
+                return Sshd(directory, port, host_key, trusted, revoked_file, log_file, process)
+            time.sleep(0.02)  # polling for sshd to come up, not waiting for time to pass
+        process.kill()
+        process.wait(timeout=5)
+    raise RuntimeError(f"sshd did not start: {log_file.read_text(errors='replace')[-500:]}")
+
+
+@dataclass(frozen=True)
+class SshResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_ssh(
+    server: Sshd,
+    login: str,
+    key: Path,
+    certificate: Path | None,
+    command: Sequence[str] = ("id", "-un"),
+    *,
+    known_hosts: Path | None = None,
+    timeout: float = 20,
+) -> SshResult:
+    """Run the real ``ssh`` client non-interactively with only the given key (+ cert).
+
+    With ``known_hosts`` the host key is checked strictly against it; otherwise it is not checked.
+    """
+    options = [
+        "-F", "/dev/null",
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", "PreferredAuthentications=publickey",
+        "-o", "ConnectTimeout=10",
+        "-o", "LogLevel=ERROR",
+        "-o", "CheckHostIP=no",
+        "-i", str(key),
+    ]  # fmt: skip
+    if certificate is not None:
+        options += ["-o", f"CertificateFile={certificate}"]
+    if known_hosts is None:
+        options += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    else:
+        options += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"]
+    result = subprocess.run(
+        ["ssh", *options, "-p", str(server.port), f"{login}@127.0.0.1", "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return SshResult(result.returncode, result.stdout, result.stderr)
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sshd_logins() -> tuple[str, ...]:
+    require_openssh()
+    ensure_login_users(LOGINS)
+    return LOGINS
+
+
+def empty_krl(directory: Path) -> bytes:
+    """An empty KRL as OpenSSH itself writes it (``ssh-keygen -k`` with no entries)."""
+    path = directory / "empty.krl"
+    subprocess.run(["ssh-keygen", "-q", "-k", "-f", str(path)], check=True, capture_output=True)
+    return path.read_bytes()
+
+
+class SshdFactory:
+    """Starts sshds in fresh temporary directories and stops every one of them at teardown."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self.started: list[Sshd] = []
+
+    def __call__(
+        self,
+        *,
+        trusted_ca_lines: Sequence[str] = (),
+        revoked_keys: bytes | None = None,
+        host_certificate: str | None = None,
+        host_key: Path | None = None,
+    ) -> Sshd:
+        server = start_sshd(
+            self._tmp.mktemp("sshd"),
+            trusted_ca_lines=trusted_ca_lines,
+            revoked_keys=revoked_keys,
+            host_certificate=host_certificate,
+            host_key=host_key,
+        )
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def sshd(sshd_logins: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A shared sshd with ``RevokedKeys``; each test sets the trusted CAs and KRL it needs."""
+    factory = SshdFactory(tmp_path_factory)
+    server = factory(revoked_keys=empty_krl(tmp_path_factory.mktemp("krl")))
+    yield server
+    factory.stop_all()
+
+
+@pytest.fixture
+def sshd_factory(
+    sshd_logins: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SshdFactory]:
+    """For tests that need their own sshd config (a host certificate, say)."""
+    factory = SshdFactory(tmp_path_factory)
+    yield factory
+    factory.stop_all()

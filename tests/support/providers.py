@@ -1,0 +1,55 @@
+"""A credential provider for workflow tests whose target can be switched off and on.
+
+Real targets (sshd, PostgreSQL, MariaDB) are tested in their own suites; this one exists to drive
+the broker's retry and bookkeeping paths deterministically. It keeps its "logins" in a set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import timedelta
+
+from jitgate.errors import ProviderError
+from jitgate.policy.model import Target
+from jitgate.providers.base import Health, Issued, IssueRequest
+
+
+class SwitchableProvider:
+    kind = "fake"
+    revocable = True
+
+    def __init__(self) -> None:
+        self.up = True
+        self.logins: set[str] = set()
+        self.revoke_calls = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def new_handle(self, request: IssueRequest) -> str:
+        return f"jit_{request.identity.name}_{next(self._ids)}"
+
+    def issue(self, request: IssueRequest, handle: str) -> Issued:
+        if not self.up:
+            raise ProviderError(f"target {request.target.name} is unreachable")
+        with self._lock:
+            self.logins.add(handle)
+        until = min(request.grant.expires_at, request.now + timedelta(hours=1))
+        return Issued(
+            handle=handle,
+            valid_after=request.now,
+            valid_before=until,
+            record={"login": handle},
+            secret={"user": handle, "password": "s3cret-" + handle},
+        )
+
+    def revoke(self, target: Target, handle: str) -> None:
+        with self._lock:
+            self.revoke_calls += 1
+        if not self.up:
+            raise ProviderError(f"target {target.name} is unreachable")
+        with self._lock:
+            self.logins.discard(handle)
+
+    def check(self, target: Target) -> Health:
+        return Health(self.up, "up" if self.up else "down")

@@ -1,0 +1,103 @@
+"""Policy files: validated, unknown keys refused, every error with its file and line."""
+
+from pathlib import Path
+
+import pytest
+
+from jitgate.errors import PolicyFileError
+from jitgate.policy.loader import load_policy, parse_policy
+
+BASE = """\
+targets:
+  - name: web-prod-1
+    kind: ssh
+    address: 10.0.0.5
+    labels: {env: prod}
+roles:
+  - name: prod-shell
+    targets: {labels: {env: prod}}
+    ssh: {logins: [deploy]}
+    max_duration: 4h
+    requesters: [group:engineers]
+    approvers: [group:sre-leads]
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(PolicyFileError) as caught:
+        parse_policy(text, "policy.yaml")
+    return caught.value.problems
+
+
+def test_a_good_policy_loads(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(BASE)
+    policy = load_policy(path)
+    role = policy.role("prod-shell")
+    assert role is not None
+    assert [t.name for t in policy.targets_of(role)] == ["web-prod-1"]
+    assert role.min_duration.total_seconds() == 60
+    assert role.approvals_required == 1
+
+
+def test_bad_duration_names_file_line_and_key() -> None:
+    found = problems(BASE.replace("max_duration: 4h", "max_duration: forever"))
+    assert found == ["policy.yaml:10: roles[0].max_duration: 'forever' is not a duration (use e.g. 90s, 30m, 1h30m, 2d)"]
+
+
+def test_bare_numbers_are_not_durations() -> None:
+    assert "write units" in problems(BASE.replace("max_duration: 4h", "max_duration: 3600"))[0]
+
+
+def test_unknown_keys_are_errors_with_their_line() -> None:
+    found = problems(BASE.replace("    ssh: {logins: [deploy]}\n", "    ssh: {logins: [deploy]}\n    aproval: auto\n"))
+    assert found == ["policy.yaml:10: roles[0].aproval: unknown key"]
+
+
+def test_malformed_yaml_names_the_line() -> None:
+    found = problems(BASE + "  - name: [unclosed\n")
+    assert found[0].startswith("policy.yaml:14: malformed YAML")
+
+
+def test_duplicate_keys_are_refused() -> None:
+    found = problems(BASE.replace("    max_duration: 4h\n", "    max_duration: 4h\n    max_duration: 8h\n"))
+    assert found == ["policy.yaml:11: duplicate key 'max_duration'"]
+
+
+def test_all_problems_are_reported() -> None:
+    text = BASE.replace("max_duration: 4h", "max_duration: 0s").replace("group:engineers", "engineers")
+    found = problems(text)
+    assert len(found) == 2
+    assert all(p.startswith("policy.yaml:") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("names: [", "names: ["), None),
+        (("targets: {labels: {env: prod}}", "targets: {names: [nowhere]}"), "unknown target 'nowhere'"),
+        (("targets: {labels: {env: prod}}", "targets: {labels: {env: moon}}"), "selects no target"),
+        (("    approvers: [group:sre-leads]\n", ""), "needs approvers"),
+        (("ssh: {logins: [deploy]}", "ssh: {logins: [deploy], extensions: [permit-everything]}"),
+         "not an OpenSSH certificate extension"),
+        (("max_duration: 4h", "max_duration: 4h\n    default_duration: 5h"), "default_duration must lie"),
+        (("    ssh: {logins: [deploy]}\n", ""), "has no ssh:"),
+    ],
+)
+def test_inconsistent_policies_are_refused(change: tuple[str, str], message: str | None) -> None:
+    text = BASE.replace(*change)
+    if message is None:
+        parse_policy(text)
+        return
+    assert any(message in p for p in problems(text))
+
+
+def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFileError, match="cannot read policy"):
+        load_policy(tmp_path / "missing.yaml")
+
+
+def test_the_demo_policy_is_valid() -> None:
+    from importlib.resources import files
+
+    parse_policy((files("jitgate") / "demo" / "policy.yaml").read_text(), "demo.yaml")
