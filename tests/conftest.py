@@ -8,7 +8,6 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -89,10 +88,3 @@ def audit(tmp_path: Path) -> AuditLog:
 @pytest.fixture
 def ctx(db: Database, policy: Policy, audit: AuditLog, clock: FrozenClock) -> WorkflowContext:
     return WorkflowContext(db=db, policies=PolicyHolder(policy), audit=audit, clock=clock)
-
-
-def audit_actions(context: WorkflowContext, **filters: Any) -> list[str]:
-    from jitgate.audit.query import query
-
-    with context.db.read() as conn:
-        return [e.action for e in query(conn, limit=1000, **filters)]

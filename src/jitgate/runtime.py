@@ -43,7 +43,7 @@ def open_database(settings: Settings) -> Database:
 
     if settings.database_url is None:
         prepare_data_dir(settings.data_dir)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, busy_timeout=settings.sqlite_busy_timeout_seconds)
     try:
         upgrade(db.engine)
     except OperationalError as exc:

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     ca_passphrase: SecretStr | None = None
     ca_passphrase_file: Path | None = None
+    sqlite_busy_timeout_seconds: float = Field(default=10.0, ge=0)
     scheduler_poll_seconds: float = Field(default=1.0, gt=0)
     revocation_backoff_seconds: float = Field(default=2.0, gt=0)
     revocation_backoff_max_seconds: float = Field(default=300.0, gt=0)

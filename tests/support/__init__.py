@@ -1,6 +1,9 @@
 """Test data shared by the whole suite: a policy that exercises every kind of role, and people."""
 
+from typing import Any
+
 from jitgate.domain.identity import Identity
+from jitgate.workflow.context import WorkflowContext
 
 TEST_POLICY = """
 targets:
@@ -72,3 +75,10 @@ ERIN = Identity("erin", frozenset({"sre-leads"}))
 CAROL = Identity("carol", frozenset({"engineers", "oncall"}))
 MALLORY = Identity("mallory", frozenset({"contractors"}))
 ADMIN = Identity("admin", frozenset(), admin=True)
+
+
+def audit_actions(context: WorkflowContext, **filters: Any) -> list[str]:
+    from jitgate.audit.query import query
+
+    with context.db.read() as conn:
+        return [e.action for e in query(conn, limit=1000, **filters)]

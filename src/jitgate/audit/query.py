@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jitgate.audit.canonical import canonical_json
+from jitgate.audit.canonical import canonical_json, iso_utc
 from jitgate.store.tables import audit_events
 
 MAX_LIMIT = 10_000
@@ -38,10 +38,10 @@ class AuditEvent:
     hash: str
 
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON data: the body's fields (``prev`` included) and ``hash``."""
+        """The record as plain JSON data: the body's fields (``prev`` included) and ``hash``."""
         return {
             "seq": self.seq,
-            "at": self.at,
+            "at": iso_utc(self.at),
             "actor": self.actor,
             "action": self.action,
             "request_id": self.request_id,

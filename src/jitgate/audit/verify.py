@@ -94,7 +94,8 @@ def _check_record(row: Sequence[Any], expected: int, prev: str) -> None:
     done = expected - 1
     if seq > expected:
         missing = f"record {expected}" if seq == expected + 1 else f"records {expected}..{seq - 1}"
-        raise _Broken(done, expected, f"{missing} missing: the chain jumps from {done} to {seq} (deleted?)")
+        jump = f"the chain starts at {seq}" if done == 0 else f"the chain jumps from {done} to {seq}"
+        raise _Broken(done, expected, f"{missing} missing: {jump} (deleted?)")
     if seq != expected:
         raise _Broken(done, seq, f"record {seq}: numbered out of sequence (expected {expected})")
     if record_hash(prev_hash, body) != digest:

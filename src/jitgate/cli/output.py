@@ -14,7 +14,8 @@ from rich.table import Table
 
 from jitgate import errors
 
-out = Console()
+# Piped output is read by other programs and by people scrolling logs: never cut it at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_CODES: dict[type[errors.JitgateError], int] = {
@@ -50,8 +51,8 @@ def emit_json(data: Any) -> None:
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     grid = Table(title=title, title_justify="left")
-    for column in columns:
-        grid.add_column(column)
+    for index, column in enumerate(columns):
+        grid.add_column(column, no_wrap=index == 0, overflow="fold")
     for row in rows:
         grid.add_row(*("" if v is None else str(v) for v in row))
     out.print(grid)

@@ -313,7 +313,8 @@ def _connect(
             port=settings.port,
             user=user or settings.user,
             password=settings.password if password is None else password,
-            database=settings.database,
+            # The new user's role is not active before it sets it, so it may not open the database yet.
+            database=settings.database if user is None else None,
             connect_timeout=settings.connect_timeout,
             autocommit=True,
             charset="utf8mb4",

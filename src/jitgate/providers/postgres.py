@@ -38,7 +38,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -67,8 +67,8 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 
 @dataclass(frozen=True, slots=True)
 class _Settings:
-    dsn: str
-    password: str | None
+    dsn: str = field(repr=False)
+    password: str | None = field(repr=False)
     reassign_to: str | None
     databases: tuple[str, ...]
     connect_timeout: int
@@ -158,13 +158,13 @@ class PostgresProvider:
                 if not _has_privileges_of(conn, login):
                     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(login)))
                 _terminate_sessions(conn, login, target)
-                _drop_owned(conn, login, settings)
+                _drop_owned(conn, login, settings, target)
                 for database in settings.databases:
                     with (
                         _connect(settings, target, database) as other,
                         _reported(target, f"cleaning login {login} in database {database}", settings),
                     ):
-                        _drop_owned(other, login, settings)
+                        _drop_owned(other, login, settings, target)
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
             except pg_errors.UndefinedObject:
                 # Another broker replica may have finished this revocation meanwhile.
@@ -269,8 +269,16 @@ def _reported(target: Target, action: str, settings: _Settings, *secrets: str) -
 
 def _reason(exc: psycopg.Error, secrets: Sequence[str]) -> str:
     text = exc.diag.message_primary or str(exc)
-    if isinstance(exc, pg_errors.DependentObjectsStillExist) and exc.diag.message_detail:
-        text += f" ({exc.diag.message_detail.splitlines()[0]}; list the database under options.databases)"
+    detail = exc.diag.message_detail
+    if isinstance(exc, pg_errors.DependentObjectsStillExist) and detail:
+        lines = detail.splitlines()
+        more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+        hints = []
+        if any(line.startswith("privileges for") for line in lines):
+            hints.append("the admin needs the privileges of whoever granted them, e.g. the object owner")
+        if any(" in database " in line for line in lines):
+            hints.append("list the other database under options.databases")
+        text += f" ({'; '.join([lines[0] + more, *hints])})"
     return scrub(text, secrets)
 
 
@@ -341,11 +349,18 @@ def _terminate_sessions(conn: Connection, login: str, target: Target) -> None:
     raise ProviderError(f"postgres target {target.name}: {left} session(s) of login {login} did not end")
 
 
-def _drop_owned(conn: Connection, login: str, settings: _Settings) -> None:
+def _drop_owned(conn: Connection, login: str, settings: _Settings, target: Target) -> None:
     owner = sql.Identifier(settings.reassign_to) if settings.reassign_to else sql.SQL("CURRENT_USER")
-    with conn.transaction():
-        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(login), owner))
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(login), owner))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+    except pg_errors.InsufficientPrivilege as exc:
+        raise ProviderError(
+            f"postgres target {target.name}: cleaning up login {login} in database {conn.info.dbname} was"
+            f" refused: {_reason(exc, settings.secrets)} (the admin needs the privileges of whoever granted"
+            " the login rights, e.g. the object owner, and of the reassign_to role)"
+        ) from None
 
 
 def _user_dsn(user: str, password: str, host: str, port: int, database: str) -> str:

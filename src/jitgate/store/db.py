@@ -24,12 +24,12 @@ from jitgate.errors import StorageUnavailable
 class Database:
     """One engine and the two kinds of transaction the broker uses."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout: float = 10.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": 10, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 8
         else:
@@ -38,7 +38,7 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = sa.create_engine(url, **kwargs)
         if self.is_sqlite:
-            _sqlite_setup(self.engine)
+            _sqlite_setup(self.engine, int(busy_timeout * 1000))
 
     @property
     def locks_rows(self) -> bool:
@@ -78,16 +78,16 @@ def storage_error(exc: DBAPIError) -> StorageUnavailable:
     return StorageUnavailable(f"the broker's database failed: {text}")
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -230,7 +230,7 @@ def test_deleted_middle_record_is_named(db: Database, log: AuditLog, clock: Froz
 def test_deleted_first_record_is_named(db: Database, log: AuditLog, clock: FrozenClock) -> None:
     append(db, log, clock, 3)
     tamper(db, audit_events.delete().where(audit_events.c.seq == 1))
-    assert_broken(check(db, log), 1, "record 1 missing")
+    assert_broken(check(db, log), 1, "record 1 missing: the chain starts at 2 (deleted?)")
 
 
 def test_swapped_records_are_named(db: Database, log: AuditLog, clock: FrozenClock) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ from sshd import Sshd, SshdFactory, empty_krl, run_ssh
 from jitgate.clock import SystemClock
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
-from jitgate.providers.base import IssueRequest, Issued
+from jitgate.policy.model import Role, SshAccess, Target, TargetSelector
+from jitgate.providers.base import Issued, IssueRequest
 from jitgate.providers.ssh.ca import CaKind, CaStore
 from jitgate.providers.ssh.provider import SshCertificateProvider
-from jitgate.policy.model import Role, SshAccess, Target, TargetSelector
 
 pytestmark = pytest.mark.sshd
 
@@ -285,8 +285,3 @@ def test_host_certificate_gives_trust_without_prompts(
     result = run_ssh(certified, "deploy", minted.key, minted.cert, known_hosts=known_hosts)
     assert result.returncode == 255
     assert "Host key verification failed" in result.stderr
-
-
-def test_now_is_utc() -> None:
-    assert CLOCK.now().tzinfo is UTC or CLOCK.now().utcoffset() == timedelta(0)
-    assert isinstance(CLOCK.now(), datetime)

@@ -15,9 +15,7 @@ from jitgate.errors import Conflict, InvalidInput, InvalidTransition, NotFound, 
 from jitgate.store.tables import grants, requests, reviews
 from jitgate.workflow import requests as svc
 from jitgate.workflow.context import WorkflowContext
-from support import ADMIN, ALICE, BOB, CAROL, ERIN, MALLORY
-
-from conftest import audit_actions
+from support import ADMIN, ALICE, BOB, CAROL, ERIN, MALLORY, audit_actions
 
 
 def count(ctx: WorkflowContext, table: sa.Table) -> int:
@@ -108,7 +106,11 @@ def test_break_glass_activates_at_once_flagged_and_tells_approvers(ctx: Workflow
         ({"role": "nope"}, NotFound, "no role named 'nope'"),
         ({"role": "prod-shell", "reason": "INC-1", "targets": ("moon",)}, NotFound, "no target named 'moon'"),
         ({"role": "prod-shell", "reason": "INC-1", "targets": ("stage-1",)}, PolicyDenied, "does not reach"),
-        ({"role": "prod-shell", "reason": "INC-1", "duration": "0s"}, InvalidInput, "not a positive duration"),
+        (
+            {"role": "prod-shell", "reason": "INC-1", "duration": "0s"},
+            InvalidInput,
+            "not a positive duration",
+        ),
         ({"role": "prod-shell", "reason": "INC-1", "duration": "-5m"}, InvalidInput, "not a duration"),
         ({"role": "prod-shell", "reason": "INC-1", "duration": "5h"}, PolicyDenied, "maximum of 4h"),
         ({"role": "prod-shell", "reason": "no ticket"}, InvalidInput, "must match"),

@@ -9,8 +9,14 @@ from jitgate.domain.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("90s", timedelta(seconds=90)), ("30m", timedelta(minutes=30)), ("1h30m", timedelta(minutes=90)),
-     ("2d", timedelta(days=2)), ("1w", timedelta(weeks=1)), (" 1H ", timedelta(hours=1))],
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("1h30m", timedelta(minutes=90)),
+        ("2d", timedelta(days=2)),
+        ("1w", timedelta(weeks=1)),
+        (" 1H ", timedelta(hours=1)),
+    ],
 )
 def test_parses_human_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

@@ -67,7 +67,10 @@ def test_ineligible_reviewer_is_refused_but_an_admin_may_deny() -> None:
         review(reviewer_eligible=False)
     with pytest.raises(PolicyDenied, match="not an approver"):
         review(reviewer_eligible=False, reviewer_is_admin=True)
-    assert review(reviewer_eligible=False, reviewer_is_admin=True, verdict=Verdict.DENY, comment="x").state is S.DENIED
+    assert (
+        review(reviewer_eligible=False, reviewer_is_admin=True, verdict=Verdict.DENY, comment="x").state
+        is S.DENIED
+    )
 
 
 def test_one_vote_per_reviewer() -> None:
@@ -84,7 +87,9 @@ def test_two_person_rule_needs_two_different_approvers() -> None:
 
 def test_deny_wins_and_needs_a_reason() -> None:
     prior = [Review("erin", Verdict.APPROVE, "", NOW)]
-    assert review(prior=prior, approvals_required=2, verdict=Verdict.DENY, comment="no ticket").state is S.DENIED
+    assert (
+        review(prior=prior, approvals_required=2, verdict=Verdict.DENY, comment="no ticket").state is S.DENIED
+    )
     with pytest.raises(InvalidInput, match="needs a comment"):
         review(verdict=Verdict.DENY, comment="  ")
 
@@ -109,11 +114,20 @@ def test_durations_outside_the_role_are_refused() -> None:
 
 
 def test_window_counts_from_activation_not_from_the_request() -> None:
-    assert grant_window(now=NOW, start_at=None, duration=timedelta(hours=1)) == (NOW, NOW + timedelta(hours=1))
+    assert grant_window(now=NOW, start_at=None, duration=timedelta(hours=1)) == (
+        NOW,
+        NOW + timedelta(hours=1),
+    )
     later = NOW + timedelta(days=1)
-    assert grant_window(now=NOW, start_at=later, duration=timedelta(hours=1)) == (later, later + timedelta(hours=1))
+    assert grant_window(now=NOW, start_at=later, duration=timedelta(hours=1)) == (
+        later,
+        later + timedelta(hours=1),
+    )
     past = NOW - timedelta(hours=2)
-    assert grant_window(now=NOW, start_at=past, duration=timedelta(hours=1)) == (NOW, NOW + timedelta(hours=1))
+    assert grant_window(now=NOW, start_at=past, duration=timedelta(hours=1)) == (
+        NOW,
+        NOW + timedelta(hours=1),
+    )
 
 
 def test_extension_stays_within_the_maximum() -> None:

@@ -42,7 +42,9 @@ def test_a_good_policy_loads(tmp_path: Path) -> None:
 
 def test_bad_duration_names_file_line_and_key() -> None:
     found = problems(BASE.replace("max_duration: 4h", "max_duration: forever"))
-    assert found == ["policy.yaml:10: roles[0].max_duration: 'forever' is not a duration (use e.g. 90s, 30m, 1h30m, 2d)"]
+    assert found == [
+        "policy.yaml:10: roles[0].max_duration: 'forever' is not a duration (use e.g. 90s, 30m, 1h30m, 2d)"
+    ]
 
 
 def test_bare_numbers_are_not_durations() -> None:
@@ -50,7 +52,9 @@ def test_bare_numbers_are_not_durations() -> None:
 
 
 def test_unknown_keys_are_errors_with_their_line() -> None:
-    found = problems(BASE.replace("    ssh: {logins: [deploy]}\n", "    ssh: {logins: [deploy]}\n    aproval: auto\n"))
+    found = problems(
+        BASE.replace("    ssh: {logins: [deploy]}\n", "    ssh: {logins: [deploy]}\n    aproval: auto\n")
+    )
     assert found == ["policy.yaml:10: roles[0].aproval: unknown key"]
 
 
@@ -78,8 +82,10 @@ def test_all_problems_are_reported() -> None:
         (("targets: {labels: {env: prod}}", "targets: {names: [nowhere]}"), "unknown target 'nowhere'"),
         (("targets: {labels: {env: prod}}", "targets: {labels: {env: moon}}"), "selects no target"),
         (("    approvers: [group:sre-leads]\n", ""), "needs approvers"),
-        (("ssh: {logins: [deploy]}", "ssh: {logins: [deploy], extensions: [permit-everything]}"),
-         "not an OpenSSH certificate extension"),
+        (
+            ("ssh: {logins: [deploy]}", "ssh: {logins: [deploy], extensions: [permit-everything]}"),
+            "not an OpenSSH certificate extension",
+        ),
         (("max_duration: 4h", "max_duration: 4h\n    default_duration: 5h"), "default_duration must lie"),
         (("    ssh: {logins: [deploy]}\n", ""), "has no ssh:"),
     ],

@@ -16,6 +16,7 @@ import base64
 import ipaddress
 import re
 import secrets
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +36,6 @@ from jitgate.providers.ssh.wire import (
     fingerprint,
     string,
     uint32,
-    uint64,
 )
 
 
@@ -84,7 +84,7 @@ def _source_address(value: str) -> None:
 
 
 def _epoch(value: datetime, what: str) -> int:
-    if value.tzinfo is None or value.utcoffset() is None:
+    if value.utcoffset() is None:
         raise InvalidInput(f"{what} must be a timezone-aware datetime")
     seconds = int(value.timestamp())
     if seconds < 0:
@@ -110,27 +110,54 @@ class CertSpec:
     valid_before: datetime
     critical_options: Mapping[str, str] = field(default_factory=dict)
     extensions: tuple[str, ...] = ()
+    _encoded: bytes = field(init=False, repr=False, compare=False)
+    """Serial through extensions, encoded once here so that signing is one join."""
 
     def __post_init__(self) -> None:
-        cert_type = CertType(self.cert_type)
-        object.__setattr__(self, "cert_type", cert_type)
+        # Minting runs per connection: the common case (a CertType, a tuple, no options) stays cheap.
+        cert_type = self.cert_type if type(self.cert_type) is CertType else CertType(self.cert_type)
         _printable(self.key_id, "key id", 1024)
-        if not isinstance(self.serial, int) or not 0 < self.serial <= _UINT64_MAX:
+        serial = self.serial
+        if not isinstance(serial, int) or not 0 < serial <= _UINT64_MAX:
             raise InvalidInput("serial must be between 1 and 2**64-1")
-        object.__setattr__(self, "principals", _checked_principals(self.principals))
-        if _epoch(self.valid_after, "valid_after") >= _epoch(self.valid_before, "valid_before"):
+        principals = _checked_principals(self.principals)
+        after, before = _epoch(self.valid_after, "valid_after"), _epoch(self.valid_before, "valid_before")
+        if after >= before:
             raise InvalidInput("valid_before must be at least one second after valid_after")
-        options = dict(self.critical_options)
-        extensions = tuple(self.extensions)
-        if cert_type is CertType.HOST and (options or extensions):
-            raise InvalidInput("host certificates carry no critical options or extensions")
-        _check_options(options, extensions)
-        object.__setattr__(self, "critical_options", MappingProxyType(dict(sorted(options.items()))))
-        object.__setattr__(self, "extensions", tuple(sorted(extensions)))
+        options: Mapping[str, str] = _NO_OPTIONS
+        extensions = self.extensions
+        if self.critical_options or extensions:
+            if cert_type is CertType.HOST:
+                raise InvalidInput("host certificates carry no critical options or extensions")
+            options = MappingProxyType(dict(sorted(self.critical_options.items())))
+            extensions = tuple(sorted(extensions))
+            _check_options(options, extensions)
+        object.__setattr__(self, "cert_type", cert_type)
+        object.__setattr__(self, "principals", principals)
+        object.__setattr__(self, "critical_options", options)
+        object.__setattr__(self, "extensions", extensions)
+        encoded = b"".join(
+            (
+                _U64(serial),
+                _WIRE_TYPE[cert_type],
+                string(self.key_id),
+                string(b"".join([string(p) for p in principals])),
+                _U64(after),
+                _U64(before),
+                string(b"".join([string(k) + string(string(v)) for k, v in options.items()])),
+                string(b"".join([string(name) + _EMPTY for name in extensions])),
+            )
+        )
+        object.__setattr__(self, "_encoded", encoded)
+
+
+_NO_OPTIONS: Mapping[str, str] = MappingProxyType({})
+_U64 = struct.Struct(">Q").pack
+_EMPTY = uint32(0)
 
 
 def _checked_principals(value: tuple[str, ...]) -> tuple[str, ...]:
-    principals = tuple(value)
+    principals = value if type(value) is tuple else tuple(value)
     if not principals:
         raise InvalidInput("a certificate needs at least one principal")
     if len(principals) > MAX_PRINCIPALS:
@@ -138,12 +165,12 @@ def _checked_principals(value: tuple[str, ...]) -> tuple[str, ...]:
     for principal in principals:
         if not isinstance(principal, str) or not _PRINCIPAL.fullmatch(principal):
             raise InvalidInput("principals must be printable ASCII without spaces or commas")
-    if len(set(principals)) != len(principals):
+    if len(principals) > 1 and len(set(principals)) != len(principals):
         raise InvalidInput("principals must not repeat")
     return principals
 
 
-def _check_options(options: dict[str, str], extensions: tuple[str, ...]) -> None:
+def _check_options(options: Mapping[str, str], extensions: tuple[str, ...]) -> None:
     for name, value in options.items():
         if name not in CRITICAL_OPTIONS:
             raise InvalidInput(f"unknown critical option {name!r}")
@@ -184,7 +211,6 @@ class CaSigner:
 
 
 _SIG_HEADER = string(ED25519)
-_EMPTY = uint32(0)
 
 
 def sign_certificate(ca: CaSigner | Ed25519PrivateKey, public_key: ParsedPublicKey, spec: CertSpec) -> bytes:
@@ -199,21 +225,12 @@ def sign_certificate(ca: CaSigner | Ed25519PrivateKey, public_key: ParsedPublicK
     type_name = _CERT_TYPE_NAME.get(public_key.key_type)
     if type_name is None:
         raise InvalidInput(f"cannot certify a {public_key.key_type} key")
-    options = b"".join(string(name) + string(string(value)) for name, value in spec.critical_options.items())
-    extensions = b"".join(string(name) + _EMPTY for name in spec.extensions)
     body = b"".join(
         (
             type_name,
             string(secrets.token_bytes(32)),
             public_key.key_fields,
-            uint64(spec.serial),
-            _WIRE_TYPE[spec.cert_type],
-            string(spec.key_id),
-            string(b"".join(string(p) for p in spec.principals)),
-            uint64(int(spec.valid_after.timestamp())),
-            uint64(int(spec.valid_before.timestamp())),
-            string(options),
-            string(extensions),
+            spec._encoded,
             _EMPTY,  # reserved
             signer._signature_key,
         )

@@ -1,0 +1,5 @@
+"""``python -m jitgate`` runs the command line."""
+
+from jitgate.cli.main import app
+
+app()

@@ -1,0 +1,234 @@
+"""The real ``jitgate`` command against a real ``jitgate server`` process: the README's walk-through,
+expiry that happens by itself within a few seconds, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+POLICY = """
+targets:
+  - {name: stage-1, kind: ssh, address: 127.0.0.1, labels: {env: stage}}
+  - {name: web-1, kind: ssh, address: 127.0.0.1, labels: {env: prod}}
+roles:
+  - name: stage-shell
+    targets: {labels: {env: stage}}
+    ssh: {logins: [deploy]}
+    min_duration: 1s
+    max_duration: 30m
+    requesters: [group:engineers]
+    approval: auto
+  - name: prod-shell
+    targets: {labels: {env: prod}}
+    ssh: {logins: [deploy]}
+    max_duration: 4h
+    requesters: [group:engineers]
+    approvers: [group:sre-leads]
+    reason: {required: true, pattern: '^INC-[0-9]+'}
+"""
+
+JITGATE = [sys.executable, "-m", "jitgate"]
+
+
+@dataclass
+class Broker:
+    url: str
+    data_dir: Path
+    tokens: dict[str, str]
+
+    def run(
+        self, *args: str, user: str | None = "alice", check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "JITGATE_URL": self.url, "XDG_CONFIG_HOME": str(self.data_dir / "cfg")}
+        env.pop("JITGATE_TOKEN", None)
+        if user:
+            env["JITGATE_TOKEN"] = self.tokens[user]
+        done = subprocess.run(
+            [*JITGATE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"{args} exited {done.returncode}: {done.stderr}")
+        return done
+
+    def json(self, *args: str, user: str = "alice") -> dict:  # type: ignore[type-arg]
+        return json.loads(self.run(*args, "--json", user=user, check=True).stdout)  # type: ignore[no-any-return]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def offline(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*JITGATE, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    data = tmp_path / "data"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    tokens = {}
+    for name, groups in {"alice": ["engineers"], "bob": ["sre-leads"]}.items():
+        flags = [f"--group={g}" for g in groups]
+        done = offline("users", "add", name, *flags, "--data-dir", str(data), "--json")
+        assert done.returncode == 0, done.stderr
+        tokens[name] = json.loads(done.stdout)["token"]
+    port = free_port()
+    log_file = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            *JITGATE,
+            "server",
+            "--data-dir",
+            str(data),
+            "--policy",
+            str(policy),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        server.kill()
+        server.wait()
+        log_file.close()
+        pytest.fail("server did not start: " + (tmp_path / "server.log").read_text())
+    yield Broker(url, data, tokens)
+    server.terminate()
+    server.wait(timeout=10)
+    log_file.close()
+    log = (tmp_path / "server.log").read_text()
+    for token in tokens.values():
+        assert token not in log, "an API token reached the server log"
+
+
+def test_walk_through_request_approve_and_audit(broker: Broker) -> None:
+    req = broker.json("request", "prod-shell", "--reason", "INC-42 disk full", "--for", "30m")
+    assert req["state"] == "PENDING"
+    own = broker.run("approve", req["id"])
+    assert own.returncode == 5
+    assert own.stderr.strip() == f"error: alice cannot review their own request {req['id']}"
+    pending = broker.json("requests", "--reviewable", user="bob")
+    assert [r["id"] for r in pending] == [req["id"]]
+    approved = broker.json("approve", req["id"], "--comment", "go", user="bob")
+    assert approved["state"] == "ACTIVE"
+    assert approved["grant"]["expires_at"]
+    shown = broker.json("show", req["id"])
+    assert shown["grant"]["id"] == approved["grant"]["id"]
+    table = broker.run("grants", check=True).stdout
+    assert approved["grant"]["id"] in table
+    twice = broker.run("approve", req["id"], user="bob")
+    assert twice.returncode == 7
+    assert len(twice.stderr.strip().splitlines()) == 1
+    verify = offline("audit", "verify", "--data-dir", str(broker.data_dir))
+    assert verify.returncode == 0, verify.stderr
+    assert "intact" in verify.stdout
+
+
+def test_a_grant_ends_by_itself_within_a_few_seconds(broker: Broker) -> None:
+    req = broker.json("request", "stage-shell", "--for", "3s")
+    assert req["state"] == "ACTIVE"
+    expires = datetime.fromisoformat(req["grant"]["expires_at"].replace("Z", "+00:00"))
+    deadline = time.monotonic() + 15
+    state = "ACTIVE"
+    while state == "ACTIVE" and time.monotonic() < deadline:
+        time.sleep(0.25)
+        state = broker.json("show", req["id"])["state"]
+    assert state == "EXPIRED"
+    assert datetime.now(UTC) >= expires
+    events = broker.json("audit", "--action", "grant.expired", user="alice")
+    assert events == []  # alice sees only her own acts; the broker ended it
+    lag = broker.run("audit", "--action", "grant.expired", "--json", user=None)
+    assert lag.returncode == 4
+
+
+def test_refusals_are_one_line_with_meaningful_exit_codes(broker: Broker) -> None:
+    cases = [
+        (("request", "nope"), 6, "no role named 'nope'"),
+        (("request", "prod-shell", "--reason", "INC-1", "--for", "forever"), 3, "is not a duration"),
+        (("request", "prod-shell", "--reason", "INC-1", "--for", "5h"), 5, "maximum of 4h"),
+        (("request", "prod-shell", "--reason", "none"), 3, "must match"),
+        (("revoke", "g-nope"), 6, "no grant g-nope"),
+        (("extend", "g-nope", "--for", "1m"), 6, "no grant g-nope"),
+    ]
+    for args, code, message in cases:
+        done = broker.run(*args)
+        assert done.returncode == code, (args, done.stderr)
+        assert message in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    garbage = broker.run("requests", user=None)
+    assert garbage.returncode == 4
+    assert "missing bearer token" in garbage.stderr
+
+
+def test_tampering_with_the_audit_log_is_detected(broker: Broker) -> None:
+    broker.json("request", "stage-shell", "--for", "1m")
+    with sqlite3.connect(broker.data_dir / "jitgate.db") as conn:
+        conn.execute(
+            "UPDATE audit_events SET body = replace(body, 'alice', 'mallory') WHERE action='request.created'"
+        )
+    done = offline("audit", "verify", "--data-dir", str(broker.data_dir))
+    assert done.returncode == 10
+    assert "BROKEN at record" in done.stderr
+
+
+def test_policy_check_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(POLICY.replace("max_duration: 30m", "max_duration: forever"))
+    done = offline("policy", "check", str(bad))
+    assert done.returncode == 3
+    assert done.stderr.startswith("policy.yaml:10: roles[0].max_duration: 'forever' is not a duration")
+    good = tmp_path / "good.yaml"
+    good.write_text(POLICY)
+    assert offline("policy", "check", str(good)).returncode == 0
+    explained = offline("policy", "explain", "--user", "eve", "--role", "prod-shell", "--policy", str(good))
+    assert explained.returncode == 5
+    assert "eve may not request prod-shell" in explained.stdout
+
+
+def test_a_locked_database_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert offline("users", "add", "alice", "--data-dir", str(data), "--json").returncode == 0
+    holder = sqlite3.connect(data / "jitgate.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        env = {**os.environ, "JITGATE_SQLITE_BUSY_TIMEOUT_SECONDS": "0.2"}
+        done = subprocess.run(
+            [*JITGATE, "users", "add", "bob", "--data-dir", str(data)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert done.returncode == 9
+    assert "locked" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    verify = offline("audit", "verify", "--data-dir", str(data))
+    assert verify.returncode == 0, verify.stderr
