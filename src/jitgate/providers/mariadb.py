@@ -4,11 +4,11 @@ MariaDB has no ``VALID UNTIL``: nothing at the server ends the login by itself, 
 revocation is the only guard. It is retried until it succeeds and shows as pending meanwhile;
 alert on pending revocations of mariadb targets.
 
-Admin DSN: ``mysql://user:password@host:port/database`` (or ``mariadb://``; percent-encode special
-characters). The admin needs ``CREATE USER`` and ``CONNECTION ADMIN`` (or ``SUPER``) globally, each
-privilege it hands out WITH GRANT OPTION, and each role it hands out WITH ADMIN OPTION. Without the
-power to kill other users' connections a revocation would leave open sessions alive, so issue and
-revoke both refuse to run without it.
+Needs MariaDB 10.5 or later. Admin DSN: ``mysql://user:password@host:port/database`` (or
+``mariadb://``; percent-encode special characters). The admin needs ``CREATE USER`` and
+``CONNECTION ADMIN`` (or ``SUPER``) globally, each privilege it hands out WITH GRANT OPTION, and
+each role it hands out WITH ADMIN OPTION. Without the power to kill other users' connections a
+revocation would leave open sessions alive, so issue and revoke both refuse to run without it.
 
 Issue: ``CREATE USER 'login'@'host' IDENTIFIED BY PASSWORD '<hash>' [WITH MAX_USER_CONNECTIONS n]``,
 then ``GRANT`` each role and each privilege spec (``PRIV[, PRIV...] ON db.*`` or ``ON db.table``,

@@ -95,9 +95,16 @@ def _identity(row: RowMapping, source: str = "local") -> Identity:
 # --- requests and reviews -------------------------------------------------------------------
 
 
+_INSERT_REQUEST = requests.insert()
+_INSERT_GRANT = grants.insert()
+_INSERT_CREDENTIAL = credentials.insert()
+
+
 def insert_request(conn: Connection, req: AccessRequest) -> None:
+    # Plain parameter dicts against a prebuilt statement: compiled once, cached, no per-call build.
     conn.execute(
-        requests.insert().values(
+        _INSERT_REQUEST,
+        dict(
             id=req.id,
             kind=req.kind.value,
             requester=req.requester,
@@ -113,7 +120,7 @@ def insert_request(conn: Connection, req: AccessRequest) -> None:
             break_glass=req.break_glass,
             auto_approved=req.auto_approved_rule,
             decided_at=req.decided_at,
-        )
+        ),
     )
 
 
@@ -209,7 +216,8 @@ def reviews_of(conn: Connection, request_id: str) -> list[Review]:
 
 def insert_grant(conn: Connection, grant: Grant) -> None:
     conn.execute(
-        grants.insert().values(
+        _INSERT_GRANT,
+        dict(
             id=grant.id,
             request_id=grant.request_id,
             holder=grant.holder,
@@ -220,7 +228,7 @@ def insert_grant(conn: Connection, grant: Grant) -> None:
             expires_at=grant.expires_at,
             break_glass=grant.break_glass,
             expiry_warned=False,
-        )
+        ),
     )
 
 
@@ -387,7 +395,8 @@ def insert_credential(
     valid_before: datetime | None = None,
 ) -> int:
     result = conn.execute(
-        credentials.insert().values(
+        _INSERT_CREDENTIAL,
+        dict(
             grant_id=grant_id,
             holder=holder,
             target=target,
@@ -398,7 +407,7 @@ def insert_credential(
             record=record,
             valid_after=valid_after,
             valid_before=valid_before,
-        )
+        ),
     )
     key = result.inserted_primary_key
     if key is None:

@@ -77,7 +77,7 @@ requests = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("review_deadline", UTCDateTime, nullable=False),
     sa.Column("start_at", UTCDateTime),
-    sa.Column("extends_grant_id", sa.String(32)),
+    sa.Column("extends_grant_id", sa.String(32), index=True),
     sa.Column("break_glass", sa.Boolean, nullable=False),
     sa.Column("auto_approved", sa.String(64)),
     sa.Column("decided_at", UTCDateTime),

@@ -21,7 +21,7 @@ from jitgate.store import queries as q
 from jitgate.store.ids import new_id
 from jitgate.workflow import grants
 from jitgate.workflow.context import WorkflowContext
-from jitgate.workflow.views import RequestView, request_view
+from jitgate.workflow.views import RequestView, fresh_view, request_view
 
 S = RequestState
 MAX_SCHEDULE_AHEAD = timedelta(days=90)
@@ -83,9 +83,11 @@ def submit(
                     "start_at": start_at.isoformat() if start_at else None,
                 },
             )
+            grant = None
             if rule is not None or the_role.break_glass:
-                grants.activate(ctx, conn, req, now=now, actor=SYSTEM.name)
-            view = request_view(conn, req.id, now)
+                grant = grants.activate(ctx, conn, req, now=now, actor=SYSTEM.name)
+        # Built from what was just written rather than read back: the transaction is the source.
+        view = fresh_view(req, grant, now)
         payload = {"request": req.id, "role": role, "requester": identity.name, "reason": reason}
         if the_role.break_glass:
             ctx.notifier.send("break_glass", {**payload, "approvers": list(the_role.approvers)})

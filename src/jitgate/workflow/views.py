@@ -59,6 +59,17 @@ def request_json(req: AccessRequest) -> dict[str, Any]:
     }
 
 
+def fresh_view(req: AccessRequest, grant: Grant | None, now: datetime) -> RequestView:
+    """The view of a request just created in this process, without reading it back."""
+    out = request_json(req)
+    if grant is not None:
+        out["state"] = grant.state.value
+        out["decided_at"] = _iso(now)
+    out["reviews"] = []
+    out["grant"] = grant_json(grant, now) if grant is not None else None
+    return out
+
+
 def request_view(conn: Connection, request_id: str, now: datetime) -> RequestView:
     req = q.get_request(conn, request_id)
     if req is None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
+    SSHCertificate,
     SSHCertificateType,
     load_ssh_public_identity,
 )
@@ -35,7 +36,7 @@ from jitgate.providers.ssh.certs import (
 from jitgate.providers.ssh.wire import ParsedPublicKey, parse_public_key
 
 CA = CaSigner(ed25519.Ed25519PrivateKey.generate())
-PRIVATE_KEYS = [
+PRIVATE_KEYS: list[ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey] = [
     ed25519.Ed25519PrivateKey.generate(),
     rsa.generate_private_key(65537, 2048),
     rsa.generate_private_key(65537, 3072),
@@ -171,7 +172,7 @@ def test_cryptography_parses_back_every_field(key_index: int, spec: CertSpec) ->
     key = PUBLIC_KEYS[key_index]
     cert = sign_certificate(CA, key, spec)
     parsed = load_ssh_public_identity(format_cert_line(cert, "c").encode())
-    assert not isinstance(parsed, ed25519.Ed25519PublicKey)
+    assert isinstance(parsed, SSHCertificate)
     parsed.verify_cert_signature()
     assert parsed.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode() == key.line
     ca_line = parsed.signature_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
@@ -343,7 +344,7 @@ def test_raw_private_key_and_signer_make_equivalent_certs() -> None:
     private = ed25519.Ed25519PrivateKey.generate()
     cert = sign_certificate(private, PUBLIC_KEYS[0], make_spec())
     parsed = load_ssh_public_identity(format_cert_line(cert).encode())
-    assert not isinstance(parsed, ed25519.Ed25519PublicKey)
+    assert isinstance(parsed, SSHCertificate)
     parsed.verify_cert_signature()
     assert (
         CaSigner(private).public_line()

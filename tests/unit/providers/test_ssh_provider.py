@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
+    SSHCertificate,
     SSHCertificateType,
     load_ssh_public_identity,
 )
@@ -82,7 +83,7 @@ def provider(tmp_path: Path) -> SshCertificateProvider:
 def issue(provider: SshCertificateProvider, req: IssueRequest) -> Any:
     issued = provider.issue(req, provider.new_handle(req))
     cert = load_ssh_public_identity(issued.secret["certificate"].encode())
-    assert not isinstance(cert, ed25519.Ed25519PublicKey)
+    assert isinstance(cert, SSHCertificate)
     return issued, cert
 
 
@@ -216,7 +217,7 @@ def test_caller_address_stands_in_for_caller(provider: SshCertificateProvider) -
 def test_host_certificate(provider: SshCertificateProvider) -> None:
     issued = provider.host_certificate(KEY_LINE, ["web-1.example.com", "10.0.0.5"], timedelta(days=30))
     cert = load_ssh_public_identity(issued.secret["certificate"].encode())
-    assert not isinstance(cert, ed25519.Ed25519PublicKey)
+    assert isinstance(cert, SSHCertificate)
     assert cert.type == SSHCertificateType.HOST
     assert cert.valid_principals == [b"web-1.example.com", b"10.0.0.5"]
     assert cert.valid_before == int((NOW + timedelta(days=30)).timestamp())

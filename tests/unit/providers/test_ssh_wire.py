@@ -33,12 +33,15 @@ def ssh_keygen() -> str:
     return found
 
 
-def openssh_line(private: object, comment: str = "") -> str:
-    line = private.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()  # type: ignore[attr-defined]
+Private = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def openssh_line(private: Private, comment: str = "") -> str:
+    line = private.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
     return f"{line} {comment}".rstrip()
 
 
-KEYS = {
+KEYS: dict[str, Private] = {
     "ed25519": ed25519.Ed25519PrivateKey.generate(),
     "rsa2048": rsa.generate_private_key(65537, 2048),
     "p256": ec.generate_private_key(ec.SECP256R1()),
@@ -105,7 +108,8 @@ def refusal(line: str) -> str:
 
 
 def test_refuses_dsa() -> None:
-    numbers = dsa.generate_private_key(1024).public_key()  # noqa: S505 - the weak key is the point.public_numbers()
+    private = dsa.generate_private_key(1024)  # noqa: S505 - the weak key is the point
+    numbers = private.public_key().public_numbers()
     params = numbers.parameter_numbers
     blob = string("ssh-dss") + mpint(params.p) + mpint(params.q) + mpint(params.g) + mpint(numbers.y)
     assert "DSA keys (ssh-dss) are refused" in refusal(line_of(blob, "ssh-dss"))
@@ -154,7 +158,9 @@ def test_refuses_bad_key_data() -> None:
 
 
 def test_refuses_non_canonical_rsa_and_points_off_the_curve() -> None:
-    numbers = KEYS["rsa2048"].public_key().public_numbers()  # type: ignore[union-attr]
+    private = KEYS["rsa2048"]
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.public_key().public_numbers()
     padded_n = b"\0\0" + numbers.n.to_bytes(257, "big")
     blob = string("ssh-rsa") + mpint(numbers.e) + string(padded_n)
     assert "canonically" in refusal(line_of(blob, "ssh-rsa"))
@@ -165,7 +171,7 @@ def test_refuses_non_canonical_rsa_and_points_off_the_curve() -> None:
 
 
 def test_refuses_compressed_ecdsa_points() -> None:
-    point = KEYS["p256"].public_key().public_bytes(Encoding.X962, PublicFormat.CompressedPoint)  # type: ignore[union-attr]
+    point = KEYS["p256"].public_key().public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
     blob = string("ecdsa-sha2-nistp256") + string("nistp256") + string(point)
     assert "uncompressed" in refusal(line_of(blob, "ecdsa-sha2-nistp256"))
 

@@ -89,9 +89,11 @@ class SshCertificateProvider:
             raise PolicyDenied(f"grant {grant.id} does not cover target {target.name}")
         if not grant.is_active_at(now):
             raise PolicyDenied(f"grant {grant.id} is not active")
-        unknown = sorted(set(request.params) - _PARAMS)
+        unknown = sorted(str(name) for name in request.params if name not in _PARAMS)
         if unknown:
-            raise InvalidInput(f"unexpected parameter {unknown[0][:40]!r}: only the public key is taken")
+            raise InvalidInput(
+                f"unexpected parameter {unknown[0][:40]!r}: what a certificate says comes from the role"
+            )
         public_key = self._public_key(request.params.get("public_key"))
         key_id = ":".join(
             (

@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_requests")),
     )
     with op.batch_alter_table("requests", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_requests_extends_grant_id"), ["extends_grant_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_requests_requester"), ["requester"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_requests_state_review_deadline"), ["state", "review_deadline"], unique=False
@@ -207,6 +208,7 @@ def downgrade() -> None:
     with op.batch_alter_table("requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_requests_state_review_deadline"))
         batch_op.drop_index(batch_op.f("ix_requests_requester"))
+        batch_op.drop_index(batch_op.f("ix_requests_extends_grant_id"))
 
     op.drop_table("requests")
     op.drop_table("audit_head")
