@@ -15,6 +15,7 @@ from pathlib import Path
 from jitgate.audit import keys as audit_keys
 from jitgate.audit.chain import AuditLog
 from jitgate.auth.base import Authenticator
+from jitgate.auth.oidc import OidcAuthenticator
 from jitgate.auth.tokens import TokenAuthenticator
 from jitgate.clock import Clock, SystemClock
 from jitgate.domain.identity import SYSTEM
@@ -134,6 +135,26 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         settings=settings,
         ctx=ctx,
         scheduler=scheduler,
-        authenticators=[TokenAuthenticator(db)],
+        authenticators=authenticators(settings, db),
         policy_digest=digest,
     )
+
+
+def authenticators(settings: Settings, db: Database) -> list[Authenticator]:
+    """Local API tokens always; OIDC bearer tokens when an issuer is configured."""
+    found: list[Authenticator] = [TokenAuthenticator(db)]
+    if settings.oidc_issuer:
+        if not settings.oidc_audience:
+            raise PolicyFileError("JITGATE_OIDC_AUDIENCE must be set with JITGATE_OIDC_ISSUER")
+        found.append(
+            OidcAuthenticator(
+                issuer=settings.oidc_issuer,
+                audience=settings.oidc_audience,
+                jwks_url=settings.oidc_jwks_url
+                or settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json",
+                username_claim=settings.oidc_username_claim,
+                groups_claim=settings.oidc_groups_claim,
+                admin_groups=settings.oidc_admin_groups,
+            )
+        )
+    return found

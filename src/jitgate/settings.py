@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(default=1.0, gt=0)
     revocation_backoff_seconds: float = Field(default=2.0, gt=0)
     revocation_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_username_claim: str = "preferred_username"
+    oidc_groups_claim: str = "groups"
+    oidc_admin_groups: list[str] = Field(default_factory=list)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None

@@ -119,7 +119,8 @@ def test_login_works_with_its_role_only_until_revoked(
     assert not user_exists(issued.handle)
     with pytest.raises(pymysql.MySQLError) as gone:
         login(issued)
-    assert gone.value.args[0] == 1045
+    # For an unknown user MariaDB fakes a random auth plugin (against user probing): 1045 or 1698.
+    assert gone.value.args[0] in {1045, 1698}
     provider.revoke(make_target(), issued.handle)  # twice is fine
 
 
