@@ -3,7 +3,6 @@ a test policy, and a workflow context assembled the way the server assembles it.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,17 +20,7 @@ from jitgate.store.db import Database
 from jitgate.store.migrate import upgrade
 from jitgate.store.tables import metadata
 from jitgate.workflow.context import PolicyHolder, WorkflowContext
-from support import TEST_POLICY
-
-PG_ADMIN_URL = os.environ.get("JITGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI") == "true"
-
-
-def component_missing(what: str) -> None:
-    """Outside CI a missing real component skips; in CI it fails (never a silent pass)."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI but is not available")
-    pytest.skip(f"{what} is not available here")
+from support import PG_ADMIN_URL, TEST_POLICY, component_missing
 
 
 @pytest.fixture

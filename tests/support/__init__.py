@@ -1,9 +1,23 @@
 """Test data shared by the whole suite: a policy that exercises every kind of role, and people."""
 
+import os
 from typing import Any
+
+import pytest
 
 from jitgate.domain.identity import Identity
 from jitgate.workflow.context import WorkflowContext
+
+PG_ADMIN_URL = os.environ.get("JITGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def component_missing(what: str) -> None:
+    """Outside CI a missing real component skips; in CI it fails (never a silent pass)."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} is not available here")
+
 
 TEST_POLICY = """
 targets:

@@ -45,10 +45,13 @@ class OidcAuthenticator:
     def authenticate(self, bearer: str) -> Identity:
         try:
             key = self._jwks.get_signing_key_from_jwt(bearer)
+            # The key decides the algorithm, not the token's header: no algorithm confusion.
+            if key.algorithm_name not in ALGORITHMS:
+                raise Unauthenticated(f"OIDC key uses {key.algorithm_name}, which is not accepted")
             claims = jwt.decode(
                 bearer,
                 key.key,
-                algorithms=list(ALGORITHMS),
+                algorithms=[key.algorithm_name],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
@@ -56,7 +59,7 @@ class OidcAuthenticator:
             )
         except jwt.PyJWKClientConnectionError:
             raise Unauthenticated("cannot fetch the identity provider's keys to check this token") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise Unauthenticated(f"OIDC token refused: {_reason(exc)}") from None
         name = claims.get(self._username_claim) or claims.get("sub")
         if not isinstance(name, str) or not _NAME.match(name):

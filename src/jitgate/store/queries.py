@@ -104,23 +104,23 @@ def insert_request(conn: Connection, req: AccessRequest) -> None:
     # Plain parameter dicts against a prebuilt statement: compiled once, cached, no per-call build.
     conn.execute(
         _INSERT_REQUEST,
-        dict(
-            id=req.id,
-            kind=req.kind.value,
-            requester=req.requester,
-            role=req.role,
-            targets=list(req.targets),
-            reason=req.reason,
-            duration_s=int(req.duration.total_seconds()),
-            state=req.state.value,
-            created_at=req.created_at,
-            review_deadline=req.review_deadline,
-            start_at=req.start_at,
-            extends_grant_id=req.extends_grant_id,
-            break_glass=req.break_glass,
-            auto_approved=req.auto_approved_rule,
-            decided_at=req.decided_at,
-        ),
+        {
+            "id": req.id,
+            "kind": req.kind.value,
+            "requester": req.requester,
+            "role": req.role,
+            "targets": list(req.targets),
+            "reason": req.reason,
+            "duration_s": int(req.duration.total_seconds()),
+            "state": req.state.value,
+            "created_at": req.created_at,
+            "review_deadline": req.review_deadline,
+            "start_at": req.start_at,
+            "extends_grant_id": req.extends_grant_id,
+            "break_glass": req.break_glass,
+            "auto_approved": req.auto_approved_rule,
+            "decided_at": req.decided_at,
+        },
     )
 
 
@@ -217,18 +217,18 @@ def reviews_of(conn: Connection, request_id: str) -> list[Review]:
 def insert_grant(conn: Connection, grant: Grant) -> None:
     conn.execute(
         _INSERT_GRANT,
-        dict(
-            id=grant.id,
-            request_id=grant.request_id,
-            holder=grant.holder,
-            role=grant.role,
-            targets=list(grant.targets),
-            state=grant.state.value,
-            starts_at=grant.starts_at,
-            expires_at=grant.expires_at,
-            break_glass=grant.break_glass,
-            expiry_warned=False,
-        ),
+        {
+            "id": grant.id,
+            "request_id": grant.request_id,
+            "holder": grant.holder,
+            "role": grant.role,
+            "targets": list(grant.targets),
+            "state": grant.state.value,
+            "starts_at": grant.starts_at,
+            "expires_at": grant.expires_at,
+            "break_glass": grant.break_glass,
+            "expiry_warned": False,
+        },
     )
 
 
@@ -396,18 +396,18 @@ def insert_credential(
 ) -> int:
     result = conn.execute(
         _INSERT_CREDENTIAL,
-        dict(
-            grant_id=grant_id,
-            holder=holder,
-            target=target,
-            kind=kind,
-            handle=handle,
-            state=state,
-            created_at=now,
-            record=record,
-            valid_after=valid_after,
-            valid_before=valid_before,
-        ),
+        {
+            "grant_id": grant_id,
+            "holder": holder,
+            "target": target,
+            "kind": kind,
+            "handle": handle,
+            "state": state,
+            "created_at": now,
+            "record": record,
+            "valid_after": valid_after,
+            "valid_before": valid_before,
+        },
     )
     key = result.inserted_primary_key
     if key is None:

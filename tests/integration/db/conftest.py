@@ -56,41 +56,41 @@ def pg_env() -> Iterator[PgEnv]:
         owner=f"jg_owner_{suffix}",
     )
     with root:
-        root.execute(
-            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
-                ident(env.admin), sql.Literal(env.admin_password)
-            )
-        )
-        for group in (env.readonly, env.creator, env.owner):
-            root.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(group)))
-        # The admin must be a member of the role that receives reassigned objects.
-        root.execute(sql.SQL("GRANT {} TO {}").format(ident(env.owner), ident(env.admin)))
-        for database in (env.database, env.other_database):
-            root.execute(sql.SQL("CREATE DATABASE {}").format(ident(database)))
+        try:
             root.execute(
-                sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(ident(database), ident(env.admin))
+                sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+                    ident(env.admin), sql.Literal(env.admin_password)
+                )
             )
-            with env.superuser(database) as db:
+            for group in (env.readonly, env.creator, env.owner):
+                root.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(group)))
+            # The admin must be a member of the role that receives reassigned objects.
+            root.execute(sql.SQL("GRANT {} TO {}").format(ident(env.owner), ident(env.admin)))
+            for database in (env.database, env.other_database):
+                root.execute(sql.SQL("CREATE DATABASE {}").format(ident(database)))
+                root.execute(
+                    sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(ident(database), ident(env.admin))
+                )
+                with env.superuser(database) as db:
+                    db.execute(
+                        sql.SQL(
+                            "CREATE SCHEMA work; GRANT USAGE, CREATE ON SCHEMA work TO {creator};"
+                            " GRANT USAGE, CREATE ON SCHEMA work TO {owner};"
+                        ).format(creator=ident(env.creator), owner=ident(env.owner))
+                    )
+            with env.superuser() as db:
+                # The application's objects belong to an owner role, as on a managed database; the
+                # admin is a member of it (it must be, to reassign to it and to revoke its grants).
                 db.execute(
                     sql.SQL(
-                        "CREATE SCHEMA work; GRANT USAGE, CREATE ON SCHEMA work TO {creator};"
-                        " GRANT USAGE, CREATE ON SCHEMA work TO {owner};"
-                    ).format(creator=ident(env.creator), owner=ident(env.owner))
+                        "CREATE SCHEMA app AUTHORIZATION {owner}; CREATE SCHEMA locked; SET ROLE {owner};"
+                        " CREATE TABLE app.orders (id int PRIMARY KEY, item text);"
+                        " INSERT INTO app.orders VALUES (1, 'book'), (2, 'pen');"
+                        " CREATE SEQUENCE app.ticket_seq;"
+                        " GRANT USAGE ON SCHEMA app TO {ro}, {rw}; GRANT SELECT ON app.orders TO {ro}, {rw};"
+                        " RESET ROLE"
+                    ).format(owner=ident(env.owner), ro=ident(env.readonly), rw=ident(env.creator))
                 )
-        with env.superuser() as db:
-            # The application's objects belong to an owner role, as on a managed database; the
-            # admin is a member of it (it must be, to reassign to it and to revoke its grants).
-            db.execute(
-                sql.SQL(
-                    "CREATE SCHEMA app AUTHORIZATION {owner}; CREATE SCHEMA locked; SET ROLE {owner};"
-                    " CREATE TABLE app.orders (id int PRIMARY KEY, item text);"
-                    " INSERT INTO app.orders VALUES (1, 'book'), (2, 'pen');"
-                    " CREATE SEQUENCE app.ticket_seq;"
-                    " GRANT USAGE ON SCHEMA app TO {ro}, {rw}; GRANT SELECT ON app.orders TO {ro}, {rw};"
-                    " RESET ROLE"
-                ).format(owner=ident(env.owner), ro=ident(env.readonly), rw=ident(env.creator))
-            )
-        try:
             yield env
         finally:
             for database in (env.database, env.other_database):
@@ -124,16 +124,16 @@ def mariadb_env() -> Iterator[MariadbEnv]:
     )
     db, admin = f"`{env.database}`", f"`{env.admin}`@'%'"
     with root, root.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(f"CREATE TABLE {db}.orders (id int PRIMARY KEY, item text)")
-        cur.execute(f"INSERT INTO {db}.orders VALUES (1, 'book'), (2, 'pen')")  # noqa: S608 - generated name
-        cur.execute(f"CREATE ROLE `{env.readonly}`")
-        cur.execute(f"GRANT SELECT ON {db}.orders TO `{env.readonly}`")
-        cur.execute(f"CREATE USER `{env.admin}`@'%%' IDENTIFIED BY %s", (env.admin_password,))
-        cur.execute(f"GRANT CREATE USER, CONNECTION ADMIN ON *.* TO {admin}")
-        cur.execute(f"GRANT ALL ON {db}.* TO {admin} WITH GRANT OPTION")
-        cur.execute(f"GRANT `{env.readonly}` TO {admin} WITH ADMIN OPTION")
         try:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.orders (id int PRIMARY KEY, item text)")
+            cur.execute(f"INSERT INTO {db}.orders VALUES (1, 'book'), (2, 'pen')")  # noqa: S608 - generated name
+            cur.execute(f"CREATE ROLE `{env.readonly}`")
+            cur.execute(f"GRANT SELECT ON {db}.orders TO `{env.readonly}`")
+            cur.execute(f"CREATE USER `{env.admin}`@'%%' IDENTIFIED BY %s", (env.admin_password,))
+            cur.execute(f"GRANT CREATE USER, CONNECTION ADMIN ON *.* TO {admin}")
+            cur.execute(f"GRANT ALL ON {db}.* TO {admin} WITH GRANT OPTION")
+            cur.execute(f"GRANT `{env.readonly}` TO {admin} WITH ADMIN OPTION")
             yield env
         finally:
             cur.execute(
