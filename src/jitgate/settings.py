@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     listen: str = "127.0.0.1:8080"
     public_url: str | None = None
+    audit_key_file: Path | None = None
     ca_passphrase: SecretStr | None = None
     ca_passphrase_file: Path | None = None
     sqlite_busy_timeout_seconds: float = Field(default=10.0, ge=0)

@@ -169,13 +169,17 @@ class AuditLog:
         # Two first appends at once on PostgreSQL: the second waits for the first's row, then
         # inserts nothing and goes on to lock the row the first committed.
         name = conn.dialect.name
-        if name == "postgresql":
-            created = conn.execute(postgresql.insert(audit_head).values(values).on_conflict_do_nothing())
-        elif name == "sqlite":
-            created = conn.execute(sqlite.insert(audit_head).values(values).on_conflict_do_nothing())
+        if name in {"postgresql", "sqlite"}:
+            dialect_insert = postgresql.insert if name == "postgresql" else sqlite.insert
+            # rowcount is not reliable here (psycopg reports -1), RETURNING is.
+            returned = conn.execute(
+                dialect_insert(audit_head).values(values).on_conflict_do_nothing().returning(audit_head.c.id)
+            )
+            created = returned.first() is not None
         else:
-            created = conn.execute(audit_head.insert().values(values))
-        if created.rowcount == 1:
+            conn.execute(audit_head.insert().values(values))
+            created = True
+        if created:
             # No head existed, committed or in flight; records now would mean it was deleted.
             last = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar_one()
             if last is not None:
