@@ -1,17 +1,27 @@
-"""What the database providers share: the admin DSN, secret-free error text, ephemeral login names.
+"""What the database providers share: the admin DSN, secret-free error text, ephemeral login names,
+and a small pool of admin connections.
 
 The policy names only the variable (``admin_dsn_env``); its value is read at the moment of use so
 that a rotated DSN takes effect without a restart. Drivers can echo connection strings in their
 errors, so whatever a driver says goes through ``scrub`` before it reaches a ``ProviderError``.
 Login names have one strict shape, so a revocation can never be pointed at a login jitgate did not
 create.
+
+Opening an admin connection (TCP, TLS, SCRAM) costs more than the statements that create or drop a
+login, so the providers keep a few open per target in an ``AdminPool``.
 """
 
 from __future__ import annotations
 
 import re
 import secrets as random
-from collections.abc import Iterable, Mapping
+import selectors
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 from urllib.parse import quote, quote_plus
 
 from jitgate.errors import ProviderError
@@ -20,6 +30,11 @@ from jitgate.policy.model import Target
 MAX_REASON = 300
 REDACTED = "***"
 LOGIN = re.compile(r"^jit_[a-z0-9]{1,16}_[0-9a-f]{12}$")
+
+POOL_SIZE = 4
+POOL_WAIT_SECONDS = 30.0
+POOL_IDLE_SECONDS = 60.0
+POOL_MAX_AGE_SECONDS = 600.0
 
 _URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
 _KEYWORD_PASSWORD = re.compile(r"(password|passwd|pwd)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
@@ -64,3 +79,202 @@ def checked_login(handle: str) -> str:
     if not LOGIN.fullmatch(handle):
         raise ProviderError(f"refusing {handle!r}: not a login name jitgate creates")
     return handle
+
+
+def pool_size_problem(target: Target) -> str | None:
+    """Check the ``admin_connections`` option shared by the database providers (1 to 32)."""
+    size = target.options.get("admin_connections", POOL_SIZE)
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 32:
+        return f"{target.kind} target {target.name}: admin_connections must be 1 to 32"
+    return None
+
+
+def socket_readable(fd: int) -> bool:
+    """True when an idle connection's socket has something to read: the server closed it or sent an
+    error (a terminated session, a restart), so it must not be used again."""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            return bool(selector.select(timeout=0))
+    except (OSError, ValueError):
+        return True
+
+
+C = TypeVar("C")
+
+
+@dataclass(slots=True)
+class _Entry(Generic[C]):
+    conn: C
+    dsn: str = field(repr=False)
+    born: float
+    idle_since: float = 0.0
+
+
+class AdminPool(Generic[C]):
+    """A few open admin connections per key (a target and database), shared by every thread.
+
+    ``connection(...)`` lends one connection to one caller at a time and takes it back only when
+    the block ended without an exception and ``reusable`` finds it in a clean state (no open
+    transaction, not closed); anything else is closed, so no connection is ever kept in a broken
+    state. An idle connection is checked with ``alive`` before it is lent out; when that fails, the
+    other idle ones of the key are closed too (the server most likely went away) and a new one is
+    opened. Connections idle for ``idle_seconds`` or older than ``max_age_seconds`` are closed
+    instead of reused, and a changed DSN (a rotated admin password) retires the old ones.
+
+    At most ``size`` connections per key are open; a caller finding them all busy waits up to
+    ``wait_seconds`` for one, then gets a ``ProviderError``. Opening a connection happens outside
+    the pool's lock, so a slow or unreachable server blocks only its own callers.
+    """
+
+    def __init__(
+        self,
+        *,
+        alive: Callable[[C], bool],
+        reusable: Callable[[C], bool],
+        close: Callable[[C], None],
+        wait_seconds: float = POOL_WAIT_SECONDS,
+        idle_seconds: float = POOL_IDLE_SECONDS,
+        max_age_seconds: float = POOL_MAX_AGE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._alive = alive
+        self._reusable = reusable
+        self._close = close
+        self._wait = wait_seconds
+        self._idle_seconds = idle_seconds
+        self._max_age = max_age_seconds
+        self._monotonic = monotonic
+        self._cond = threading.Condition()
+        self._idle: dict[Hashable, list[_Entry[C]]] = {}
+        self._open: dict[Hashable, int] = {}
+        self._closed = False
+
+    @contextmanager
+    def connection(
+        self, key: Hashable, dsn: str, connect: Callable[[], C], *, size: int, label: str
+    ) -> Iterator[C]:
+        """Lend a connection for ``key``; ``connect`` opens a new one (raising ``ProviderError``)."""
+        entry = self._checkout(key, dsn, connect, size, label)
+        try:
+            yield entry.conn
+        except BaseException:
+            self._discard(key, entry)
+            raise
+        self._checkin(key, entry)
+
+    def open_count(self, key: Hashable) -> int:
+        """Connections of ``key`` open now, lent out or idle."""
+        with self._cond:
+            return self._open.get(key, 0)
+
+    def idle_count(self, key: Hashable) -> int:
+        with self._cond:
+            return len(self._idle.get(key, ()))
+
+    def close(self) -> None:
+        """Close every idle connection; those lent out are closed when they come back."""
+        with self._cond:
+            self._closed = True
+            doomed = [entry for entries in self._idle.values() for entry in entries]
+            for key, entries in self._idle.items():
+                self._open[key] -= len(entries)
+            self._idle.clear()
+            self._cond.notify_all()
+        self._close_all(doomed)
+
+    def _checkout(
+        self, key: Hashable, dsn: str, connect: Callable[[], C], size: int, label: str
+    ) -> _Entry[C]:
+        deadline = self._monotonic() + self._wait
+        while True:
+            entry, doomed = self._take_or_reserve(key, dsn, size, deadline, label)
+            self._close_all(doomed)
+            if entry is None:
+                return self._open_new(key, dsn, connect)
+            if self._checked_alive(entry.conn):
+                return entry
+            # The server closed this one: the rest of the key's idle connections are as stale.
+            with self._cond:
+                stale = self._idle.pop(key, [])
+                self._open[key] -= len(stale)
+            self._close_all([entry, *stale])
+            with self._cond:
+                self._open[key] -= 1
+                self._cond.notify_all()
+
+    def _take_or_reserve(
+        self, key: Hashable, dsn: str, size: int, deadline: float, label: str
+    ) -> tuple[_Entry[C] | None, list[_Entry[C]]]:
+        """Under the lock: an idle connection, or a reserved slot for a new one (``None``)."""
+        doomed: list[_Entry[C]] = []
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise ProviderError(f"{label}: the provider has been closed")
+                now = self._monotonic()
+                idle = self._idle.get(key, [])
+                keep = [e for e in idle if e.dsn == dsn and not self._expired(e, now)]
+                if len(keep) != len(idle):
+                    doomed += [e for e in idle if e not in keep]
+                    self._open[key] -= len(idle) - len(keep)
+                    self._idle[key] = idle = keep
+                if idle:
+                    return idle.pop(), doomed
+                if self._open.get(key, 0) < size:
+                    self._open[key] = self._open.get(key, 0) + 1
+                    return None, doomed
+                if now >= deadline:
+                    raise ProviderError(
+                        f"{label}: all {size} admin connections stayed busy for {self._wait:g}s"
+                    )
+                self._cond.wait(deadline - now)
+
+    def _open_new(self, key: Hashable, dsn: str, connect: Callable[[], C]) -> _Entry[C]:
+        try:
+            conn = connect()
+        except BaseException:
+            with self._cond:
+                self._open[key] -= 1
+                self._cond.notify_all()
+            raise
+        return _Entry(conn=conn, dsn=dsn, born=self._monotonic())
+
+    def _checkin(self, key: Hashable, entry: _Entry[C]) -> None:
+        now = self._monotonic()
+        if not self._checked_reusable(entry.conn) or now - entry.born >= self._max_age:
+            self._discard(key, entry)
+            return
+        with self._cond:
+            if not self._closed:
+                entry.idle_since = now
+                self._idle.setdefault(key, []).append(entry)
+                self._cond.notify_all()
+                return
+        self._discard(key, entry)
+
+    def _discard(self, key: Hashable, entry: _Entry[C]) -> None:
+        self._close_all([entry])
+        with self._cond:
+            self._open[key] -= 1
+            self._cond.notify_all()
+
+    def _expired(self, entry: _Entry[C], now: float) -> bool:
+        return now - entry.idle_since >= self._idle_seconds or now - entry.born >= self._max_age
+
+    def _checked_alive(self, conn: C) -> bool:
+        try:
+            return self._alive(conn)
+        except Exception:
+            return False
+
+    def _checked_reusable(self, conn: C) -> bool:
+        try:
+            return self._reusable(conn)
+        except Exception:
+            return False
+
+    def _close_all(self, entries: Iterable[_Entry[C]]) -> None:
+        for entry in entries:
+            with suppress(Exception):
+                self._close(entry.conn)

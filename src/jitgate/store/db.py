@@ -9,7 +9,8 @@ leave as ``StorageUnavailable`` with one line that names the cause, never a stac
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ class Database:
             kwargs["max_overflow"] = 16
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = sa.create_engine(url, **kwargs)
+        self._writer: AbstractContextManager[object] = threading.Lock() if self.is_sqlite else nullcontext()
         if self.is_sqlite:
             _sqlite_setup(self.engine, int(busy_timeout * 1000))
 
@@ -48,13 +50,16 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that commits when the block ends and rolls back on any error."""
-        try:
-            with self.engine.connect() as plain:
-                conn = plain.execution_options(jitgate_write=True)
-                with conn.begin():
-                    yield conn
-        except OperationalError as exc:
-            raise storage_error(exc) from None
+        # SQLite admits one writer; threads that race for its lock fall into its busy handler,
+        # which sleeps and polls. Queueing them on a lock here is fair and wastes no time.
+        with self._writer:
+            try:
+                with self.engine.connect() as plain:
+                    conn = plain.execution_options(jitgate_write=True)
+                    with conn.begin():
+                        yield conn
+            except OperationalError as exc:
+                raise storage_error(exc) from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

