@@ -2,18 +2,29 @@
 
 Responses that carry a secret are marked ``Cache-Control: no-store``. The CA public keys and the
 key revocation list are public: targets fetch them without a token.
+
+Every refusal on the issuing routes is audited as ``access.refused``, including bodies refused
+before a route runs (unknown fields, bad JSON, too large): ``audit_refused_body`` is called for
+those by the error handlers, when the caller can be identified.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from jitgate.api.deps import Caller, Ctx
+from jitgate.api.deps import Caller, Ctx, runtime
 from jitgate.api.schemas import DbCredentialCreate, HostCertificateCreate, SshCertificateCreate
+from jitgate.auth.base import authenticate
 from jitgate.domain.durations import parse_duration
-from jitgate.errors import InvalidInput, PolicyDenied, ProviderError
+from jitgate.domain.identity import Identity
+from jitgate.domain.model import RequestState
+from jitgate.errors import InvalidInput, JitgateError, PolicyDenied, ProviderError, StorageUnavailable
+from jitgate.policy.decision import may_request
+from jitgate.policy.model import Target
 from jitgate.providers.ssh.ca import CaKind
 from jitgate.providers.ssh.provider import SshCertificateProvider
 from jitgate.store import queries as q
@@ -23,6 +34,16 @@ from jitgate.workflow.views import _iso
 
 router = APIRouter(prefix="/api/v1")
 NO_STORE = {"Cache-Control": "no-store"}
+log = logging.getLogger("jitgate.api")
+
+ISSUE = "credential.issue"
+HOST_CERTIFICATE = "host_certificate.issue"
+AUDITED_BODIES = {
+    "/api/v1/ssh/certificates": ISSUE,
+    "/api/v1/db/credentials": ISSUE,
+    "/api/v1/ssh/host-certificates": HOST_CERTIFICATE,
+}
+"""Routes whose refused bodies are audited: they hand out credentials."""
 
 
 def ssh_provider(ctx: WorkflowContext) -> SshCertificateProvider:
@@ -32,14 +53,31 @@ def ssh_provider(ctx: WorkflowContext) -> SshCertificateProvider:
     return provider
 
 
+def host_patterns(target: Target) -> list[str]:
+    """known_hosts names for a target, as the ssh client looks them up.
+
+    ssh looks a host on a port other than 22 up as ``[host]:port``; a bare name would never match.
+    """
+    port = target.effective_port
+    names = dict.fromkeys(n for n in (target.address, target.name) if n)
+    return [name if port == 22 else f"[{name}]:{port}" for name in names]
+
+
+def _require_kind(ctx: WorkflowContext, identity: Identity, name: str, *, ssh: bool) -> Target | None:
+    target = ctx.policy.target(name)
+    with ctx.refusals_audited(identity, ISSUE, target=name):
+        if target is not None and (target.kind == "ssh") != ssh:
+            use = "jitgate ssh" if target.kind == "ssh" else "jitgate db"
+            raise InvalidInput(f"target {name} is a {target.kind} target; use {use}")
+    return target
+
+
 @router.post("/ssh/certificates", status_code=201)
 def ssh_certificate(
     body: SshCertificateCreate, identity: Caller, ctx: Ctx, request: Request, response: Response
 ) -> dict[str, Any]:
     """An OpenSSH user certificate for the caller's key, only under an active grant for the target."""
-    target = ctx.policy.target(body.target)
-    if target is not None and target.kind != "ssh":
-        raise InvalidInput(f"target {body.target} is a {target.kind} target, not ssh")
+    target = _require_kind(ctx, identity, body.target, ssh=True)
     caller_address = request.client.host if request.client else None
     grant, issued = credentials.issue(
         ctx,
@@ -48,9 +86,8 @@ def ssh_certificate(
         params={"public_key": body.public_key, "source_address": caller_address},
     )
     response.headers.update(NO_STORE)
-    ssh = ssh_provider(ctx)
-    now = ctx.clock.now()
-    host_patterns = [t for t in (target.address, target.name) if t] if target else []
+    if target is None:  # issue() refuses unknown targets; this only narrows the type
+        raise InvalidInput(f"no target named {body.target!r}")
     return {
         "certificate": issued.secret["certificate"],
         "grant_id": grant.id,
@@ -58,24 +95,52 @@ def ssh_certificate(
         "principals": issued.record["principals"],
         "valid_after": _iso(issued.valid_after),
         "valid_before": _iso(issued.valid_before),
-        "target": {
-            "name": body.target,
-            "address": target.address if target else None,
-            "port": target.effective_port if target else 22,
-        },
-        "known_hosts": ssh.ca_store.known_hosts_lines(host_patterns, now),
+        "target": {"name": target.name, "address": target.address, "port": target.effective_port},
+        "known_hosts": ssh_provider(ctx).ca_store.known_hosts_lines(host_patterns(target), ctx.clock.now()),
     }
+
+
+@router.get("/ssh/targets")
+def ssh_targets(identity: Caller, ctx: Ctx) -> list[dict[str, Any]]:
+    """SSH targets the caller may ask for or holds a grant on, with the logins offered there."""
+    policy = ctx.policy
+    with ctx.db.read() as conn:
+        held = {g.role for g in q.list_grants(conn, holder=identity.name, states=(RequestState.ACTIVE,))}
+    found: dict[str, dict[str, Any]] = {}
+    for role in policy.roles:
+        if role.ssh is None or not (role.name in held or may_request(identity, role)):
+            continue
+        for target in policy.targets_of(role):
+            if target.kind != "ssh":
+                continue
+            entry = found.setdefault(
+                target.name,
+                {
+                    "name": target.name,
+                    "address": target.address,
+                    "port": target.effective_port,
+                    "logins": [],
+                    "roles": [],
+                },
+            )
+            entry["logins"].extend(x for x in role.ssh.logins if x not in entry["logins"])
+            entry["roles"].append(role.name)
+    return list(found.values())
 
 
 @router.post("/ssh/host-certificates", status_code=201)
 def host_certificate(body: HostCertificateCreate, identity: Caller, ctx: Ctx) -> dict[str, Any]:
-    if not identity.admin:
-        raise PolicyDenied(f"{identity.name} is not an admin; only admins certify hosts")
-    try:
-        validity = parse_duration(body.validity)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-    issued = ssh_provider(ctx).host_certificate(body.public_key, body.principals, validity, ctx.clock.now())
+    """A host certificate from the host CA for sshd's ``HostCertificate`` (admins only)."""
+    with ctx.refusals_audited(identity, HOST_CERTIFICATE):
+        if not identity.admin:
+            raise PolicyDenied(f"{identity.name} is not an admin; only admins certify hosts")
+        try:
+            validity = parse_duration(body.validity)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        issued = ssh_provider(ctx).host_certificate(
+            body.public_key, body.principals, validity, ctx.clock.now()
+        )
     with ctx.db.write() as conn:
         ctx.audit_event(conn, identity.name, "host_certificate.issued", details=dict(issued.record))
     return {"certificate": issued.secret["certificate"], "valid_before": _iso(issued.valid_before)}
@@ -100,19 +165,20 @@ def ca_krl(ctx: Ctx) -> Response:
         rows = q.revoked_unexpired(conn, kind="ssh", now=now)
     revoked = [(r["record"].get("ca_fingerprint", ""), int(r["handle"])) for r in rows]
     blob = ssh_provider(ctx).krl(revoked, int(now.timestamp()), now)
-    return Response(blob, media_type="application/octet-stream")
+    return Response(blob, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
 
 
 @router.post("/ca/ssh/rotate")
 def ca_rotate(identity: Caller, ctx: Ctx, kind: str = "user", overlap: str = "24h") -> dict[str, Any]:
-    if not identity.admin:
-        raise PolicyDenied(f"{identity.name} is not an admin; only admins rotate the CA")
-    try:
-        span = parse_duration(overlap)
-        ca_kind = CaKind(kind)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-    info = ssh_provider(ctx).ca_store.rotate(ca_kind, span, ctx.clock.now())
+    with ctx.refusals_audited(identity, "ca.rotate"):
+        if not identity.admin:
+            raise PolicyDenied(f"{identity.name} is not an admin; only admins rotate the CA")
+        try:
+            span = parse_duration(overlap)
+            ca_kind = CaKind(kind)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        info = ssh_provider(ctx).ca_store.rotate(ca_kind, span, ctx.clock.now())
     with ctx.db.write() as conn:
         ctx.audit_event(
             conn,
@@ -126,9 +192,7 @@ def ca_rotate(identity: Caller, ctx: Ctx, kind: str = "user", overlap: str = "24
 @router.post("/db/credentials", status_code=201)
 def db_credential(body: DbCredentialCreate, identity: Caller, ctx: Ctx, response: Response) -> dict[str, Any]:
     """A fresh database login for the caller's active grant on the target. Shown once."""
-    target = ctx.policy.target(body.target)
-    if target is not None and target.kind == "ssh":
-        raise InvalidInput(f"target {body.target} is an ssh target; use jitgate ssh")
+    _require_kind(ctx, identity, body.target, ssh=False)
     grant, issued = credentials.issue(ctx, identity, body.target)
     response.headers.update(NO_STORE)
     return {
@@ -137,3 +201,23 @@ def db_credential(body: DbCredentialCreate, identity: Caller, ctx: Ctx, response
         "expires_at": _iso(grant.expires_at),
         "valid_before": _iso(issued.valid_before),
     }
+
+
+def _audit_refused_body(request: Request, code: str, detail: str) -> None:
+    rt = runtime(request)
+    try:
+        identity = authenticate(rt.authenticators, request.headers.get("authorization"))
+    except JitgateError:
+        return  # an unidentified caller is answered but not audited: anyone could fill the log
+    details = {"attempted": AUDITED_BODIES[request.url.path], "error": code, "reason": detail[:200]}
+    try:
+        with rt.ctx.db.write() as conn:
+            rt.ctx.audit_event(conn, identity.name, "access.refused", details=details)
+    except StorageUnavailable:
+        log.exception("could not audit a refused request body from %s", identity.name)
+
+
+async def audit_refused_body(request: Request, code: str, detail: str) -> None:
+    """Audit a body refused before an issuing route ran; other routes are left alone."""
+    if request.method == "POST" and request.url.path in AUDITED_BODIES:
+        await run_in_threadpool(_audit_refused_body, request, code, detail)

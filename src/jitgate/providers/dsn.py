@@ -186,49 +186,52 @@ class AdminPool(Generic[C]):
     def _checkout(
         self, key: Hashable, dsn: str, connect: Callable[[], C], size: int, label: str
     ) -> _Entry[C]:
-        deadline = self._monotonic() + self._wait
-        while True:
-            entry, doomed = self._take_or_reserve(key, dsn, size, deadline, label)
-            self._close_all(doomed)
-            if entry is None:
-                return self._open_new(key, dsn, connect)
-            if self._checked_alive(entry.conn):
-                return entry
-            # The server closed this one: the rest of the key's idle connections are as stale.
-            with self._cond:
-                stale = self._idle.pop(key, [])
-                self._open[key] -= len(stale)
-            self._close_all([entry, *stale])
-            with self._cond:
-                self._open[key] -= 1
-                self._cond.notify_all()
+        entry, doomed = self._take_or_reserve(key, dsn, size, self._monotonic() + self._wait, label)
+        self._close_all(doomed)
+        if entry is None:
+            return self._open_new(key, dsn, connect)
+        if self._checked_alive(entry.conn):
+            return entry
+        # The server closed this one, so the key's other idle connections are as stale; the new
+        # connection takes this one's slot.
+        with self._cond:
+            stale = self._idle.pop(key, [])
+            self._open[key] -= len(stale)
+            self._cond.notify_all()
+        self._close_all([entry, *stale])
+        return self._open_new(key, dsn, connect)
 
     def _take_or_reserve(
         self, key: Hashable, dsn: str, size: int, deadline: float, label: str
     ) -> tuple[_Entry[C] | None, list[_Entry[C]]]:
-        """Under the lock: an idle connection, or a reserved slot for a new one (``None``)."""
+        """Under the lock: an idle connection, or a reserved slot for a new one (``None``); and the
+        idle connections found too old, for the caller to close outside the lock."""
         doomed: list[_Entry[C]] = []
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise ProviderError(f"{label}: the provider has been closed")
-                now = self._monotonic()
-                idle = self._idle.get(key, [])
-                keep = [e for e in idle if e.dsn == dsn and not self._expired(e, now)]
-                if len(keep) != len(idle):
-                    doomed += [e for e in idle if e not in keep]
-                    self._open[key] -= len(idle) - len(keep)
-                    self._idle[key] = idle = keep
-                if idle:
-                    return idle.pop(), doomed
-                if self._open.get(key, 0) < size:
-                    self._open[key] = self._open.get(key, 0) + 1
-                    return None, doomed
-                if now >= deadline:
-                    raise ProviderError(
-                        f"{label}: all {size} admin connections stayed busy for {self._wait:g}s"
-                    )
-                self._cond.wait(deadline - now)
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise ProviderError(f"{label}: the provider has been closed")
+                    now = self._monotonic()
+                    idle: list[_Entry[C]] = []
+                    for entry in self._idle.get(key, []):
+                        fresh = entry.dsn == dsn and not self._expired(entry, now)
+                        (idle if fresh else doomed).append(entry)
+                    self._open[key] = self._open.get(key, 0) - (len(self._idle.get(key, [])) - len(idle))
+                    self._idle[key] = idle
+                    if idle:
+                        return idle.pop(), doomed
+                    if self._open[key] < size:
+                        self._open[key] += 1
+                        return None, doomed
+                    if now >= deadline:
+                        raise ProviderError(
+                            f"{label}: all {size} admin connections stayed busy for {self._wait:g}s"
+                        )
+                    self._cond.wait(deadline - now)
+        except ProviderError:
+            self._close_all(doomed)
+            raise
 
     def _open_new(self, key: Hashable, dsn: str, connect: Callable[[], C]) -> _Entry[C]:
         try:

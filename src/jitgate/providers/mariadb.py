@@ -25,9 +25,14 @@ Revoke (idempotent; a user already gone is revoked): ``ALTER USER ... ACCOUNT LO
 connection), ``KILL CONNECTION USER``, ``DROP USER IF EXISTS``, and a second kill for a connection
 that authenticated in between.
 
+Admin connections are pooled (``AdminPool``, a few per target): each is checked once, when it
+is opened, for the power to kill connections (MariaDB fixes a session's global privileges when it
+logs in), pinged before reuse, and closed rather than reused after any failure.
+
 Target options:
-    user_host        host part of the created user (default ``%``).
-    connect_timeout  seconds to wait for the server (default 5).
+    user_host          host part of the created user (default ``%``).
+    connect_timeout    seconds to wait for the server (default 5).
+    admin_connections  admin connections kept open (default 4, at most 32).
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ import hashlib
 import logging
 import re
 import secrets
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import quote, unquote, urlsplit
 
 import pymysql
@@ -47,9 +53,17 @@ from pymysql.connections import Connection
 from pymysql.cursors import Cursor
 
 from jitgate.errors import ProviderError
-from jitgate.policy.model import Target
+from jitgate.policy.model import Role, Target
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
-from jitgate.providers.dsn import admin_dsn, checked_login, new_login, scrub
+from jitgate.providers.dsn import (
+    POOL_SIZE,
+    AdminPool,
+    admin_dsn,
+    checked_login,
+    new_login,
+    pool_size_problem,
+    scrub,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +102,14 @@ OBJECT_PRIVILEGES = frozenset(
 )
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 KILL_PRIVILEGES = frozenset({"CONNECTION ADMIN", "SUPER", "ALL PRIVILEGES"})
-OPTIONS = frozenset({"user_host", "connect_timeout"})
+RESERVED_ROLES = frozenset({"public", "none"})
+OPTIONS = frozenset({"user_host", "connect_timeout", "admin_connections"})
 INVALID_ROLE = 1959
+# Bounds every statement and ping on an admin connection, so a server that vanished without closing
+# the connection cannot hang a pooled one; the statements here are small.
+IO_TIMEOUT = 30
+
+Admin: TypeAlias = "Connection[Cursor]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +164,7 @@ class _Settings:
     database: str | None
     user_host: str
     connect_timeout: int
+    admin_connections: int
     dsn: str = field(repr=False)
 
     @property
@@ -152,13 +173,49 @@ class _Settings:
 
 
 class MariadbProvider:
-    """Ephemeral MariaDB users; holds no connection, so one instance serves every thread."""
+    """Ephemeral MariaDB users. One instance serves every thread; it pools admin connections."""
 
     kind = KIND
     revocable = True
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
+        self._pool: AdminPool[Admin] = AdminPool(alive=_alive, reusable=_reusable, close=_close)
+        # Closes the idle connections when the provider goes away, or at interpreter exit.
+        self._finalizer = weakref.finalize(self, self._pool.close)
+
+    def close(self) -> None:
+        """Close the pooled admin connections (the provider opens new ones if used again)."""
+        self._finalizer()
+        self._pool = AdminPool(alive=_alive, reusable=_reusable, close=_close)
+        self._finalizer = weakref.finalize(self, self._pool.close)
+
+    def validate(self, role: Role, target: Target) -> list[str]:
+        """Problems of ``role`` on ``target`` found without a server: names, privilege specs, options."""
+        problems = _option_problems(target)
+        access = role.mariadb
+        if access is not None:
+            for name in access.roles:
+                problem = _role_problem(name, target)
+                if problem:
+                    problems.append(f"role {role.name}: mariadb.roles {problem}")
+            for spec in access.privileges:
+                try:
+                    parse_privilege(spec)
+                except ProviderError as exc:
+                    problems.append(f"role {role.name}: mariadb.privileges {exc.message}")
+        return problems
+
+    @contextmanager
+    def _admin(self, settings: _Settings, target: Target) -> Iterator[Admin]:
+        with self._pool.connection(
+            target.name,
+            settings.dsn,
+            lambda: _connect_admin(settings, target),
+            size=settings.admin_connections,
+            label=f"mariadb target {target.name}",
+        ) as conn:
+            yield conn
 
     def new_handle(self, request: IssueRequest) -> str:
         return new_login(request.identity.name)
@@ -175,9 +232,7 @@ class MariadbProvider:
             raise ProviderError(f"grant {request.grant.id} has already expired")
         settings = _settings(self._environ, target)
         password = secrets.token_urlsafe(32)
-        with _connect(settings, target) as conn:
-            with _reported(target, f"creating login {login}", settings, password), conn.cursor() as cur:
-                _require_kill_privilege(cur, target)
+        with self._admin(settings, target) as conn:
             new = _NewUser(login, password, settings.user_host, roles, grants, access.connection_limit)
             try:
                 _create(conn, new, settings, target)
@@ -216,11 +271,10 @@ class MariadbProvider:
         login = checked_login(handle)
         settings = _settings(self._environ, target)
         with (
-            _connect(settings, target) as conn,
+            self._admin(settings, target) as conn,
             _reported(target, f"revoking login {login}", settings),
             conn.cursor() as cur,
         ):
-            _require_kill_privilege(cur, target)
             cur.execute("ALTER USER IF EXISTS %s@%s ACCOUNT LOCK", (login, settings.user_host))
             cur.execute("KILL CONNECTION USER %s", (login,))
             cur.execute("DROP USER IF EXISTS %s@%s", (login, settings.user_host))
@@ -231,11 +285,10 @@ class MariadbProvider:
         try:
             settings = _settings(self._environ, target)
             with (
-                _connect(settings, target) as conn,
+                self._admin(settings, target) as conn,
                 _reported(target, "health check", settings),
                 conn.cursor() as cur,
             ):
-                _require_kill_privilege(cur, target)
                 cur.execute("SELECT CURRENT_USER(), VERSION()")
                 row = cur.fetchone()
         except ProviderError as exc:
@@ -257,11 +310,18 @@ def native_password_hash(password: str) -> str:
 
 
 def _role_name(name: str, target: Target) -> str:
-    if not ROLE_NAME.fullmatch(name):
-        raise ProviderError(
-            f"role name {name!r} for target {target.name} would need quoting; use letters, digits and _"
-        )
+    problem = _role_problem(name, target)
+    if problem:
+        raise ProviderError(problem)
     return name
+
+
+def _role_problem(name: str, target: Target) -> str | None:
+    if not ROLE_NAME.fullmatch(name):
+        return f"role name {name!r} for target {target.name} would need quoting; use letters, digits and _"
+    if name.lower() in RESERVED_ROLES:
+        return f"role name {name!r} for target {target.name} is reserved by MariaDB"
+    return None
 
 
 def _settings(environ: Mapping[str, str], target: Target) -> _Settings:
@@ -279,33 +339,68 @@ def _settings(environ: Mapping[str, str], target: Target) -> _Settings:
         raise invalid
     if parts.query or parts.fragment or "/" in parts.path.lstrip("/"):
         raise invalid
-    options = target.options
-    unknown = sorted(set(options) - OPTIONS)
-    if unknown:
-        raise ProviderError(f"mariadb target {target.name}: unknown option(s) {', '.join(unknown)}")
-    user_host = options.get("user_host", "%")
-    if not isinstance(user_host, str) or not USER_HOST.fullmatch(user_host):
-        raise ProviderError(
-            f"mariadb target {target.name}: user_host must be a host name, address or pattern"
-        )
-    timeout = options.get("connect_timeout", 5)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
-        raise ProviderError(f"mariadb target {target.name}: connect_timeout must be 1 to 300 seconds")
+    problems = _option_problems(target)
+    if problems:
+        raise ProviderError(problems[0])
     return _Settings(
         host=parts.hostname,
         port=port,
         user=unquote(parts.username),
         password=unquote(parts.password or ""),
         database=unquote(parts.path.lstrip("/")) or None,
-        user_host=user_host,
-        connect_timeout=timeout,
+        user_host=str(target.options.get("user_host", "%")),
+        connect_timeout=int(target.options.get("connect_timeout", 5)),
+        admin_connections=int(target.options.get("admin_connections", POOL_SIZE)),
         dsn=dsn,
     )
 
 
+def _option_problems(target: Target) -> list[str]:
+    """Every problem with ``target.options``, one line each; needs neither the DSN nor a server."""
+    options = target.options
+    where = f"mariadb target {target.name}"
+    problems: list[str] = []
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        problems.append(f"{where}: unknown option(s) {', '.join(unknown)}")
+    user_host = options.get("user_host", "%")
+    if not isinstance(user_host, str) or not USER_HOST.fullmatch(user_host):
+        problems.append(f"{where}: user_host must be a host name, address or pattern")
+    timeout = options.get("connect_timeout", 5)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
+        problems.append(f"{where}: connect_timeout must be 1 to 300 seconds")
+    if problem := pool_size_problem(target):
+        problems.append(problem)
+    return problems
+
+
+def _connect_admin(settings: _Settings, target: Target) -> Admin:
+    conn = _connect(settings, target)
+    try:
+        with _reported(target, "checking the admin's privileges", settings), conn.cursor() as cur:
+            _require_kill_privilege(cur, target)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _alive(conn: Admin) -> bool:
+    conn.ping(reconnect=False)
+    return True
+
+
+def _reusable(conn: Admin) -> bool:
+    return bool(conn.open)
+
+
+def _close(conn: Admin) -> None:
+    conn.close()
+
+
 def _connect(
     settings: _Settings, target: Target, *, user: str | None = None, password: str | None = None
-) -> Connection[Cursor]:
+) -> Admin:
     secrets_ = (*settings.secrets, password or "")
     try:
         return pymysql.connect(
@@ -316,6 +411,8 @@ def _connect(
             # The new user's role is not active before it sets it, so it may not open the database yet.
             database=settings.database if user is None else None,
             connect_timeout=settings.connect_timeout,
+            read_timeout=IO_TIMEOUT,
+            write_timeout=IO_TIMEOUT,
             autocommit=True,
             charset="utf8mb4",
         )
@@ -359,7 +456,7 @@ def _require_kill_privilege(cur: Cursor, target: Target) -> None:
         )
 
 
-def _create(conn: Connection[Cursor], new: _NewUser, settings: _Settings, target: Target) -> None:
+def _create(conn: Admin, new: _NewUser, settings: _Settings, target: Target) -> None:
     user = (new.login, new.host)
     with conn.cursor() as cur:
         with _reported(target, f"creating login {new.login}", settings, new.password):
@@ -393,7 +490,7 @@ def _set_default_role(settings: _Settings, new: _NewUser, target: Target) -> Non
         cur.execute(f"SET DEFAULT ROLE `{new.roles[0]}`")
 
 
-def _drop_quietly(conn: Connection[Cursor], login: str, settings: _Settings, target: Target) -> None:
+def _drop_quietly(conn: Admin, login: str, settings: _Settings, target: Target) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("DROP USER IF EXISTS %s@%s", (login, settings.user_host))

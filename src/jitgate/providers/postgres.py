@@ -20,12 +20,18 @@ database, then in each database where it may own things ``REASSIGN OWNED BY`` it
 owner and ``DROP OWNED BY`` it (removing its privileges, sequences included, and its default
 privileges), and finally ``DROP ROLE``.
 
+Admin connections are pooled (``AdminPool``, a few per target and database): opening one costs
+more than the statements themselves. A lent connection that failed in any way is closed, not
+reused; an idle one whose server closed it is noticed before use; TCP keepalives and
+``tcp_user_timeout`` keep a silently vanished server from hanging a pooled connection.
+
 Target options:
-    reassign_to      role that receives what the login created (default: the admin role);
-                     the admin must be a member of it.
-    databases        other databases of the same server to clean too: REASSIGN/DROP OWNED act on
-                     one database at a time, and the DSN's own database is always cleaned.
-    connect_timeout  seconds to wait for the server (default 5).
+    reassign_to        role that receives what the login created (default: the admin role);
+                       the admin must be a member of it.
+    databases          other databases of the same server to clean too: REASSIGN/DROP OWNED act
+                       on one database at a time, and the DSN's own database is always cleaned.
+    connect_timeout    seconds to wait for the server (default 5).
+    admin_connections  admin connections kept open per database (default 4, at most 32).
 
 The credential handed out connects to ``target.address``/``target.port`` when set, else to the
 host and port of the admin DSN.
@@ -36,6 +42,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,20 +52,35 @@ from urllib.parse import quote
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from jitgate.errors import ProviderError
-from jitgate.policy.model import PostgresAccess, Target
+from jitgate.policy.model import PostgresAccess, Role, Target
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
-from jitgate.providers.dsn import admin_dsn, checked_login, new_login, scrub
+from jitgate.providers.dsn import (
+    POOL_SIZE,
+    AdminPool,
+    admin_dsn,
+    checked_login,
+    new_login,
+    pool_size_problem,
+    scrub,
+    socket_readable,
+)
 
 log = logging.getLogger(__name__)
 
 KIND = "postgres"
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
-OPTIONS = frozenset({"reassign_to", "databases", "connect_timeout"})
+RESERVED_ROLES = frozenset({"public", "none", "current_user", "current_role", "session_user"})
+# Members of these may read or write any server file or run programs as the server's OS user:
+# superuser in all but name, whatever the role's own attributes say.
+SERVER_ACCESS_ROLES = frozenset(
+    {"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"}
+)
+OPTIONS = frozenset({"reassign_to", "databases", "connect_timeout", "admin_connections"})
 TERMINATE_WAIT_MS = 5000
 TERMINATE_ROUNDS = 3
 
@@ -68,10 +90,12 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 @dataclass(frozen=True, slots=True)
 class _Settings:
     dsn: str = field(repr=False)
+    params: Mapping[str, Any] = field(repr=False)
     password: str | None = field(repr=False)
     reassign_to: str | None
     databases: tuple[str, ...]
     connect_timeout: int
+    admin_connections: int
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -79,13 +103,43 @@ class _Settings:
 
 
 class PostgresProvider:
-    """Ephemeral PostgreSQL logins; holds no connection, so one instance serves every thread."""
+    """Ephemeral PostgreSQL logins. One instance serves every thread; it pools admin connections."""
 
     kind = KIND
     revocable = True
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
+        self._pool: AdminPool[Connection] = AdminPool(alive=_alive, reusable=_reusable, close=_close)
+        # Closes the idle connections when the provider goes away, or at interpreter exit.
+        self._finalizer = weakref.finalize(self, self._pool.close)
+
+    def close(self) -> None:
+        """Close the pooled admin connections (the provider opens new ones if used again)."""
+        self._finalizer()
+        self._pool = AdminPool(alive=_alive, reusable=_reusable, close=_close)
+        self._finalizer = weakref.finalize(self, self._pool.close)
+
+    def validate(self, role: Role, target: Target) -> list[str]:
+        """Problems of ``role`` on ``target`` found without a server: names, target options."""
+        problems = _option_problems(target)
+        if role.postgres is not None:
+            for name in role.postgres.member_of:
+                problem = _role_problem(name, target)
+                if problem:
+                    problems.append(f"role {role.name}: postgres.member_of {problem}")
+        return problems
+
+    @contextmanager
+    def _admin(self, settings: _Settings, target: Target, dbname: str | None = None) -> Iterator[Connection]:
+        with self._pool.connection(
+            (target.name, dbname),
+            settings.dsn,
+            lambda: _connect(settings, target, dbname),
+            size=settings.admin_connections,
+            label=f"postgres target {target.name}",
+        ) as conn:
+            yield conn
 
     def new_handle(self, request: IssueRequest) -> str:
         return new_login(request.identity.name)
@@ -102,7 +156,7 @@ class PostgresProvider:
         settings = _settings(self._environ, target)
         password = secrets.token_urlsafe(32)
         with (
-            _connect(settings, target) as conn,
+            self._admin(settings, target) as conn,
             _reported(target, f"creating login {login}", settings, password),
         ):
             with conn.transaction():
@@ -149,19 +203,20 @@ class PostgresProvider:
     def revoke(self, target: Target, handle: str) -> None:
         login = checked_login(handle)
         settings = _settings(self._environ, target)
-        with _connect(settings, target) as conn, _reported(target, f"revoking login {login}", settings):
-            if not _role_exists(conn, login):
+        with self._admin(settings, target) as conn, _reported(target, f"revoking login {login}", settings):
+            privileged = _privileges_of(conn, login)
+            if privileged is None:
                 log.debug("login %s on target %s is already gone", login, target.name)
                 return
             try:
                 conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(login)))
-                if not _has_privileges_of(conn, login):
+                if not privileged:
                     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(login)))
                 _terminate_sessions(conn, login, target)
                 _drop_owned(conn, login, settings, target)
                 for database in settings.databases:
                     with (
-                        _connect(settings, target, database) as other,
+                        self._admin(settings, target, database) as other,
                         _reported(target, f"cleaning login {login} in database {database}", settings),
                     ):
                         _drop_owned(other, login, settings, target)
@@ -175,7 +230,7 @@ class PostgresProvider:
     def check(self, target: Target) -> Health:
         try:
             settings = _settings(self._environ, target)
-            with _connect(settings, target) as conn, _reported(target, "health check", settings):
+            with self._admin(settings, target) as conn, _reported(target, "health check", settings):
                 row = conn.execute(
                     "SELECT current_user, rolsuper OR rolcreaterole, current_setting('server_version')"
                     " FROM pg_roles WHERE rolname = current_user"
@@ -193,15 +248,29 @@ def create_provider(ctx: ProviderContext) -> CredentialProvider:
 
 
 def _role_name(name: str, target: Target) -> str:
-    if not ROLE_NAME.fullmatch(name):
-        raise ProviderError(
-            f"role name {name!r} for target {target.name} would need quoting; use lowercase letters, "
-            "digits and _"
-        )
+    problem = _role_problem(name, target)
+    if problem:
+        raise ProviderError(problem)
     return name
 
 
+def _role_problem(name: str, target: Target) -> str | None:
+    if not ROLE_NAME.fullmatch(name):
+        return (
+            f"role name {name!r} for target {target.name} would need quoting; use lowercase letters, "
+            "digits and _"
+        )
+    if name in RESERVED_ROLES:
+        return f"role name {name!r} for target {target.name} is reserved by PostgreSQL"
+    if name in SERVER_ACCESS_ROLES:
+        return f"role {name} on target {target.name} gives access to the server's files or programs"
+    return None
+
+
 def _settings(environ: Mapping[str, str], target: Target) -> _Settings:
+    problems = _option_problems(target)
+    if problems:
+        raise ProviderError(problems[0])
     dsn = admin_dsn(environ, target)
     try:
         params = conninfo_to_dict(dsn)
@@ -211,32 +280,59 @@ def _settings(environ: Mapping[str, str], target: Target) -> _Settings:
             "connection string"
         ) from None
     options = target.options
+    reassign_to = options.get("reassign_to")
+    password = params.get("password")
+    return _Settings(
+        dsn=dsn,
+        params=params,
+        password=str(password) if password else None,
+        reassign_to=None if reassign_to is None else str(reassign_to),
+        databases=tuple(options.get("databases", ())),
+        connect_timeout=int(options.get("connect_timeout", 5)),
+        admin_connections=int(options.get("admin_connections", POOL_SIZE)),
+    )
+
+
+def _option_problems(target: Target) -> list[str]:
+    """Every problem with ``target.options``, one line each; needs neither the DSN nor a server."""
+    options = target.options
+    where = f"postgres target {target.name}"
+    problems: list[str] = []
     unknown = sorted(set(options) - OPTIONS)
     if unknown:
-        raise ProviderError(f"postgres target {target.name}: unknown option(s) {', '.join(unknown)}")
+        problems.append(f"{where}: unknown option(s) {', '.join(unknown)}")
     reassign_to = options.get("reassign_to")
-    if reassign_to is not None and not isinstance(reassign_to, str):
-        raise ProviderError(f"postgres target {target.name}: reassign_to must be a role name")
+    if reassign_to is not None:
+        if not isinstance(reassign_to, str):
+            problems.append(f"{where}: reassign_to must be a role name")
+        elif problem := _role_problem(reassign_to, target):
+            problems.append(f"{where}: reassign_to {problem}")
     databases = options.get("databases", ())
     if not isinstance(databases, list | tuple) or not all(
         isinstance(db, str) and DATABASE_NAME.fullmatch(db) for db in databases
     ):
-        raise ProviderError(f"postgres target {target.name}: databases must be a list of database names")
+        problems.append(f"{where}: databases must be a list of database names")
     timeout = options.get("connect_timeout", 5)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 300:
-        raise ProviderError(f"postgres target {target.name}: connect_timeout must be 1 to 300 seconds")
-    password = params.get("password")
-    return _Settings(
-        dsn=dsn,
-        password=str(password) if password else None,
-        reassign_to=None if reassign_to is None else _role_name(reassign_to, target),
-        databases=tuple(databases),
-        connect_timeout=timeout,
-    )
+        problems.append(f"{where}: connect_timeout must be 1 to 300 seconds")
+    if problem := pool_size_problem(target):
+        problems.append(problem)
+    return problems
 
 
 def _connect(settings: _Settings, target: Target, dbname: str | None = None) -> Connection:
-    extra: dict[str, Any] = {"dbname": dbname} if dbname else {}
+    # A pooled connection to a server that vanished without a word (no FIN, no RST) would otherwise
+    # hang its next statement for many minutes; settings in the DSN itself win.
+    keepalive: dict[str, Any] = {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": max(settings.connect_timeout, 10) * 1000,
+    }
+    extra: dict[str, Any] = {k: v for k, v in keepalive.items() if k not in settings.params}
+    if dbname:
+        extra["dbname"] = dbname
     where = f" to database {dbname}" if dbname else ""
     try:
         conn = psycopg.connect(
@@ -255,6 +351,18 @@ def _connect(settings: _Settings, target: Target, dbname: str | None = None) -> 
             f"postgres target {target.name}: cannot configure session: {_reason(exc, settings.secrets)}"
         ) from None
     return conn
+
+
+def _alive(conn: Connection) -> bool:
+    return not conn.closed and not conn.broken and not socket_readable(conn.fileno())
+
+
+def _reusable(conn: Connection) -> bool:
+    return not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
+def _close(conn: Connection) -> None:
+    conn.close()
 
 
 @contextmanager
@@ -327,6 +435,14 @@ def _role_exists(conn: Connection, login: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [login]).fetchone() is not None
 
 
+def _privileges_of(conn: Connection, login: str) -> bool | None:
+    """Whether the admin has the privileges of ``login``; ``None`` when there is no such login."""
+    row = conn.execute(
+        "SELECT pg_has_role(CURRENT_USER, oid, 'USAGE') FROM pg_roles WHERE rolname = %s", [login]
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
 def _has_privileges_of(conn: Connection, login: str) -> bool:
     row = conn.execute("SELECT pg_has_role(CURRENT_USER, %s, 'USAGE')", [login]).fetchone()
     return bool(row and row[0])
@@ -352,9 +468,12 @@ def _terminate_sessions(conn: Connection, login: str, target: Target) -> None:
 def _drop_owned(conn: Connection, login: str, settings: _Settings, target: Target) -> None:
     owner = sql.Identifier(settings.reassign_to) if settings.reassign_to else sql.SQL("CURRENT_USER")
     try:
-        with conn.transaction():
-            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(login), owner))
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+        # One simple-protocol message: one round trip, and the server runs both in one transaction.
+        conn.execute(
+            sql.SQL("REASSIGN OWNED BY {login} TO {owner}; DROP OWNED BY {login}").format(
+                login=sql.Identifier(login), owner=owner
+            )
+        )
     except pg_errors.InsufficientPrivilege as exc:
         raise ProviderError(
             f"postgres target {target.name}: cleaning up login {login} in database {conn.info.dbname} was"

@@ -9,6 +9,11 @@ that kind while every other kind keeps working.
 The built-in kinds cannot be taken over by another distribution's entry point: a company that
 wants its own PostgreSQL provider registers it under a kind of its own. Two distributions claiming
 the same new kind is ambiguous, and the kind is refused until one of them is removed.
+
+``validate_policy`` lets the providers judge what each role asks of each target it reaches, before
+anything is requested: a provider may implement ``validate(role, target) -> list[str]`` (see
+``PolicyValidator``) to report names that would need quoting, privilege specs it would refuse, bad
+target options. It needs no server and no secret, so ``jitgate policy check`` can run it too.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from typing import Protocol, runtime_checkable
 
-from jitgate.policy.model import Policy
+from jitgate.policy.model import Policy, Role, Target
 from jitgate.providers.base import CredentialProvider, ProviderContext
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,19 @@ BUILTINS: Mapping[str, str] = {
     "postgres": "jitgate.providers.postgres:create_provider",
     "mariadb": "jitgate.providers.mariadb:create_provider",
 }
+
+
+@runtime_checkable
+class PolicyValidator(Protocol):
+    """The optional hook a provider implements to check the policy when it is loaded."""
+
+    def validate(self, role: Role, target: Target) -> list[str]:
+        """One line per problem of ``role`` on ``target``, naming what is wrong; ``[]`` when fine.
+
+        Called for every role and every target of the provider's kind that the role selects, at
+        server start and by ``jitgate policy check``. Must not connect anywhere or read secrets.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +99,31 @@ def check_policy_kinds(policy: Policy, available: Iterable[str]) -> list[str]:
         for target in policy.targets
         if target.kind not in usable
     ]
+
+
+def validate_policy(policy: Policy, providers: Mapping[str, CredentialProvider]) -> list[str]:
+    """Ask each target's provider about every role that reaches the target; one line per problem.
+
+    Providers without a ``validate`` hook are skipped, as are targets whose kind has no provider
+    (``check_policy_kinds`` names those). A hook that raises is itself reported as a problem, so a
+    broken plugin cannot wave a policy through. Repeated lines (a bad target option seen once per
+    role) are reported once, in policy order.
+    """
+    problems: list[str] = []
+    for role in policy.roles:
+        for target in policy.targets_of(role):
+            provider = providers.get(target.kind)
+            if not isinstance(provider, PolicyValidator):
+                continue
+            try:
+                found = [" ".join(str(line).split()) for line in provider.validate(role, target)]
+            except Exception as exc:
+                found = [
+                    f"role {role.name}, target {target.name}: the {target.kind} provider failed to "
+                    f"check it: {_first_line(exc)}"
+                ]
+            problems.extend(line for line in found if line)
+    return list(dict.fromkeys(problems))
 
 
 def _candidates(points: Iterable[EntryPoint]) -> tuple[dict[str, list[EntryPoint]], list[str]]:

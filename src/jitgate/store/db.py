@@ -8,8 +8,8 @@ leave as ``StorageUnavailable`` with one line that names the cause, never a stac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import threading
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any

@@ -346,19 +346,24 @@ def due_timeouts(conn: Connection, *, now: datetime, limit: int, skip_locked: bo
     return [_request(row) for row in conn.execute(query).mappings()]
 
 
-def next_deadline(conn: Connection) -> datetime | None:
-    """The earliest moment any scheduled step becomes due; the scheduler sleeps until then."""
+def next_lifecycle_deadline(conn: Connection) -> datetime | None:
+    """The earliest start, expiry or review deadline to come; the lifecycle loop sleeps until then."""
     candidates = [
         sa.select(sa.func.min(grants.c.expires_at)).where(grants.c.state == RequestState.ACTIVE.value),
         sa.select(sa.func.min(grants.c.starts_at)).where(grants.c.state == RequestState.APPROVED.value),
         sa.select(sa.func.min(requests.c.review_deadline)).where(
             requests.c.state == RequestState.PENDING.value
         ),
-        sa.select(sa.func.min(revocations.c.next_attempt_at)).where(revocations.c.state == "pending"),
     ]
     # min() keeps the column's type, so these come back as aware datetimes.
     values: list[datetime] = [v for q in candidates if (v := conn.execute(q).scalar()) is not None]
     return min(values, default=None)
+
+
+def next_revocation_attempt(conn: Connection) -> datetime | None:
+    query = sa.select(sa.func.min(revocations.c.next_attempt_at)).where(revocations.c.state == "pending")
+    value: datetime | None = conn.execute(query).scalar()
+    return value
 
 
 def _grant(row: RowMapping) -> Grant:

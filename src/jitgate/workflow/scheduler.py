@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import GrantEnd, RequestState
@@ -147,54 +148,86 @@ def _record_failure(ctx: WorkflowContext, row: RowMapping, error: str) -> None:
     log.warning("revocation on %s failed (attempt %d): %s", row["target"], attempts, error)
 
 
-def run_once(ctx: WorkflowContext) -> None:
-    """One pass over every kind of due work."""
+def run_lifecycle(ctx: WorkflowContext) -> None:
+    """One pass over the time-critical steps: scheduled starts, expiries, time-outs, warnings."""
     start_due(ctx)
     while expire_due(ctx) == BATCH:
         pass
     time_out_due(ctx)
     warn_expiring(ctx)
+
+
+def run_once(ctx: WorkflowContext) -> None:
+    """One pass over every kind of due work."""
+    run_lifecycle(ctx)
     run_revocations(ctx)
 
 
-class Scheduler:
-    """Runs ``run_once`` in a thread, sleeping until the next deadline or a wake-up."""
+class _Loop:
+    """A thread that does ``work`` and then sleeps until ``next_due`` says, or until woken."""
 
-    def __init__(self, ctx: WorkflowContext, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        ctx: WorkflowContext,
+        work: Callable[[WorkflowContext], object],
+        next_due: Callable[[Connection], datetime | None],
+        poll: float,
+    ) -> None:
+        self._name = name
         self._ctx = ctx
-        self._poll = poll_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._work = work
+        self._next_due = next_due
+        self._poll = poll
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="jitgate-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _seconds_to_next(self) -> float:
+    def _pause(self) -> float:
         with self._ctx.db.read() as conn:
-            deadline = q.next_deadline(conn)
+            deadline = self._next_due(conn)
         if deadline is None:
             return self._poll
         return max(0.0, min((deadline - self._ctx.clock.now()).total_seconds(), self._poll))
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.clear()
             try:
-                run_once(self._ctx)
-                pause = self._seconds_to_next()
+                self._work(self._ctx)
+                pause = self._pause()
             except Exception:
-                log.exception("scheduler pass failed; retrying")
+                log.exception("%s pass failed; retrying", self._name)
                 pause = self._poll
             if pause > 0:
-                self._wake.wait(pause)
+                self.wake.wait(pause)
+
+
+class Scheduler:
+    """Two loops in threads: grant lifecycle (never held up by a slow target) and revocations.
+
+    Each sleeps until the earliest deadline of its own work in the database (at most
+    ``poll_seconds``, so work created by another replica is picked up), or until woken.
+    """
+
+    def __init__(self, ctx: WorkflowContext, *, poll_seconds: float = 1.0) -> None:
+        self._loops = (
+            _Loop("jitgate-lifecycle", ctx, run_lifecycle, q.next_lifecycle_deadline, poll_seconds),
+            _Loop("jitgate-revocations", ctx, run_revocations, q.next_revocation_attempt, poll_seconds),
+        )
+
+    def wake(self) -> None:
+        for loop in self._loops:
+            loop.wake.set()
+
+    def start(self) -> None:
+        for loop in self._loops:
+            loop.thread.start()
+
+    def stop(self) -> None:
+        for loop in self._loops:
+            loop.stopping.set()
+            loop.wake.set()
+        for loop in self._loops:
+            if loop.thread.is_alive():
+                loop.thread.join(timeout=10)
