@@ -94,7 +94,17 @@ def run_wrk(label: str, base: str, path: str, body: str, token: str | None, seco
         script.write_text(WRK_SCRIPT % {"body": body, "auth": auth})
         script.chmod(0o600)
         done = subprocess.run(
-            ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), base + path],
+            [
+                "wrk",
+                "-t1",
+                f"-c{CONCURRENCY}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(script),
+                base + path,
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -185,7 +195,9 @@ def broker_server(profile: Path | None) -> Iterator[tuple[str, str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk: seconds per measurement")
     parser.add_argument("--total", type=int, default=4000, help="python client: requests per measurement")

@@ -1,6 +1,12 @@
-"""The one place where errors become HTTP: status code per error class, RFC 9457 problem+json."""
+"""The one place where errors become HTTP: status code per error class, RFC 9457 problem+json.
+
+Bodies refused before any route ran (unknown fields, bad JSON, too large) are passed to
+``on_refused_body`` too, so that routes handing out credentials can audit them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,19 +45,35 @@ def problem(status: int, code: str, detail: str) -> JSONResponse:
     )
 
 
-def install(app: FastAPI) -> None:
+RefusedBodyHook = Callable[[Request, str, str], Awaitable[None]]
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while a request body is read, once it passes the limit (declared or streamed)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body larger than {limit} bytes")
+
+
+def install(app: FastAPI, on_refused_body: RefusedBodyHook | None = None) -> None:
     @app.exception_handler(errors.JitgateError)
     async def _jitgate(_request: Request, exc: errors.JitgateError) -> JSONResponse:
         return problem(status_of(exc), exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
         detail = f"{where}: {message}" if where else message
+        if on_refused_body is not None:
+            await on_refused_body(request, "invalid_request", detail)
         return problem(422, "invalid_request", detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):
+            if on_refused_body is not None:
+                await on_refused_body(request, "too_large", str(exc.detail))
+            return problem(413, "too_large", str(exc.detail))
         return problem(exc.status_code, "http_error", str(exc.detail))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jitgate.cli import access, admin
+from jitgate.cli import access, admin, ssh
 
 app = typer.Typer(
     name="jitgate",
@@ -15,3 +15,4 @@ app = typer.Typer(
 )
 admin.register(app)
 access.register(app)
+ssh.register(app)

@@ -503,6 +503,11 @@ def finish_revocation(conn: Connection, revocation_id: int, now: datetime) -> No
     )
 
 
+def claim_revocation(conn: Connection, revocation_id: int, *, until: datetime) -> None:
+    """Hold a due revocation for one worker until ``until``; if it dies, the work falls due again."""
+    conn.execute(revocations.update().where(revocations.c.id == revocation_id).values(next_attempt_at=until))
+
+
 def retry_revocation(conn: Connection, revocation_id: int, *, error: str, next_attempt_at: datetime) -> None:
     conn.execute(
         revocations.update()

@@ -98,9 +98,7 @@ def run_revocations(ctx: WorkflowContext, *, limit: int = 50) -> tuple[int, int]
     with ctx.db.write() as conn:
         claimed = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
         for row in claimed:
-            q.retry_revocation(
-                conn, row["id"], error=row["last_error"] or "", next_attempt_at=now + REVOCATION_LEASE
-            )
+            q.claim_revocation(conn, row["id"], until=now + REVOCATION_LEASE)
     ok = failed = 0
     for row in claimed:
         try:

@@ -154,6 +154,7 @@ def test_expiry_revokes_every_credential_and_retries_until_the_target_answers(
 
         pending = grant_view(conn, grant["id"], clock.now())["pending_revocations"]
     assert len(pending) == 2
+    assert [p["attempts"] for p in pending] == [1, 1]
     assert "unreachable" in pending[0]["last_error"]
     assert run_revocations(ctx) == (0, 0)  # backing off: not due yet
     clock.advance(timedelta(seconds=5))

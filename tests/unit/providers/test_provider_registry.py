@@ -13,9 +13,10 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
-from dbkit import provider_context
 
+from jitgate.clock import SystemClock
 from jitgate.policy.model import Policy, Target
+from jitgate.providers.base import ProviderContext
 from jitgate.providers.mariadb import MariadbProvider
 from jitgate.providers.postgres import PostgresProvider
 from jitgate.providers.registry import GROUP, check_policy_kinds, discover, load_providers
@@ -67,6 +68,10 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(FAKE_PROVIDER))
     monkeypatch.syspath_prepend(str(tmp_path))
     return name
+
+
+def provider_context(tmp_path: Path, environ: dict[str, str]) -> ProviderContext:
+    return ProviderContext(data_dir=tmp_path, environ=environ, clock=SystemClock())
 
 
 def point(name: str, value: str) -> EntryPoint:
