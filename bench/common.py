@@ -39,7 +39,9 @@ def wait_healthy(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def broker(policy: str, *, database_url: str | None = None, users: dict[str, list[str]]) -> Iterator[tuple[str, dict[str, str]]]:
+def broker(
+    policy: str, *, database_url: str | None = None, users: dict[str, list[str]]
+) -> Iterator[tuple[str, dict[str, str]]]:
     """A real ``jitgate server`` process with the given policy and users; yields (url, tokens)."""
     with tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp:
         data = Path(tmp) / "data"
@@ -49,17 +51,40 @@ def broker(policy: str, *, database_url: str | None = None, users: dict[str, lis
         tokens = {}
         for name, groups in users.items():
             done = subprocess.run(
-                [*JITGATE, "users", "add", name, *[f"--group={g}" for g in groups], "--data-dir", str(data),
-                 *db_flags, "--json"],
-                capture_output=True, text=True, check=True,
+                [
+                    *JITGATE,
+                    "users",
+                    "add",
+                    name,
+                    *[f"--group={g}" for g in groups],
+                    "--data-dir",
+                    str(data),
+                    *db_flags,
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             tokens[name] = json.loads(done.stdout)["token"]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [*JITGATE, "server", "--data-dir", str(data), "--policy", str(policy_path), "--listen",
-             f"127.0.0.1:{port}", "--no-access-log", *db_flags],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+            [
+                *JITGATE,
+                "server",
+                "--data-dir",
+                str(data),
+                "--policy",
+                str(policy_path),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--no-access-log",
+                *db_flags,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ},
         )
         try:
             wait_healthy(url)

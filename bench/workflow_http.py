@@ -15,8 +15,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-
-from common import broker, free_port, load, row, wait_healthy
+from common import broker, free_port, load, row
 
 TOTAL = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
 CONCURRENCY = 32
@@ -53,8 +52,17 @@ def measure_broker(label: str, database_url: str | None) -> str:
 def measure_ceiling() -> str:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "trivial_app:app", "--port", str(port), "--no-access-log",
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "trivial_app:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
         cwd=Path(__file__).parent,
     )
     url = f"http://127.0.0.1:{port}"
