@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from jitgate.audit import checkpoint
 from jitgate.audit import keys as audit_keys
 from jitgate.audit.chain import AuditLog
 from jitgate.auth.base import Authenticator
@@ -111,6 +112,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         notifier=notifier,
         revocation_backoff_seconds=settings.revocation_backoff_seconds,
         revocation_backoff_max_seconds=settings.revocation_backoff_max_seconds,
+        audit_checkpoint=checkpoint.Writer(checkpoint.default_path(settings.data_dir)),
     )
     scheduler = Scheduler(ctx, poll_seconds=settings.scheduler_poll_seconds)
     ctx.wake_scheduler = scheduler.wake

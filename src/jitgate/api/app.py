@@ -123,7 +123,13 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True) -> FastAPI:
     def healthz(rt: RuntimeDep) -> dict[str, Any]:
         with rt.ctx.db.read() as conn:
             conn.exec_driver_sql("SELECT 1")
-        return {"status": "ok", "version": __version__, "policy_sha256": rt.policy_digest}
+        raw = rt.ctx.audit.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {
+            "status": "ok",
+            "version": __version__,
+            "policy_sha256": rt.policy_digest,
+            "audit_public_key": raw.hex(),
+        }
 
     @app.get("/metrics", tags=["meta"])
     def metrics() -> Response:

@@ -1,12 +1,19 @@
-"""Request-scoped dependencies: the runtime and the authenticated caller."""
+"""Request-scoped dependencies: the runtime and the authenticated caller.
+
+They are ``async`` on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, and a
+hop to a thread and back costs more than everything these do. Authentication that may block (a
+token not seen in the last seconds, an OIDC key set to fetch) still goes to the thread pool.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from jitgate.auth.base import authenticate
+from jitgate.auth.tokens import TokenAuthenticator
 from jitgate.domain.identity import Identity
 from jitgate.runtime import Runtime
 from jitgate.workflow.context import WorkflowContext
@@ -17,16 +24,28 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def context(request: Request) -> WorkflowContext:
+async def runtime_dep(request: Request) -> Runtime:
+    return runtime(request)
+
+
+async def context(request: Request) -> WorkflowContext:
     return runtime(request).ctx
 
 
-def caller(
+async def caller(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Identity:
-    return authenticate(runtime(request).authenticators, authorization)
+    authenticators = runtime(request).authenticators
+    scheme, _, bearer = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer":
+        for authenticator in authenticators:
+            if isinstance(authenticator, TokenAuthenticator) and authenticator.recognises(bearer.strip()):
+                found = authenticator.cached(bearer.strip())
+                if found is not None:
+                    return found
+    return await run_in_threadpool(authenticate, authenticators, authorization)
 
 
 Caller = Annotated[Identity, Depends(caller)]
 Ctx = Annotated[WorkflowContext, Depends(context)]
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]

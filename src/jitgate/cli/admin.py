@@ -296,24 +296,40 @@ API docs: {url}/docs""",
         )
 
     @audit_app.command("verify")
-    def audit_verify(data_dir: DataDirOpt = Path("data"), database_url: DbUrlOpt = None) -> None:
-        """Check the hash chain and the signed head; exit 0 when intact, 10 with the first bad record."""
+    def audit_verify(
+        data_dir: DataDirOpt = Path("data"),
+        database_url: DbUrlOpt = None,
+        public_key: Annotated[
+            str | None, typer.Option("--public-key", help="Verify with this Ed25519 public key (hex) only")
+        ] = None,
+    ) -> None:
+        """Check the hash chain, the signed head and the checkpoint kept outside the database;
+        exit 0 when intact, 10 with the first bad record."""
+        from jitgate.audit import checkpoint
+        from jitgate.audit import keys as audit_keys
         from jitgate.audit.verify import verify
-        from jitgate.runtime import open_audit, open_database
+        from jitgate.runtime import open_database
 
         with offline():
             settings = _settings(data_dir, database_url)
             _require_existing(settings)
+            if public_key is not None:
+                key = audit_keys.public_key_from_hex(public_key)
+            else:
+                path = settings.audit_key_file or audit_keys.default_key_path(settings.data_dir)
+                key = audit_keys.load_signing_key(path).public_key()
             db = open_database(settings)
-            audit = open_audit(settings)
             with db.read() as conn:
-                result = verify(conn, audit.public_key)
+                result = verify(conn, key)
+                anchored = checkpoint.check(conn, checkpoint.default_path(settings.data_dir), key)
             db.dispose()
-        if result.ok:
-            out.print(f"audit log intact: {result.count} records")
-            return
-        err.print(f"audit log BROKEN at record {result.first_bad_seq}: {result.problem}", markup=False)
-        raise typer.Exit(10)
+        if not result.ok:
+            err.print(f"audit log BROKEN at record {result.first_bad_seq}: {result.problem}", markup=False)
+            raise typer.Exit(10)
+        if not anchored.ok:
+            err.print(f"audit log BROKEN: {anchored.problem}", markup=False)
+            raise typer.Exit(10)
+        out.print(f"audit log intact: {result.count} records; {anchored.problem}")
 
     @audit_app.command("export")
     def audit_export(

@@ -288,15 +288,30 @@ def config_stanza(target: dict[str, Any], login: str, base: Path, url: str) -> s
     )
 
 
+def _forget(base: Path, target: str) -> None:
+    for name in (target, f"{target}-cert.pub", f"{target}.known_hosts"):
+        path = base / name
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_file():
+            _shred(path)
+
+
 def mint_into(client: ApiClient, target: str, base: Path) -> Minted:
-    """Replace ``base/TARGET{,-cert.pub,.known_hosts}`` with a fresh key, certificate and trust."""
+    """Replace ``base/TARGET{,-cert.pub,.known_hosts}`` with a fresh key, certificate and trust.
+
+    If no certificate can be had, the earlier files are removed too: ``ssh`` then fails right after
+    the error, instead of connecting with a certificate from before (from another grant, maybe).
+    """
     key = KeyPair.generate()
-    minted = mint(client, target, key.public_line)
+    try:
+        minted = mint(client, target, key.public_line)
+    except errors.JitgateError:
+        _forget(base, target)
+        raise
     with private_directory(base, prefix=f".{target}-") as staging:
         fresh = write_credentials(staging, target, key, minted)
-        old_key = base / target
-        if old_key.is_file() and not old_key.is_symlink():
-            _shred(old_key)
+        _forget(base, target)
         for path in fresh:
             path.replace(base / path.name)
     return minted

@@ -232,11 +232,21 @@ def insert_grant(conn: Connection, grant: Grant) -> None:
     )
 
 
+# Prebuilt statements for the lookups on every credential issuance: building a select costs
+# more than running it on SQLite, and a prebuilt one is compiled once and found in the cache.
+_GET_GRANT = sa.select(grants).where(grants.c.id == sa.bindparam("grant_id"))
+_GET_GRANT_LOCKED = _GET_GRANT.with_for_update()
+_ACTIVE_GRANTS_OF_HOLDER = sa.select(grants).where(
+    grants.c.holder == sa.bindparam("holder"),
+    grants.c.state == RequestState.ACTIVE.value,
+    grants.c.starts_at <= sa.bindparam("now", type_=grants.c.starts_at.type),
+    grants.c.expires_at > sa.bindparam("now", type_=grants.c.expires_at.type),
+)
+
+
 def get_grant(conn: Connection, grant_id: str, *, lock: bool = False) -> Grant | None:
-    query = sa.select(grants).where(grants.c.id == grant_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().first()
+    query = _GET_GRANT_LOCKED if lock else _GET_GRANT
+    row = conn.execute(query, {"grant_id": grant_id}).mappings().first()
     return _grant(row) if row is not None else None
 
 
@@ -299,14 +309,8 @@ def list_grants(
 
 def active_grants_for(conn: Connection, holder: str, target: str, now: datetime) -> list[Grant]:
     """Grants in force now for this holder whose targets include ``target``."""
-    query = sa.select(grants).where(
-        grants.c.holder == holder,
-        grants.c.state == RequestState.ACTIVE.value,
-        grants.c.starts_at <= now,
-        grants.c.expires_at > now,
-    )
-    found = [_grant(row) for row in conn.execute(query).mappings()]
-    return [g for g in found if target in g.targets]
+    rows = conn.execute(_ACTIVE_GRANTS_OF_HOLDER, {"holder": holder, "now": now}).mappings()
+    return [_grant(row) for row in rows if target in row["targets"]]
 
 
 def due_grants(

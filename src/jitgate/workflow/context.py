@@ -11,10 +11,11 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
+from jitgate.audit import checkpoint
 from jitgate.audit.chain import AuditLog
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
-from jitgate.errors import JitgateError, ProviderError, StorageUnavailable
+from jitgate.errors import InvalidInput, JitgateError, ProviderError, StorageUnavailable
 from jitgate.policy.model import Policy, Target
 from jitgate.providers.base import CredentialProvider
 from jitgate.store.db import Database
@@ -60,6 +61,7 @@ class WorkflowContext:
     wake_scheduler: Callable[[], None] = lambda: None
     revocation_backoff_seconds: float = 2.0
     revocation_backoff_max_seconds: float = 300.0
+    audit_checkpoint: checkpoint.Writer | None = None
 
     @property
     def policy(self) -> Policy:
@@ -72,7 +74,12 @@ class WorkflowContext:
         return provider
 
     def audit_event(self, conn: Connection, actor: str, action: str, **fields: Any) -> None:
-        self.audit.append(conn, at=self.clock.now(), actor=actor, action=action, **fields)
+        try:
+            self.audit.append(conn, at=self.clock.now(), actor=actor, action=action, **fields)
+        except ValueError as exc:
+            # Something the caller typed (a reason, a comment) looks like a secret: refuse the
+            # whole step rather than record the secret or drop the record.
+            raise InvalidInput(f"refused: {exc}") from None
 
     @contextmanager
     def refusals_audited(self, identity: Identity, action: str, **fields: Any) -> Iterator[None]:

@@ -35,7 +35,9 @@ def issue(
             if not candidates:
                 raise PolicyDenied(f"{identity.name} holds no active grant for target {target.name}")
             chosen = max(candidates, key=lambda g: g.expires_at)
-            grant = q.get_grant(conn, chosen.id, lock=True)
+            # On SQLite this transaction already holds the database's write lock, so the row just
+            # read is current; elsewhere lock it, then check it again.
+            grant = q.get_grant(conn, chosen.id, lock=True) if ctx.db.locks_rows else chosen
             if grant is None or not grant.is_active_at(now):
                 raise Conflict(f"grant {chosen.id} ended while the credential was being issued")
             role = ctx.policy.role(grant.role)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, RowMapping
 
+from jitgate.audit.chain import read_head
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import GrantEnd, RequestState
 from jitgate.errors import JitgateError, ProviderError
@@ -153,6 +154,19 @@ def run_lifecycle(ctx: WorkflowContext) -> None:
         pass
     time_out_due(ctx)
     warn_expiring(ctx)
+    checkpoint_audit(ctx)
+
+
+def checkpoint_audit(ctx: WorkflowContext) -> None:
+    """Copy the signed audit head out of the database (see ``audit/checkpoint.py``)."""
+    writer = ctx.audit_checkpoint
+    if writer is None or not writer.due():
+        return
+    with ctx.db.read() as conn:
+        head = read_head(conn)
+    # Never move the checkpoint back: that is exactly what it exists to catch.
+    if head is not None and not writer.update(head):
+        log.error("the audit head (record %d) is behind its checkpoint: run jitgate audit verify", head.seq)
 
 
 def run_once(ctx: WorkflowContext) -> None:

@@ -195,6 +195,33 @@ def test_tampering_with_the_audit_log_is_detected(broker: Broker) -> None:
     assert "BROKEN at record" in done.stderr
 
 
+def test_rolling_the_log_back_to_an_old_signed_head_is_detected(broker: Broker) -> None:
+    """An intruder in the database saves a signed head, lets the log grow, then cuts it back and
+    restores the old head: chain and head agree, but the checkpoint outside the database does not."""
+    db_path = broker.data_dir / "jitgate.db"
+    checkpoint = broker.data_dir / "keys" / "audit-checkpoint.json"
+    broker.json("request", "stage-shell", "--for", "1m")
+    with sqlite3.connect(db_path) as conn:
+        saved = conn.execute("SELECT seq, hash, signature FROM audit_head").fetchone()
+    broker.json("request", "stage-shell", "--for", "1m")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and json.loads(checkpoint.read_text())["seq"] > saved[0]:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the broker did not checkpoint its audit head")
+    public_key = httpx.get(f"{broker.url}/healthz").json()["audit_public_key"]
+    intact = offline("audit", "verify", "--data-dir", str(broker.data_dir), "--public-key", public_key)
+    assert intact.returncode == 0, intact.stderr
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM audit_events WHERE seq > ?", (saved[0],))
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ?", saved)
+    done = offline("audit", "verify", "--data-dir", str(broker.data_dir))
+    assert done.returncode == 10
+    assert "checkpointed outside the database, is missing" in done.stderr
+
+
 def test_policy_check_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "policy.yaml"
     bad.write_text(POLICY.replace("max_duration: 30m", "max_duration: forever"))

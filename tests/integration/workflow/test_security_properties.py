@@ -13,7 +13,7 @@ import pytest
 from jitgate.audit.chain import AuditLog
 from jitgate.audit.query import export
 from jitgate.clock import FrozenClock
-from jitgate.errors import StorageUnavailable
+from jitgate.errors import InvalidInput, StorageUnavailable
 from jitgate.policy.model import Policy
 from jitgate.store.db import Database
 from jitgate.store.migrate import upgrade
@@ -50,8 +50,19 @@ def test_issued_secrets_never_reach_logs_or_the_audit_log(
 
 
 def test_the_audit_log_refuses_secret_looking_details(ctx: WorkflowContext) -> None:
-    with pytest.raises(ValueError, match="secret"), ctx.db.write() as conn:
+    with pytest.raises(InvalidInput, match="secret"), ctx.db.write() as conn:
         ctx.audit_event(conn, "alice", "credential.issued", details={"password": "hunter2"})
+
+
+def test_a_secret_pasted_into_a_reason_is_refused_not_recorded(ctx: WorkflowContext) -> None:
+    pasted = "INC-1 use postgres://admin:hunter2@db.internal/orders"
+    with pytest.raises(InvalidInput, match="refused"):
+        svc.submit(ctx, ALICE, role="prod-shell", reason=pasted)
+    with ctx.db.read() as conn:
+        out = io.StringIO()
+        export(conn, out)
+    assert "hunter2" not in out.getvalue()
+    assert "access.refused" in out.getvalue()
 
 
 def test_a_read_only_database_is_a_clear_refusal(
