@@ -28,7 +28,9 @@ def audit_events(
     since: datetime | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
     after_seq: int | None = None,
+    newest_first: bool = True,
 ) -> list[dict[str, Any]]:
+    """Events matching the filters; by default the newest ``limit`` of them, newest first."""
     if not (identity.admin or AUDITORS in identity.groups):
         actor = identity.name
     with ctx.db.read() as conn:
@@ -41,6 +43,7 @@ def audit_events(
             since=since,
             limit=limit,
             after_seq=after_seq,
+            newest_first=newest_first,
         )
     return [event.to_json() for event in found]
 

@@ -273,7 +273,7 @@ API docs: {url}/docs""",
             if value:
                 params[key] = value.replace("Z", "+00:00") if key == "since" else value
         with api(url, token) as client:
-            found = client.get("/api/v1/audit", params=params)
+            found = list(reversed(client.get("/api/v1/audit", params=params)))  # oldest of the newest first
         if as_json:
             emit_json(found)
             return
