@@ -28,6 +28,7 @@ from jitgate.api.deps import RuntimeDep
 from jitgate.domain.model import RequestState
 from jitgate.runtime import Runtime
 from jitgate.store.tables import grants, requests, revocations
+from jitgate.web import routes as web_routes
 
 MAX_BODY = 64 * 1024
 
@@ -146,4 +147,10 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True) -> FastAPI:
     app.include_router(routes_access.router, tags=["access"])
     app.include_router(routes_credentials.router, tags=["credentials"])
     app.include_router(routes_audit.router, tags=["audit"])
+    app.include_router(web_routes.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return Response(status_code=303, headers={"Location": "/ui/"})
+
     return app

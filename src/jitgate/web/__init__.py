@@ -1,0 +1,1 @@
+"""Server-rendered pages for people: pending reviews, my requests and grants, the audit trail."""
