@@ -24,7 +24,7 @@ from jitgate.errors import PolicyFileError, StorageUnavailable
 from jitgate.policy.loader import load_policy
 from jitgate.policy.model import Policy
 from jitgate.providers.base import ProviderContext
-from jitgate.providers.registry import load_providers
+from jitgate.providers.registry import load_providers, validate_policy
 from jitgate.settings import Settings
 from jitgate.store.db import Database, storage_error
 from jitgate.store.migrate import upgrade
@@ -86,8 +86,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Everything ``jitgate server`` runs on. The policy is checked before the database is touched."""
     clock = clock or SystemClock()
     policy, digest = load_policy_file(settings)
-    db = open_database(settings)
-    audit = open_audit(settings)
     options = {}
     if settings.ca_passphrase is not None:
         options["ca_passphrase"] = settings.ca_passphrase.get_secret_value()
@@ -95,6 +93,13 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         data_dir=settings.data_dir, environ=os.environ, clock=clock, options=options
     )
     providers = load_providers(provider_ctx, {t.kind for t in policy.targets} | {"ssh"})
+    problems = validate_policy(policy, providers)
+    if problems:
+        name = settings.policy_file.name if settings.policy_file else "policy"
+        lines = [f"{name}: {p}" for p in problems]
+        raise PolicyFileError(lines[0], lines)
+    db = open_database(settings)
+    audit = open_audit(settings)
     notifier = (
         WebhookNotifier(
             settings.webhook_url,

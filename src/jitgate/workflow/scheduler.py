@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, RowMapping
@@ -28,7 +29,10 @@ log = logging.getLogger("jitgate.scheduler")
 S = RequestState
 BATCH = 200
 EXPIRY_WARNING = timedelta(minutes=10)
-REVOCATION_LEASE = timedelta(minutes=2)
+REVOCATION_LEASE = timedelta(seconds=30)
+# Revocations of one claimed batch in flight at once; the database providers keep as many admin
+# connections per target by default (``admin_connections``).
+REVOCATION_WORKERS = 4
 
 
 def expire_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
@@ -41,6 +45,8 @@ def expire_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
         ended = [
             g for g in due if grants.end(ctx, conn, g, reason=GrantEnd.EXPIRED, now=now, actor=SYSTEM.name)
         ]
+    if ended:
+        ctx.wake_scheduler()  # after the commit: the revocation loop must see the queued work
     for grant in ended:
         ctx.notifier.send("expired", {"grant": grant.id, "holder": grant.holder, "role": grant.role})
     return len(ended)
@@ -89,46 +95,60 @@ def backoff(ctx: WorkflowContext, attempts: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def run_revocations(ctx: WorkflowContext, *, limit: int = 50) -> tuple[int, int]:
+def run_revocations(
+    ctx: WorkflowContext, *, limit: int = 50, workers: int = REVOCATION_WORKERS
+) -> tuple[int, int]:
     """Try every due revocation once. Returns (succeeded, failed). Failures stay queued with backoff.
 
     Work is claimed by pushing ``next_attempt_at`` a lease ahead in one short transaction, so the
-    slow call to the target happens outside any transaction and no other replica takes it too.
+    slow call to the target happens outside any transaction and no other replica takes it too. The
+    claimed batch is revoked by up to ``workers`` threads at once: most of a revocation is waiting
+    on the target, and a thousand grants ending in the same second should not queue behind each
+    other. Each outcome is recorded, with its audit event, in its own transaction.
     """
     now = ctx.clock.now()
     with ctx.db.write() as conn:
         claimed = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
         for row in claimed:
             q.claim_revocation(conn, row["id"], until=now + REVOCATION_LEASE)
-    ok = failed = 0
-    for row in claimed:
-        try:
-            target = ctx.policy.target(row["target"])
-            if target is None:
-                raise ProviderError(f"target {row['target']} is no longer in the policy")
-            ctx.provider_for(target).revoke(target, row["handle"])
-        except JitgateError as exc:
-            failed += 1
-            _record_failure(ctx, row, str(exc))
-        except Exception as exc:
-            failed += 1
-            log.exception("provider %s crashed revoking on %s", row["kind"], row["target"])
-            _record_failure(ctx, row, f"provider crashed: {type(exc).__name__}")
-        else:
-            ok += 1
-            done = ctx.clock.now()
-            with ctx.db.write() as conn:
-                q.finish_revocation(conn, row["id"], done)
-                q.mark_credential_revoked(conn, row["credential_id"], done)
-                ctx.audit_event(
-                    conn,
-                    SYSTEM.name,
-                    "credential.revoked",
-                    grant_id=row["grant_id"],
-                    target=row["target"],
-                    details={"kind": row["kind"], "handle": row["handle"], "attempts": row["attempts"] + 1},
-                )
-    return ok, failed
+    if len(claimed) <= 1 or workers <= 1:
+        outcomes = [_revoke(ctx, row) for row in claimed]
+    else:
+        with ThreadPoolExecutor(
+            max_workers=min(workers, len(claimed)), thread_name_prefix="jitgate-revoke"
+        ) as pool:
+            outcomes = list(pool.map(lambda row: _revoke(ctx, row), claimed))
+    ok = sum(outcomes)
+    return ok, len(outcomes) - ok
+
+
+def _revoke(ctx: WorkflowContext, row: RowMapping) -> bool:
+    """One revocation attempt, recorded either way; True when the credential is gone."""
+    try:
+        target = ctx.policy.target(row["target"])
+        if target is None:
+            raise ProviderError(f"target {row['target']} is no longer in the policy")
+        ctx.provider_for(target).revoke(target, row["handle"])
+    except JitgateError as exc:
+        _record_failure(ctx, row, str(exc))
+        return False
+    except Exception as exc:
+        log.exception("provider %s crashed revoking on %s", row["kind"], row["target"])
+        _record_failure(ctx, row, f"provider crashed: {type(exc).__name__}")
+        return False
+    done = ctx.clock.now()
+    with ctx.db.write() as conn:
+        q.finish_revocation(conn, row["id"], done)
+        q.mark_credential_revoked(conn, row["credential_id"], done)
+        ctx.audit_event(
+            conn,
+            SYSTEM.name,
+            "credential.revoked",
+            grant_id=row["grant_id"],
+            target=row["target"],
+            details={"kind": row["kind"], "handle": row["handle"], "attempts": row["attempts"] + 1},
+        )
+    return True
 
 
 def _record_failure(ctx: WorkflowContext, row: RowMapping, error: str) -> None:
