@@ -69,7 +69,7 @@ def _require_kind(ctx: WorkflowContext, identity: Identity, name: str, *, ssh: b
     with ctx.refusals_audited(identity, ISSUE, target=name):
         if target is not None and (target.kind == "ssh") != ssh:
             use = "jitgate ssh" if target.kind == "ssh" else "jitgate db"
-            raise InvalidInput(f"target {name} is a {target.kind} target; use {use}")
+            raise InvalidInput(f"target {name} is of kind {target.kind}; use {use}")
     return target
 
 
