@@ -1,5 +1,5 @@
 """``python -m jitgate`` runs the command line."""
 
-from jitgate.cli.main import app
+from jitgate.cli.entry import main
 
-app()
+main()

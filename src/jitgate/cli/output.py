@@ -13,31 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from jitgate import errors
+from jitgate.cli.exitcodes import exit_code
 
 # Piped output is read by other programs and by people scrolling logs: never cut it at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-EXIT_CODES: dict[type[errors.JitgateError], int] = {
-    errors.InvalidInput: 3,
-    errors.PolicyFileError: 3,
-    errors.Unauthenticated: 4,
-    errors.PolicyDenied: 5,
-    errors.NotFound: 6,
-    errors.Conflict: 7,
-    errors.InvalidTransition: 7,
-    errors.ProviderError: 8,
-    errors.StorageUnavailable: 9,
-}
-"""Exit codes: 0 done, 1 unexpected, 2 usage, 3 bad input, 4 not authenticated, 5 refused by policy,
-6 not found, 7 conflicts with the current state, 8 target failed, 9 broker or database unavailable."""
-
-
-def exit_code(exc: errors.JitgateError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in EXIT_CODES:
-            return EXIT_CODES[cls]
-    return 1
 
 
 def fail(exc: errors.JitgateError) -> NoReturn:

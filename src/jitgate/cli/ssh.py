@@ -16,229 +16,37 @@ certificate is dead within minutes and the key is trusted nowhere else.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
-import shutil
-import signal
-import stat
-import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from jitgate import errors
 from jitgate.cli.client import ApiClient
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api
 from jitgate.cli.output import emit_json, err, fail
-
-SSH = "ssh"
-PSQL = "psql"
-COMMAND_NOT_FOUND = 127
-_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-# -- the private directory ------------------------------------------------------------------------
-
-
-class ProgramMissing(errors.JitgateError):
-    """The local program jitgate hands over to (ssh, psql) is not installed."""
-
-    code = "program_missing"
-
-
-def runtime_base(path: Path | None = None) -> Path:
-    """The per-user directory for jitgate's short-lived files: ``$XDG_RUNTIME_DIR/jitgate``.
-
-    Without ``XDG_RUNTIME_DIR`` it is ``jitgate-UID`` in the system's temporary directory. Either
-    way it is created 0700 and refused if it is anything but a directory of ours that nobody else
-    can enter: in a shared ``/tmp`` someone else may have made it first.
-    """
-    if path is None:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        path = Path(xdg) / "jitgate" if xdg else Path(tempfile.gettempdir()) / f"jitgate-{os.getuid()}"
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    try:
-        info = path.lstat()
-    except OSError as exc:
-        raise errors.InvalidInput(f"cannot use {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
-        raise errors.InvalidInput(f"{path} must be a directory owned by you with mode 0700")
-    return path
-
-
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _shred(path: Path) -> None:
-    """Overwrite a file with zeros before unlinking it, so its bytes do not linger in free blocks."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return
-    try:
-        size = os.fstat(fd).st_size
-        os.write(fd, b"\0" * size)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    path.unlink()
-
-
-@contextlib.contextmanager
-def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterator[Path]:
-    """A fresh 0700 directory in ``base`` that is gone when the block ends, whatever ends it."""
-    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=runtime_base(base)))
-    try:
-        yield directory
-    finally:
-        for entry in directory.iterdir():
-            if entry.is_file() and not entry.is_symlink():
-                _shred(entry)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    """An Ed25519 key made in memory; the private half is written only where ``ssh`` must read it."""
-
-    private: Ed25519PrivateKey
-
-    @classmethod
-    def generate(cls) -> KeyPair:
-        return cls(Ed25519PrivateKey.generate())
-
-    @property
-    def public_line(self) -> str:
-        return self.private.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
-
-    def private_bytes(self) -> bytes:
-        return self.private.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
-
-
-@dataclass(frozen=True)
-class Minted:
-    """A certificate as the broker returned it, with where and as whom to connect."""
-
-    certificate: str
-    principals: list[str]
-    address: str
-    port: int
-    known_hosts: list[str]
-    grant_id: str
-    valid_before: str
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> Minted:
-        target = data["target"]
-        if not target.get("address"):
-            raise errors.InvalidInput(f"target {target.get('name')} has no address")
-        return cls(
-            certificate=data["certificate"],
-            principals=list(data["principals"]),
-            address=str(target["address"]),
-            port=int(target["port"]),
-            known_hosts=list(data.get("known_hosts") or []),
-            grant_id=str(data["grant_id"]),
-            valid_before=str(data["valid_before"]),
-        )
-
-    def login(self, wanted: str | None) -> str:
-        if wanted is None:
-            return self.principals[0]
-        if wanted not in self.principals:
-            raise errors.InvalidInput(
-                f"login {wanted!r} is not in the certificate; choose one of {', '.join(self.principals)}"
-            )
-        return wanted
+from jitgate.cli.sshsession import (
+    COMMAND_NOT_FOUND,
+    PSQL,
+    KeyPair,
+    Minted,
+    ProgramMissing,
+    connect,
+    private_directory,
+    run_child,
+    runtime_base,
+    shred,
+    write_credentials,
+)
 
 
 def mint(client: ApiClient, target: str, public_line: str) -> Minted:
     return Minted.from_api(
         client.post("/api/v1/ssh/certificates", {"target": target, "public_key": public_line})
     )
-
-
-def write_credentials(directory: Path, stem: str, key: KeyPair, minted: Minted) -> tuple[Path, Path, Path]:
-    """Key (0600), certificate and known_hosts as ``ssh -i`` and ``UserKnownHostsFile`` want them."""
-    key_file, cert_file, hosts_file = (
-        directory / stem,
-        directory / f"{stem}-cert.pub",
-        directory / f"{stem}.known_hosts",
-    )
-    _write_private(key_file, key.private_bytes())
-    _write_private(cert_file, (minted.certificate + "\n").encode())
-    _write_private(hosts_file, "".join(f"{line}\n" for line in minted.known_hosts).encode())
-    return key_file, cert_file, hosts_file
-
-
-def ssh_argv(
-    *,
-    key_file: Path,
-    cert_file: Path,
-    known_hosts: Path,
-    login: str,
-    minted: Minted,
-    options: Sequence[str],
-    command: Sequence[str],
-    accept_unknown_host: bool,
-) -> list[str]:
-    # ssh keeps the first value it sees for an option: ours come first and cannot be overridden.
-    argv = [
-        SSH,
-        "-i", str(key_file),
-        "-o", f"CertificateFile={cert_file}",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "IdentityAgent=none",
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", f"StrictHostKeyChecking={'accept-new' if accept_unknown_host else 'yes'}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-    ]  # fmt: skip
-    for option in options:
-        argv += ["-o", option]
-    argv += ["-p", str(minted.port), "--", f"{login}@{minted.address}", *command]
-    return argv
-
-
-def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
-    """Run ``argv`` in the foreground and return its exit status (128+N when killed by signal N).
-
-    Ctrl-C reaches the child from the terminal; a signal sent to us alone is passed on to it. We
-    stay until it has ended, so the caller's clean-up runs after the child stopped using the files.
-    """
-    try:
-        child = subprocess.Popen(argv, env=env)
-    except FileNotFoundError:
-        raise ProgramMissing(f"{argv[0]} is not installed or not on PATH") from None
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED_SIGNALS}
-    try:
-        code = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    return 128 - code if code < 0 else code
 
 
 # -- ssh-config -------------------------------------------------------------------------------------
@@ -294,7 +102,7 @@ def _forget(base: Path, target: str) -> None:
         if path.is_symlink():
             path.unlink()
         elif path.is_file():
-            _shred(path)
+            shred(path)
 
 
 def mint_into(client: ApiClient, target: str, base: Path) -> Minted:
@@ -347,29 +155,16 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         token: TokenOpt = None,
     ) -> None:
         """Connect to TARGET with a certificate minted now for a key that lives only in memory."""
-        key = KeyPair.generate()
-        with api(url, token) as client:
-            minted = mint(client, target, key.public_line)
-            user = minted.login(login)
-        if unsafe_accept_unknown_host:
-            err.print(
-                "warning: not checking the host's identity (--unsafe-accept-unknown-host)", markup=False
-            )
-        code = 1
         try:
-            with private_directory() as directory:
-                key_file, cert_file, hosts = write_credentials(directory, "id_ed25519", key, minted)
-                argv = ssh_argv(
-                    key_file=key_file,
-                    cert_file=cert_file,
-                    known_hosts=hosts,
-                    login=user,
-                    minted=minted,
-                    options=ssh_option or [],
-                    command=command or [],
-                    accept_unknown_host=unsafe_accept_unknown_host,
-                )
-                code = run_child(argv)
+            code = connect(
+                target,
+                command=command or [],
+                login=login,
+                options=ssh_option or [],
+                accept_unknown_host=unsafe_accept_unknown_host,
+                url=url,
+                token=token,
+            )
         except ProgramMissing as exc:
             err.print(f"error: {exc.message}", markup=False)
             raise typer.Exit(COMMAND_NOT_FOUND) from None

@@ -1,0 +1,282 @@
+"""One ``jitgate ssh`` session: a key made in memory, a certificate minted for it now, the system's
+OpenSSH client run with both from a private directory that is gone afterwards.
+
+Only the standard library and ``cryptography`` are imported here, so that ``jitgate ssh`` starts in
+a fraction of the time the full command line takes (see ``cli/entry.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from jitgate import errors
+from jitgate.cli.config import STATUS_ERRORS, resolve
+
+SSH = "ssh"
+PSQL = "psql"
+COMMAND_NOT_FOUND = 127
+_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+# -- the private directory ------------------------------------------------------------------------
+
+
+class ProgramMissing(errors.JitgateError):
+    """The local program jitgate hands over to (ssh, psql) is not installed."""
+
+    code = "program_missing"
+
+
+def runtime_base(path: Path | None = None) -> Path:
+    """The per-user directory for jitgate's short-lived files: ``$XDG_RUNTIME_DIR/jitgate``.
+
+    Without ``XDG_RUNTIME_DIR`` it is ``jitgate-UID`` in the system's temporary directory. Either
+    way it is created 0700 and refused if it is anything but a directory of ours that nobody else
+    can enter: in a shared ``/tmp`` someone else may have made it first.
+    """
+    if path is None:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        path = Path(xdg) / "jitgate" if xdg else Path(tempfile.gettempdir()) / f"jitgate-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise errors.InvalidInput(f"cannot use {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise errors.InvalidInput(f"{path} must be a directory owned by you with mode 0700")
+    return path
+
+
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def shred(path: Path) -> None:
+    """Overwrite a file with zeros before unlinking it, so its bytes do not linger in free blocks."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        os.write(fd, b"\0" * size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+
+
+@contextlib.contextmanager
+def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterator[Path]:
+    """A fresh 0700 directory in ``base`` that is gone when the block ends, whatever ends it."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=runtime_base(base)))
+    try:
+        yield directory
+    finally:
+        for entry in directory.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                shred(entry)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """An Ed25519 key made in memory; the private half is written only where ``ssh`` must read it."""
+
+    private: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        return cls(Ed25519PrivateKey.generate())
+
+    @property
+    def public_line(self) -> str:
+        return self.private.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+
+    def private_bytes(self) -> bytes:
+        return self.private.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
+
+
+@dataclass(frozen=True)
+class Minted:
+    """A certificate as the broker returned it, with where and as whom to connect."""
+
+    certificate: str
+    principals: list[str]
+    address: str
+    port: int
+    known_hosts: list[str]
+    grant_id: str
+    valid_before: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Minted:
+        target = data["target"]
+        if not target.get("address"):
+            raise errors.InvalidInput(f"target {target.get('name')} has no address")
+        return cls(
+            certificate=data["certificate"],
+            principals=list(data["principals"]),
+            address=str(target["address"]),
+            port=int(target["port"]),
+            known_hosts=list(data.get("known_hosts") or []),
+            grant_id=str(data["grant_id"]),
+            valid_before=str(data["valid_before"]),
+        )
+
+    def login(self, wanted: str | None) -> str:
+        if wanted is None:
+            return self.principals[0]
+        if wanted not in self.principals:
+            raise errors.InvalidInput(
+                f"login {wanted!r} is not in the certificate; choose one of {', '.join(self.principals)}"
+            )
+        return wanted
+
+
+def write_credentials(directory: Path, stem: str, key: KeyPair, minted: Minted) -> tuple[Path, Path, Path]:
+    """Key (0600), certificate and known_hosts as ``ssh -i`` and ``UserKnownHostsFile`` want them."""
+    key_file, cert_file, hosts_file = (
+        directory / stem,
+        directory / f"{stem}-cert.pub",
+        directory / f"{stem}.known_hosts",
+    )
+    _write_private(key_file, key.private_bytes())
+    _write_private(cert_file, (minted.certificate + "\n").encode())
+    _write_private(hosts_file, "".join(f"{line}\n" for line in minted.known_hosts).encode())
+    return key_file, cert_file, hosts_file
+
+
+def ssh_argv(
+    *,
+    key_file: Path,
+    cert_file: Path,
+    known_hosts: Path,
+    login: str,
+    minted: Minted,
+    options: Sequence[str],
+    command: Sequence[str],
+    accept_unknown_host: bool,
+) -> list[str]:
+    # ssh keeps the first value it sees for an option: ours come first and cannot be overridden.
+    argv = [
+        SSH,
+        "-i", str(key_file),
+        "-o", f"CertificateFile={cert_file}",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", f"StrictHostKeyChecking={'accept-new' if accept_unknown_host else 'yes'}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+    ]  # fmt: skip
+    for option in options:
+        argv += ["-o", option]
+    argv += ["-p", str(minted.port), "--", f"{login}@{minted.address}", *command]
+    return argv
+
+
+def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """Run ``argv`` in the foreground and return its exit status (128+N when killed by signal N).
+
+    Ctrl-C reaches the child from the terminal; a signal sent to us alone is passed on to it. We
+    stay until it has ended, so the caller's clean-up runs after the child stopped using the files.
+    """
+    try:
+        child = subprocess.Popen(argv, env=env)
+    except FileNotFoundError:
+        raise ProgramMissing(f"{argv[0]} is not installed or not on PATH") from None
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED_SIGNALS}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return 128 - code if code < 0 else code
+
+
+def post_json(url: str, token: str | None, path: str, body: dict[str, Any], timeout: float = 30) -> Any:
+    """POST to the broker; an error response becomes the matching ``JitgateError``."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(  # noqa: S310 - the broker URL is the user's own setting
+        url + path, data=json.dumps(body).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("detail") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        raise STATUS_ERRORS.get(exc.code, errors.JitgateError)(str(detail)) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        raise errors.StorageUnavailable(f"cannot reach the broker at {url}") from None
+
+
+def connect(
+    target: str,
+    *,
+    command: Sequence[str] = (),
+    login: str | None = None,
+    options: Sequence[str] = (),
+    accept_unknown_host: bool = False,
+    url: str | None = None,
+    token: str | None = None,
+) -> int:
+    """Mint, connect, clean up; returns ssh's exit status. Refusals raise ``JitgateError``."""
+    base_url, bearer = resolve(url, token)
+    key = KeyPair.generate()
+    minted = Minted.from_api(
+        post_json(
+            base_url, bearer, "/api/v1/ssh/certificates", {"target": target, "public_key": key.public_line}
+        )
+    )
+    user = minted.login(login)
+    if accept_unknown_host:
+        sys.stderr.write("warning: not checking the host's identity (--unsafe-accept-unknown-host)\n")
+    with private_directory() as directory:
+        key_file, cert_file, hosts = write_credentials(directory, "id_ed25519", key, minted)
+        argv = ssh_argv(
+            key_file=key_file,
+            cert_file=cert_file,
+            known_hosts=hosts,
+            login=user,
+            minted=minted,
+            options=options,
+            command=command,
+            accept_unknown_host=accept_unknown_host,
+        )
+        return run_child(argv)
