@@ -8,6 +8,7 @@ a fraction of the time the full command line takes (see ``cli/entry.py``).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -16,13 +17,12 @@ import stat
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
@@ -226,24 +226,34 @@ def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
 
 
 def post_json(url: str, token: str | None, path: str, body: dict[str, Any], timeout: float = 30) -> Any:
-    """POST to the broker; an error response becomes the matching ``JitgateError``."""
+    """POST to the broker; an error response becomes the matching ``JitgateError``.
+
+    ``http.client`` rather than ``urllib.request``: it is what urllib uses underneath, and importing
+    it alone is measurably faster at the start of every ``jitgate ssh``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise errors.InvalidInput(f"broker URL {url!r} is not http(s)://HOST[:PORT]")
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(  # noqa: S310 - the broker URL is the user's own setting
-        url + path, data=json.dumps(body).encode(), headers=headers, method="POST"
-    )
+    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("detail") or exc.reason
-        except ValueError:
-            detail = exc.reason
-        raise STATUS_ERRORS.get(exc.code, errors.JitgateError)(str(detail)) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        connection.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+    except (OSError, http.client.HTTPException):
         raise errors.StorageUnavailable(f"cannot reach the broker at {url}") from None
+    finally:
+        connection.close()
+    if response.status >= 400:
+        try:
+            detail = json.loads(data).get("detail") or response.reason
+        except (ValueError, AttributeError):
+            detail = response.reason
+        raise STATUS_ERRORS.get(response.status, errors.JitgateError)(str(detail))
+    return json.loads(data or b"null")
 
 
 def connect(
