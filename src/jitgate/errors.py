@@ -75,6 +75,13 @@ class ProviderError(JitgateError):
     code = "provider_error"
 
 
+class TargetUnreachable(ProviderError):
+    """The provider could not reach the target at all — connection refused, timed out, DNS — as
+    opposed to a failure of the revocation itself."""
+
+    code = "target_unreachable"
+
+
 class StorageUnavailable(JitgateError):
     """The broker's own database refused the work (locked, read-only, unreachable)."""
 
