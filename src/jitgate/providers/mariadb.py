@@ -50,9 +50,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pymysql
 from pymysql.connections import Connection
+from pymysql.constants import CR
 from pymysql.cursors import Cursor
 
-from jitgate.errors import ProviderError
+from jitgate.errors import ProviderError, TargetUnreachable
 from jitgate.policy.model import Role, Target
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
 from jitgate.providers.dsn import (
@@ -105,6 +106,8 @@ KILL_PRIVILEGES = frozenset({"CONNECTION ADMIN", "SUPER", "ALL PRIVILEGES"})
 RESERVED_ROLES = frozenset({"public", "none"})
 OPTIONS = frozenset({"user_host", "connect_timeout", "admin_connections"})
 INVALID_ROLE = 1959
+# PyMySQL's own errors for a connection that failed or dropped (the server sends codes below 2000).
+NO_SERVER_ANSWER = frozenset({CR.CR_CONN_HOST_ERROR, CR.CR_SERVER_GONE_ERROR, CR.CR_SERVER_LOST})
 # Bounds every statement and ping on an admin connection, so a server that vanished without closing
 # the connection cannot hang a pooled one; the statements here are small.
 IO_TIMEOUT = 30
@@ -402,25 +405,35 @@ def _connect(
     settings: _Settings, target: Target, *, user: str | None = None, password: str | None = None
 ) -> Admin:
     secrets_ = (*settings.secrets, password or "")
+    conn: Admin = Connection(
+        defer_connect=True,
+        host=settings.host,
+        port=settings.port,
+        user=user or settings.user,
+        password=settings.password if password is None else password,
+        # The new user's role is not active before it sets it, so it may not open the database yet.
+        database=settings.database if user is None else None,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=IO_TIMEOUT,
+        write_timeout=IO_TIMEOUT,
+        autocommit=True,
+        charset="utf8mb4",
+    )
     try:
-        return pymysql.connect(
-            host=settings.host,
-            port=settings.port,
-            user=user or settings.user,
-            password=settings.password if password is None else password,
-            # The new user's role is not active before it sets it, so it may not open the database yet.
-            database=settings.database if user is None else None,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=IO_TIMEOUT,
-            write_timeout=IO_TIMEOUT,
-            autocommit=True,
-            charset="utf8mb4",
-        )
+        conn.connect()
     except pymysql.MySQLError as exc:
         who = f" as {user}" if user else ""
-        raise ProviderError(
-            f"mariadb target {target.name}: cannot connect{who}: {_reason(exc, secrets_)}"
-        ) from None
+        error = TargetUnreachable if _no_server_answered(conn, exc) else ProviderError
+        raise error(f"mariadb target {target.name}: cannot connect{who}: {_reason(exc, secrets_)}") from None
+    return conn
+
+
+def _no_server_answered(conn: Admin, exc: pymysql.MySQLError) -> bool:
+    """Whether a failed connect never heard from a server: refused, timed out, no such host, or the
+    connection dropped before the server's greeting. A server that answered (a wrong password, too
+    many connections, a TLS problem after the greeting) is not "unreachable"."""
+    greeted = getattr(conn, "server_version", None) is not None
+    return not greeted and bool(exc.args) and exc.args[0] in NO_SERVER_ANSWER
 
 
 @contextmanager

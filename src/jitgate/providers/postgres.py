@@ -62,7 +62,7 @@ from psycopg import errors as pg_errors
 from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from jitgate.errors import ProviderError
+from jitgate.errors import ProviderError, TargetUnreachable
 from jitgate.policy.model import PostgresAccess, Role, Target
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
 from jitgate.providers.dsn import (
@@ -88,6 +88,21 @@ SERVER_ACCESS_ROLES = frozenset(
     {"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"}
 )
 OPTIONS = frozenset({"reassign_to", "databases", "connect_timeout", "admin_connections"})
+# What libpq, psycopg and the system say when a connect reached no server (lowercased).
+NO_SERVER_ANSWER = (
+    "connection refused",
+    "timeout expired",
+    "connection timed out",
+    "failed to resolve host",
+    "could not translate host name",
+    "no route to host",
+    "network is unreachable",
+    "host is unreachable",
+    "connection reset by peer",
+    "server closed the connection unexpectedly",
+)
+# How libpq prefixes a message the server sent.
+SERVER_SEVERITIES = ("fatal:", "error:", "panic:")
 TERMINATE_WAIT_MS = 5000
 TERMINATE_ROUNDS = 3
 
@@ -338,7 +353,8 @@ def _connect(settings: _Settings, target: Target, dbname: str | None = None) -> 
             settings.dsn, autocommit=True, connect_timeout=settings.connect_timeout, **extra
         )
     except psycopg.Error as exc:
-        raise ProviderError(
+        error = TargetUnreachable if _no_server_answered(exc) else ProviderError
+        raise error(
             f"postgres target {target.name}: cannot connect{where}: {_reason(exc, settings.secrets)}"
         ) from None
     try:
@@ -350,6 +366,23 @@ def _connect(settings: _Settings, target: Target, dbname: str | None = None) -> 
             f"postgres target {target.name}: cannot configure session: {_reason(exc, settings.secrets)}"
         ) from None
     return conn
+
+
+def _no_server_answered(exc: psycopg.Error) -> bool:
+    """Whether a failed connect never reached a server: refused, timed out, no such host, or closed
+    before the server said anything. A server that answered (a wrong password, a missing database,
+    too many connections) is not "unreachable": it reports its reason in a ``FATAL:`` line.
+
+    libpq gives no structured cause, only text; its own messages and the system's are untranslated
+    (the broker never sets ``LC_MESSAGES``). With several hosts, psycopg lists every attempt, so a
+    server's answer to any of them shows up here too.
+    """
+    if isinstance(exc, pg_errors.ConnectionTimeout):
+        return True
+    text = str(exc).lower()
+    if any(severity in text for severity in SERVER_SEVERITIES):
+        return False
+    return any(words in text for words in NO_SERVER_ANSWER)
 
 
 def _alive(conn: Connection) -> bool:

@@ -58,7 +58,7 @@ class WorkflowContext:
     clock: Clock
     providers: dict[str, CredentialProvider] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=NullNotifier)
-    wake_scheduler: Callable[[], None] = lambda: None
+    wake_scheduler: Callable[..., None] = lambda *_: None
     revocation_backoff_seconds: float = 2.0
     revocation_backoff_max_seconds: float = 300.0
     audit_checkpoint: checkpoint.Writer | None = None

@@ -220,7 +220,6 @@ def extend(
             if rule is not None:
                 apply_extension(ctx, conn, req, now=now, actor=SYSTEM.name)
             view = request_view(conn, req.id, now)
-        ctx.wake_scheduler()
         if rule is None:
             ctx.notifier.send(
                 "approval_needed", {"request": req.id, "role": role.name, "requester": identity.name}

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from jitgate.domain.durations import parse_duration
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_duration, check_transition, decide_review
-from jitgate.domain.model import AccessRequest, RequestKind, RequestState, Review, Verdict
+from jitgate.domain.model import AccessRequest, Grant, RequestKind, RequestState, Review, Verdict
 from jitgate.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from jitgate.policy.decision import (
     auto_approval,
@@ -95,8 +95,21 @@ def submit(
             ctx.notifier.send("granted", payload)
         else:
             ctx.notifier.send("approval_needed", {**payload, "approvers": list(the_role.approvers)})
-        ctx.wake_scheduler()
+        ctx.wake_scheduler(next_step(grant) if grant is not None else req.review_deadline)
         return view
+
+
+def next_step(grant: Grant) -> datetime:
+    """When the scheduler must next act on a grant: its start if scheduled, else its end."""
+    return grant.starts_at if grant.state is S.APPROVED else grant.expires_at
+
+
+def next_step_of(view: RequestView) -> datetime | None:
+    grant = view.get("grant")
+    if not grant:
+        return None
+    key = "starts_at" if grant["state"] == S.APPROVED.value else "expires_at"
+    return datetime.fromisoformat(grant[key].replace("Z", "+00:00"))
 
 
 def _length(duration: str | timedelta | None, default: timedelta) -> timedelta:
@@ -170,7 +183,7 @@ def review(
             ctx.notifier.send("denied", {"request": req.id, "by": identity.name, "comment": comment})
         elif outcome.state is S.APPROVED:
             ctx.notifier.send("granted", {"request": req.id, "by": identity.name})
-            ctx.wake_scheduler()
+            ctx.wake_scheduler(None if req.kind is RequestKind.EXTENSION else next_step_of(view))
         return view
 
 

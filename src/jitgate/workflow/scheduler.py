@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, RowMapping
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from jitgate.audit.chain import read_head
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import GrantEnd, RequestState
-from jitgate.errors import JitgateError, ProviderError
+from jitgate.errors import JitgateError, ProviderError, TargetUnreachable
 from jitgate.store import queries as q
 from jitgate.workflow import grants
 from jitgate.workflow.context import WorkflowContext
@@ -105,35 +105,71 @@ def run_revocations(
     claimed batch is revoked by up to ``workers`` threads at once: most of a revocation is waiting
     on the target, and a thousand grants ending in the same second should not queue behind each
     other. Each outcome is recorded, with its audit event, in its own transaction.
+
+    A target that cannot be reached at all (``TargetUnreachable``: refused, timed out, no such
+    host) is not tried again in the same batch: its remaining items are recorded as failed at once,
+    each with its audit event and the usual backoff, so a dead target costs the batch one wait, not
+    one per item, and holds up no other target. So that several threads do not each wait on a dead
+    target before one of them finds out, the first item of each target is tried alone; the rest of
+    that target's items follow when it is done.
     """
     now = ctx.clock.now()
     with ctx.db.write() as conn:
         claimed = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
         for row in claimed:
             q.claim_revocation(conn, row["id"], until=now + REVOCATION_LEASE)
+    # Targets found unreachable in this batch, with the reason; shared by the threads under ``lock``.
+    unreachable: dict[str, str] = {}
+    lock = threading.Lock()
     if len(claimed) <= 1 or workers <= 1:
-        outcomes = [_revoke(ctx, row) for row in claimed]
+        outcomes = [_revoke(ctx, row, unreachable, lock) for row in claimed]
     else:
+        by_target: dict[str, list[RowMapping]] = {}
+        for row in claimed:
+            by_target.setdefault(row["target"], []).append(row)
         with ThreadPoolExecutor(
             max_workers=min(workers, len(claimed)), thread_name_prefix="jitgate-revoke"
         ) as pool:
-            outcomes = list(pool.map(lambda row: _revoke(ctx, row), claimed))
+            first = {
+                pool.submit(_revoke, ctx, rows[0], unreachable, lock): rows[1:] for rows in by_target.values()
+            }
+            rest = [
+                pool.submit(_revoke, ctx, row, unreachable, lock)
+                for done in as_completed(first)
+                for row in first[done]
+            ]
+            outcomes = [future.result() for future in (*first, *rest)]
     ok = sum(outcomes)
     return ok, len(outcomes) - ok
 
 
-def _revoke(ctx: WorkflowContext, row: RowMapping) -> bool:
-    """One revocation attempt, recorded either way; True when the credential is gone."""
+def _revoke(ctx: WorkflowContext, row: RowMapping, unreachable: dict[str, str], lock: threading.Lock) -> bool:
+    """One revocation attempt, recorded either way; True when the credential is gone.
+
+    A target in ``unreachable`` (guarded by ``lock``) is not tried: the item is recorded as failed
+    right away. A target found unreachable now is added to it.
+    """
+    name = row["target"]
+    with lock:
+        reason = unreachable.get(name)
+    if reason is not None:
+        _record_failure(ctx, row, f"not tried: target {name} unreachable a moment ago: {reason}")
+        return False
     try:
-        target = ctx.policy.target(row["target"])
+        target = ctx.policy.target(name)
         if target is None:
-            raise ProviderError(f"target {row['target']} is no longer in the policy")
+            raise ProviderError(f"target {name} is no longer in the policy")
         ctx.provider_for(target).revoke(target, row["handle"])
+    except TargetUnreachable as exc:
+        with lock:
+            unreachable.setdefault(name, str(exc))
+        _record_failure(ctx, row, str(exc))
+        return False
     except JitgateError as exc:
         _record_failure(ctx, row, str(exc))
         return False
     except Exception as exc:
-        log.exception("provider %s crashed revoking on %s", row["kind"], row["target"])
+        log.exception("provider %s crashed revoking on %s", row["kind"], name)
         _record_failure(ctx, row, f"provider crashed: {type(exc).__name__}")
         return False
     done = ctx.clock.now()
@@ -145,7 +181,7 @@ def _revoke(ctx: WorkflowContext, row: RowMapping) -> bool:
             SYSTEM.name,
             "credential.revoked",
             grant_id=row["grant_id"],
-            target=row["target"],
+            target=name,
             details={"kind": row["kind"], "handle": row["handle"], "attempts": row["attempts"] + 1},
         )
     return True
@@ -213,6 +249,7 @@ class _Loop:
         self._poll = poll
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.sleeping_until: datetime | None = None
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _pause(self) -> float:
@@ -232,7 +269,9 @@ class _Loop:
                 log.exception("%s pass failed; retrying", self._name)
                 pause = self._poll
             if pause > 0:
+                self.sleeping_until = self._ctx.clock.now() + timedelta(seconds=pause)
                 self.wake.wait(pause)
+                self.sleeping_until = None
 
 
 class Scheduler:
@@ -248,9 +287,16 @@ class Scheduler:
             _Loop("jitgate-revocations", ctx, run_revocations, q.next_revocation_attempt, poll_seconds),
         )
 
-    def wake(self) -> None:
-        for loop in self._loops:
-            loop.wake.set()
+    def wake(self, at: datetime | None = None) -> None:
+        """Wake both loops now, or, given ``at``, the lifecycle loop only if it would sleep past it."""
+        lifecycle, revocations = self._loops
+        if at is None:
+            lifecycle.wake.set()
+            revocations.wake.set()
+            return
+        planned = lifecycle.sleeping_until
+        if planned is None or at < planned:
+            lifecycle.wake.set()
 
     def start(self) -> None:
         for loop in self._loops:
