@@ -13,9 +13,10 @@ it): otherwise the broker would re-sign, and so launder, a head edited to hide a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
@@ -51,6 +52,50 @@ class SignedHead:
     signature: str
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One record to append, already checked: sizes, action form, no secrets, plain JSON details."""
+
+    at: datetime
+    actor: str
+    action: str
+    request_id: str | None
+    grant_id: str | None
+    role: str | None
+    target: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        request_id: str | None = None,
+        grant_id: str | None = None,
+        role: str | None = None,
+        target: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> Event:
+        """Raises ``ValueError`` for a malformed record or details that look like a secret."""
+        fields = {
+            "actor": actor,
+            "action": action,
+            "request_id": request_id,
+            "grant_id": grant_id,
+            "role": role,
+        }
+        for name, value in fields.items():
+            if value is not None and not 0 < len(value) <= _LIMITS[name]:
+                raise ValueError(f"audit {name} must be 1 to {_LIMITS[name]} characters")
+        if not _ACTION.fullmatch(action):
+            raise ValueError(f"audit action {action!r} is not of the form 'noun.verb'")
+        raw = dict(details or {})
+        check_no_secrets(raw)
+        return cls(at, actor, action, request_id, grant_id, role, target, normalize(raw, "details"))
+
+
 class AuditLog:
     """Writes audit records; one instance per process, safe to share between threads."""
 
@@ -83,28 +128,7 @@ class AuditLog:
         ``StorageUnavailable`` if the stored chain no longer matches its signed head (tampering, or
         a different audit key); in both cases the caller's transaction must roll back.
         """
-        if not conn.in_transaction():
-            raise RuntimeError("audit records are written inside the caller's transaction; begin one first")
-        fields = {
-            "actor": actor,
-            "action": action,
-            "request_id": request_id,
-            "grant_id": grant_id,
-            "role": role,
-        }
-        for name, value in fields.items():
-            if value is not None and not 0 < len(value) <= _LIMITS[name]:
-                raise ValueError(f"audit {name} must be 1 to {_LIMITS[name]} characters")
-        if not _ACTION.fullmatch(action):
-            raise ValueError(f"audit action {action!r} is not of the form 'noun.verb'")
-        details = dict(details or {})
-        check_no_secrets(details)
-        clean_details = normalize(details, "details")
-
-        head = self._lock_head(conn)
-        seq = head.seq + 1
-        body = event_body(
-            seq=seq,
+        event = Event.checked(
             at=at,
             actor=actor,
             action=action,
@@ -112,38 +136,63 @@ class AuditLog:
             grant_id=grant_id,
             role=role,
             target=target,
-            details=clean_details,
-            prev=head.hash,
+            details=details,
         )
-        digest = record_hash(head.hash, body)
-        try:
-            conn.execute(
-                _INSERT_EVENT,
+        return self.append_many(conn, [event])[-1]
+
+    def append_many(self, conn: Connection, events: Sequence[Event]) -> list[int]:
+        """Add checked records in order, under one head lock and one head signature."""
+        if not conn.in_transaction():
+            raise RuntimeError("audit records are written inside the caller's transaction; begin one first")
+        if not events:
+            return []
+        head = self._lock_head(conn)
+        prev, seq = head.hash, head.seq
+        rows: list[dict[str, Any]] = []
+        for event in events:
+            seq += 1
+            body = event_body(
+                seq=seq,
+                at=event.at,
+                actor=event.actor,
+                action=event.action,
+                request_id=event.request_id,
+                grant_id=event.grant_id,
+                role=event.role,
+                target=event.target,
+                details=event.details,
+                prev=prev,
+            )
+            digest = record_hash(prev, body)
+            rows.append(
                 {
                     "seq": seq,
-                    "at": at,
-                    "actor": actor,
-                    "action": action,
-                    "request_id": request_id,
-                    "grant_id": grant_id,
-                    "role": role,
+                    "at": event.at,
+                    "actor": event.actor,
+                    "action": event.action,
+                    "request_id": event.request_id,
+                    "grant_id": event.grant_id,
+                    "role": event.role,
                     "body": body,
-                    "prev_hash": head.hash,
+                    "prev_hash": prev,
                     "hash": digest,
-                },
+                }
             )
+            prev = digest
+        try:
+            conn.execute(_INSERT_EVENT, rows)
         except IntegrityError:
             raise StorageUnavailable(
-                f"audit record {seq} already exists although the signed head says {head.seq}; "
+                f"audit record {head.seq + 1} already exists although the signed head says {head.seq}; "
                 "the audit log was tampered with, run `jitgate audit verify`"
             ) from None
-        new_head = self._sign(seq, digest)
+        new_head = self._sign(seq, prev)
         conn.execute(
             _UPDATE_HEAD,
             {"new_seq": new_head.seq, "new_hash": new_head.hash, "new_signature": new_head.signature},
         )
         self._signed = new_head
-        return seq
+        return [row["seq"] for row in rows]
 
     def _sign(self, seq: int, digest: str) -> SignedHead:
         return SignedHead(seq, digest, self._key.sign(head_message(seq, digest)).hex())

@@ -8,7 +8,11 @@ Login names have one strict shape, so a revocation can never be pointed at a log
 create.
 
 Opening an admin connection (TCP, TLS, SCRAM) costs more than the statements that create or drop a
-login, so the providers keep a few open per target in an ``AdminPool``.
+login, so the providers keep a few open per target in an ``AdminPool``. A connect that reaches no
+server (refused, timed out, no such host, closed before the server said anything) raises
+``TargetUnreachable``, on which the revocation worker skips the target's other revocations of the
+batch; a server that answers with an error (a wrong password, a missing database) and any failure
+after connecting raise a plain ``ProviderError``.
 """
 
 from __future__ import annotations

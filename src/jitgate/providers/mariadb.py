@@ -27,7 +27,8 @@ that authenticated in between.
 
 Admin connections are pooled (``AdminPool``, a few per target): each is checked once, when it
 is opened, for the power to kill connections (MariaDB fixes a session's global privileges when it
-logs in), pinged before reuse, and closed rather than reused after any failure.
+logs in), pinged before reuse, and closed rather than reused after any failure. A connect that
+never got the server's greeting raises ``TargetUnreachable`` (see ``dsn``).
 
 Target options:
     user_host          host part of the created user (default ``%``).

@@ -30,7 +30,9 @@ burst of expiries waits on.
 Admin connections are pooled (``AdminPool``, a few per target and database): opening one costs
 more than the statements themselves. A lent connection that failed in any way is closed, not
 reused; an idle one whose server closed it is noticed before use; TCP keepalives and
-``tcp_user_timeout`` keep a silently vanished server from hanging a pooled connection.
+``tcp_user_timeout`` keep a silently vanished server from hanging a pooled connection. A connect
+that reaches no server raises ``TargetUnreachable`` (see ``dsn``); libpq reports only text, so
+that is told from its messages (``NO_SERVER_ANSWER``).
 
 Target options:
     reassign_to        role that receives what the login created (default: the admin role);

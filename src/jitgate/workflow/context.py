@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Connection
 
 from jitgate.audit import checkpoint
-from jitgate.audit.chain import AuditLog
+from jitgate.audit.chain import AuditLog, Event
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
 from jitgate.errors import InvalidInput, JitgateError, ProviderError, StorageUnavailable
@@ -21,6 +21,7 @@ from jitgate.providers.base import CredentialProvider
 from jitgate.store.db import Database
 
 log = logging.getLogger("jitgate.workflow")
+_PENDING = "jitgate_audit_pending"
 
 
 class Notifier(Protocol):
@@ -73,13 +74,36 @@ class WorkflowContext:
             raise ProviderError(f"no credential provider for kind {target.kind!r} (target {target.name})")
         return provider
 
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction whose audit records are appended together just before it commits.
+
+        Appending last keeps the audit head (the one row every audited change must lock) locked
+        for the shortest time, and one head signature covers all of the transaction's records.
+        """
+        with self.db.write() as conn:
+            pending: list[Event] = []
+            conn.info[_PENDING] = pending
+            try:
+                yield conn
+                self.audit.append_many(conn, pending)
+            finally:
+                # conn.info lives on the pooled DBAPI connection: never leave the list behind.
+                conn.info.pop(_PENDING, None)
+
     def audit_event(self, conn: Connection, actor: str, action: str, **fields: Any) -> None:
+        """Record an audit event in ``conn``'s transaction (at its end, inside ``transaction()``)."""
         try:
-            self.audit.append(conn, at=self.clock.now(), actor=actor, action=action, **fields)
+            event = Event.checked(at=self.clock.now(), actor=actor, action=action, **fields)
         except ValueError as exc:
             # Something the caller typed (a reason, a comment) looks like a secret: refuse the
             # whole step rather than record the secret or drop the record.
             raise InvalidInput(f"refused: {exc}") from None
+        pending = conn.info.get(_PENDING)
+        if pending is None:
+            self.audit.append_many(conn, [event])
+        else:
+            pending.append(event)
 
     @contextmanager
     def refusals_audited(self, identity: Identity, action: str, **fields: Any) -> Iterator[None]:

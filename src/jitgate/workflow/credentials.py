@@ -30,7 +30,7 @@ def issue(
             raise NotFound(f"no target named {target_name!r}")
         provider = ctx.provider_for(target)
         now = ctx.clock.now()
-        with ctx.db.write() as conn:
+        with ctx.transaction() as conn:
             candidates = q.active_grants_for(conn, identity.name, target.name, now)
             if not candidates:
                 raise PolicyDenied(f"{identity.name} holds no active grant for target {target.name}")
@@ -88,7 +88,7 @@ def issue(
                 error=str(exc),
             )
             raise
-        with ctx.db.write() as conn:
+        with ctx.transaction() as conn:
             current = q.get_grant(conn, grant.id, lock=True)
             q.mark_credential_issued(
                 conn,
@@ -167,7 +167,7 @@ def _abandon(
     error: str,
 ) -> None:
     """Creation failed part-way: queue a revocation so nothing half-made is left at the target."""
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         q.enqueue_revocation(
             conn,
             credential_id=credential_id,

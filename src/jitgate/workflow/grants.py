@@ -140,7 +140,7 @@ def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: 
     """End a grant early: by its holder, an approver of its role, or an admin."""
     with ctx.refusals_audited(identity, "grant.revoke", grant_id=grant_id):
         now = ctx.clock.now()
-        with ctx.db.write() as conn:
+        with ctx.transaction() as conn:
             grant = q.get_grant(conn, grant_id, lock=True)
             if grant is None:
                 raise NotFound(f"no grant {grant_id}")
@@ -170,7 +170,7 @@ def extend(
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
         now = ctx.clock.now()
-        with ctx.db.write() as conn:
+        with ctx.transaction() as conn:
             grant = q.get_grant(conn, grant_id, lock=True)
             if grant is None:
                 raise NotFound(f"no grant {grant_id}")

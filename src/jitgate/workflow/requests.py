@@ -68,7 +68,7 @@ def submit(
             break_glass=the_role.break_glass,
             auto_approved_rule=rule,
         )
-        with ctx.db.write() as conn:
+        with ctx.transaction() as conn:
             q.insert_request(conn, req)
             ctx.audit_event(
                 conn,
@@ -140,7 +140,7 @@ def review(
     """Approve or deny. Locks the request, then checks its state, then changes it."""
     with ctx.refusals_audited(identity, f"review.{verdict.value}", request_id=request_id):
         now = ctx.clock.now()
-        with ctx.db.write() as conn:
+        with ctx.transaction() as conn:
             req = q.get_request(conn, request_id, lock=True)
             if req is None:
                 raise NotFound(f"no request {request_id}")
@@ -191,7 +191,7 @@ def cancel(ctx: WorkflowContext, identity: Identity, request_id: str) -> Request
     """The requester withdraws a request that is pending or scheduled but not yet started."""
     with ctx.refusals_audited(identity, "request.cancel", request_id=request_id):
         now = ctx.clock.now()
-        with ctx.db.write() as conn:
+        with ctx.transaction() as conn:
             req = q.get_request(conn, request_id, lock=True)
             if req is None:
                 raise NotFound(f"no request {request_id}")

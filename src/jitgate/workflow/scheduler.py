@@ -38,7 +38,7 @@ REVOCATION_WORKERS = 4
 def expire_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
     """End every active grant whose ``expires_at`` has come; returns how many this call ended."""
     now = ctx.clock.now()
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         due = q.due_grants(
             conn, state=S.ACTIVE, column="expires_at", now=now, limit=limit, skip_locked=ctx.db.locks_rows
         )
@@ -54,7 +54,7 @@ def expire_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
 
 def start_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
     now = ctx.clock.now()
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         due = q.due_grants(
             conn, state=S.APPROVED, column="starts_at", now=now, limit=limit, skip_locked=ctx.db.locks_rows
         )
@@ -68,7 +68,7 @@ def time_out_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
     """Requests nobody reviewed before their deadline end as TIMED_OUT."""
     now = ctx.clock.now()
     count = 0
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         for req in q.due_timeouts(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows):
             if q.set_request_state(conn, req.id, expect=S.PENDING, state=S.TIMED_OUT, now=now):
                 ctx.audit_event(conn, SYSTEM.name, "request.timed_out", request_id=req.id, role=req.role)
@@ -78,7 +78,7 @@ def time_out_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
 
 def warn_expiring(ctx: WorkflowContext, *, within: timedelta = EXPIRY_WARNING) -> int:
     now = ctx.clock.now()
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         soon = q.expiring_unwarned(conn, now=now, within=within, limit=BATCH)
         for grant in soon:
             q.mark_expiry_warned(conn, grant.id)
@@ -114,7 +114,7 @@ def run_revocations(
     that target's items follow when it is done.
     """
     now = ctx.clock.now()
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         claimed = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
         for row in claimed:
             q.claim_revocation(conn, row["id"], until=now + REVOCATION_LEASE)
@@ -173,7 +173,7 @@ def _revoke(ctx: WorkflowContext, row: RowMapping, unreachable: dict[str, str], 
         _record_failure(ctx, row, f"provider crashed: {type(exc).__name__}")
         return False
     done = ctx.clock.now()
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         q.finish_revocation(conn, row["id"], done)
         q.mark_credential_revoked(conn, row["credential_id"], done)
         ctx.audit_event(
@@ -190,7 +190,7 @@ def _revoke(ctx: WorkflowContext, row: RowMapping, unreachable: dict[str, str], 
 def _record_failure(ctx: WorkflowContext, row: RowMapping, error: str) -> None:
     now = ctx.clock.now()
     attempts = row["attempts"] + 1
-    with ctx.db.write() as conn:
+    with ctx.transaction() as conn:
         q.retry_revocation(conn, row["id"], error=error, next_attempt_at=now + backoff(ctx, attempts))
         ctx.audit_event(
             conn,
