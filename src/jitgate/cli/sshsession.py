@@ -18,10 +18,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -102,8 +101,7 @@ def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterato
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class KeyPair:
+class KeyPair(NamedTuple):
     """An Ed25519 key made in memory; the private half is written only where ``ssh`` must read it."""
 
     private: Ed25519PrivateKey
@@ -120,8 +118,7 @@ class KeyPair:
         return self.private.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
 
 
-@dataclass(frozen=True)
-class Minted:
+class Minted(NamedTuple):
     """A certificate as the broker returned it, with where and as whom to connect."""
 
     certificate: str
