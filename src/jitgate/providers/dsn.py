@@ -22,6 +22,7 @@ import secrets as random
 import selectors
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -285,3 +286,30 @@ class AdminPool(Generic[C]):
         for entry in entries:
             with suppress(Exception):
                 self._close(entry.conn)
+
+
+class PooledProvider(Generic[C]):
+    """Base of the database providers: their environment and an ``AdminPool`` of admin connections,
+    closed when the provider goes away (or at interpreter exit) or on ``close()``."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        *,
+        alive: Callable[[C], bool],
+        reusable: Callable[[C], bool],
+        close: Callable[[C], None],
+    ) -> None:
+        self._environ = environ
+        self._hooks = (alive, reusable, close)
+        self._pool, self._finalizer = self._new_pool()
+
+    def _new_pool(self) -> tuple[AdminPool[C], weakref.finalize[[], PooledProvider[C]]]:
+        alive, reusable, close = self._hooks
+        pool: AdminPool[C] = AdminPool(alive=alive, reusable=reusable, close=close)
+        return pool, weakref.finalize(self, pool.close)
+
+    def close(self) -> None:
+        """Close the pooled admin connections (the provider opens new ones if used again)."""
+        self._finalizer()
+        self._pool, self._finalizer = self._new_pool()

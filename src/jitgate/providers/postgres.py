@@ -51,7 +51,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,7 +68,7 @@ from jitgate.policy.model import PostgresAccess, Role, Target
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
 from jitgate.providers.dsn import (
     POOL_SIZE,
-    AdminPool,
+    PooledProvider,
     admin_dsn,
     checked_login,
     new_login,
@@ -126,23 +125,14 @@ class _Settings:
         return (self.dsn, self.password or "")
 
 
-class PostgresProvider:
+class PostgresProvider(PooledProvider[Connection]):
     """Ephemeral PostgreSQL logins. One instance serves every thread; it pools admin connections."""
 
     kind = KIND
     revocable = True
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        self._pool: AdminPool[Connection] = AdminPool(alive=_alive, reusable=_reusable, close=_close)
-        # Closes the idle connections when the provider goes away, or at interpreter exit.
-        self._finalizer = weakref.finalize(self, self._pool.close)
-
-    def close(self) -> None:
-        """Close the pooled admin connections (the provider opens new ones if used again)."""
-        self._finalizer()
-        self._pool = AdminPool(alive=_alive, reusable=_reusable, close=_close)
-        self._finalizer = weakref.finalize(self, self._pool.close)
+        super().__init__(environ, alive=_alive, reusable=_reusable, close=_close)
 
     def validate(self, role: Role, target: Target) -> list[str]:
         """Problems of ``role`` on ``target`` found without a server: names, target options."""
