@@ -3,8 +3,9 @@
     .venv/bin/python bench/audit_chain.py                    # 1,000,000 on SQLite, 100,000 on PostgreSQL
     .venv/bin/python bench/audit_chain.py --events 100000 --pg-events 0
 
-Appends go through ``AuditLog.append`` inside ``Database.write()`` transactions, as the workflow
-does: first ``--single`` events one per transaction, then the rest in batches of ``--batch``.
+Appends go through ``AuditLog.append_many`` inside ``Database.write()`` transactions, as the
+workflow does at the end of each transaction: first ``--single`` events one per transaction, then
+the rest in batches of ``--batch`` (one head lock and one head signature per batch).
 ``verify`` and ``export`` run in a fresh child process so that its peak RSS is theirs alone (on
 SQLite it includes the page cache that ``store/db.py`` configures).
 Figures are printed, never asserted.
@@ -25,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from jitgate.audit import keys
-from jitgate.audit.chain import AuditLog
+from jitgate.audit.chain import AuditLog, Event
 from jitgate.audit.query import export
 from jitgate.audit.verify import verify
 from jitgate.store.db import Database
@@ -40,10 +41,9 @@ ACTIONS = ("request.created", "review.approved", "grant.activated", "credential.
 def fill(db: Database, log: AuditLog, total: int, single: int, batch: int) -> None:
     n = 0
 
-    def one(conn: sa.Connection) -> None:
+    def one() -> Event:
         nonlocal n
-        log.append(
-            conn,
+        event = Event.checked(
             at=START + timedelta(milliseconds=n),
             actor=f"user{n % 50}",
             action=ACTIONS[n % len(ACTIONS)],
@@ -54,12 +54,13 @@ def fill(db: Database, log: AuditLog, total: int, single: int, batch: int) -> No
             details={"reason": f"INC-{n // 5} disk full on web-prod-1", "duration_s": 3600, "n": n},
         )
         n += 1
+        return event
 
     first = min(single, total)
     t0 = time.perf_counter()
     for _ in range(first):
         with db.write() as conn:
-            one(conn)
+            log.append_many(conn, [one()])
     elapsed = time.perf_counter() - t0
     if first:
         print(f"  append, 1 event per transaction:  {first:>9,} events  {first / elapsed:>9,.0f} events/s")
@@ -68,8 +69,7 @@ def fill(db: Database, log: AuditLog, total: int, single: int, batch: int) -> No
     last_report = t0
     while n < total:
         with db.write() as conn:
-            for _ in range(min(batch, total - n)):
-                one(conn)
+            log.append_many(conn, [one() for _ in range(min(batch, total - n))])
         now = time.perf_counter()
         if now - last_report > 30:
             print(f"    … {n:,} events", flush=True)
