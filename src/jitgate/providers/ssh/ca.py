@@ -21,6 +21,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ from jitgate.providers.ssh.certs import CaSigner
 from jitgate.providers.ssh.wire import fingerprint
 
 INDEX = "index.json"
+INDEX_RECHECK_SECONDS = 1.0
 _LOCK = ".lock"
 _FORMAT = 1
 
@@ -132,6 +134,7 @@ class CaStore:
         self._passphrase = passphrase.encode() if isinstance(passphrase, str) else passphrase
         self._mutex = threading.RLock()
         self._index_stamp: tuple[int, int, int] | None = None
+        self._checked_at = 0.0
         self._keys: tuple[CaKeyInfo, ...] = ()
         self._signers: dict[str, CaSigner] = {}
 
@@ -250,6 +253,12 @@ class CaStore:
             self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _refresh(self, *, force: bool = False) -> None:
+        # Another process (a replica, `jitgate ca rotate --data-dir`) may change the index; looking
+        # once a second is soon enough and keeps a stat() off every certificate.
+        now = time.monotonic()
+        if not force and self._index_stamp is not None and now - self._checked_at < INDEX_RECHECK_SECONDS:
+            return
+        self._checked_at = now
         path = self._dir / INDEX
         try:
             st = path.stat()
