@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import socket
 import threading
@@ -14,7 +13,6 @@ from typing import Any, NoReturn
 
 import psycopg
 import pymysql
-import pytest
 from psycopg import sql
 
 from jitgate.clock import SystemClock
@@ -22,6 +20,7 @@ from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
 from jitgate.policy.model import MariadbAccess, PostgresAccess, Role, Target, TargetSelector
 from jitgate.providers.base import IssueRequest, ProviderContext
+from support import component_missing
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
@@ -32,9 +31,7 @@ MARIADB_ENV = "JG_TEST_MARIADB_ADMIN_DSN"
 def unreachable(what: str, exc: Exception) -> NoReturn:
     """Skip locally; under ``CI=true`` fail, so a missing server can never pass quietly."""
     message = f"{what} is not reachable: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(message)
-    pytest.skip(message)
+    component_missing(message)
 
 
 def pg_superuser(dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:

@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sshd import Sshd, SshdFactory, empty_krl, run_ssh
 
+from support import component_missing
+
 pytestmark = pytest.mark.sshd
 
 JITGATE = [sys.executable, "-m", "jitgate"]
@@ -538,12 +540,6 @@ def orders_database(world: World) -> Iterator[str]:
             for (name,) in logins:
                 root.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
             root.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(readers))
-
-
-def component_missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI but is not available")
-    pytest.skip(f"{what} is not available here")
 
 
 def test_db_prints_a_fresh_login_and_runs_psql_with_it_through_the_environment(

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from jitgate.errors import InvalidInput
 from jitgate.providers.ssh.ca import CaKeyUnavailable, CaKind, CaStore, KeyState
 from jitgate.providers.ssh.wire import parse_public_key
+from support import component_missing
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PASSPHRASE = "correct horse battery staple"
@@ -50,7 +51,7 @@ def test_keys_are_created_on_first_use_0600_even_with_a_loose_umask(tmp_path: Pa
 def test_public_line_is_what_ssh_keygen_sees(tmp_path: Path) -> None:
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
-        pytest.skip("ssh-keygen is not installed")
+        component_missing("ssh-keygen")
     store = CaStore(tmp_path / "ca")
     (line,) = store.public_lines(CaKind.USER, T0)
     pub = tmp_path / "ca.pub"

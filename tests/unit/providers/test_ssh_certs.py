@@ -34,6 +34,7 @@ from jitgate.providers.ssh.certs import (
     sign_certificate,
 )
 from jitgate.providers.ssh.wire import ParsedPublicKey, parse_public_key
+from support import component_missing
 
 CA = CaSigner(ed25519.Ed25519PrivateKey.generate())
 PRIVATE_KEYS: list[ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey] = [
@@ -56,7 +57,7 @@ def ssh_keygen() -> str:
     if found is None:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail("ssh-keygen is not installed (apt-get install -y openssh-client)")
-        pytest.skip("ssh-keygen is not installed")
+        component_missing("ssh-keygen")
     return found
 
 

@@ -16,6 +16,7 @@ from jitgate.errors import InvalidInput
 from jitgate.providers.ssh.certs import CaSigner, CertSpec, format_cert_line, sign_certificate
 from jitgate.providers.ssh.krl import build_krl
 from jitgate.providers.ssh.wire import parse_public_key
+from support import component_missing
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CA_A = CaSigner(ed25519.Ed25519PrivateKey.generate())
@@ -33,7 +34,7 @@ def ssh_keygen() -> str:
     if found is None:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail("ssh-keygen is not installed (apt-get install -y openssh-client)")
-        pytest.skip("ssh-keygen is not installed")
+        component_missing("ssh-keygen")
     return found
 
 

@@ -22,6 +22,7 @@ from jitgate.providers.ssh.wire import (
     uint32,
     uint64,
 )
+from support import component_missing
 
 
 def ssh_keygen() -> str:
@@ -29,7 +30,7 @@ def ssh_keygen() -> str:
     if found is None:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail("ssh-keygen is not installed (apt-get install -y openssh-client)")
-        pytest.skip("ssh-keygen is not installed")
+        component_missing("ssh-keygen")
     return found
 
 
