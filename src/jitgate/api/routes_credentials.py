@@ -81,7 +81,8 @@ def _ssh_certificate(
         ctx,
         identity,
         body.target,
-        params={"public_key": body.public_key, "source_address": caller_address},
+        params={"public_key": body.public_key, "source_address": caller_address}
+        | ({"login": body.login} if body.login is not None else {}),
     )
     if target is None:  # issue() refuses unknown targets; this only narrows the type
         raise InvalidInput(f"no target named {body.target!r}")

@@ -38,6 +38,9 @@ class ExtendBody(Body):
 class SshCertificateCreate(Body):
     target: str = Field(min_length=1, max_length=64)
     public_key: str = Field(min_length=1, max_length=16384)
+    login: str | None = Field(
+        default=None, max_length=32, description="Certify only this one of the role's logins"
+    )
 
 
 class HostCertificateCreate(Body):

@@ -266,11 +266,10 @@ def connect(
     """Mint, connect, clean up; returns ssh's exit status. Refusals raise ``JitgateError``."""
     base_url, bearer = resolve(url, token)
     key = KeyPair.generate()
-    minted = Minted.from_api(
-        post_json(
-            base_url, bearer, "/api/v1/ssh/certificates", {"target": target, "public_key": key.public_line}
-        )
-    )
+    body = {"target": target, "public_key": key.public_line}
+    if login is not None:
+        body["login"] = login  # the broker refuses a login outside the role before minting anything
+    minted = Minted.from_api(post_json(base_url, bearer, "/api/v1/ssh/certificates", body))
     user = minted.login(login)
     if accept_unknown_host:
         sys.stderr.write("warning: not checking the host's identity (--unsafe-accept-unknown-host)\n")

@@ -93,6 +93,14 @@ def test_is_a_credential_provider(provider: SshCertificateProvider) -> None:
     assert (provider.kind, provider.revocable) == ("ssh", False)
 
 
+def test_a_session_can_narrow_the_certificate_to_one_login(provider: SshCertificateProvider) -> None:
+    role = make_role(logins=("deploy", "ops"))
+    _, cert = issue(provider, request(role, login="ops"))
+    assert cert.valid_principals == [b"ops"]
+    with pytest.raises(PolicyDenied, match="login 'root' is not one of the role's logins"):
+        issue(provider, request(role, login="root"))
+
+
 def test_handles_are_random_nonzero_64_bit_serials(provider: SshCertificateProvider) -> None:
     handles = {provider.new_handle(request()) for _ in range(200)}
     assert len(handles) == 200

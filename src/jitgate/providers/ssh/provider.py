@@ -29,7 +29,7 @@ CLOCK_SKEW = timedelta(seconds=30)
 """Certificates start this long before ``now`` so a target whose clock lags a little accepts them."""
 CALLER = "caller"
 """The ``ssh.source_address`` entry that stands for the address the request came from."""
-_PARAMS = frozenset({"public_key", "source_address"})
+_PARAMS = frozenset({"public_key", "source_address", "login"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+-]")
 
 
@@ -95,6 +95,7 @@ class SshCertificateProvider:
                 f"unexpected parameter {unknown[0][:40]!r}: what a certificate says comes from the role"
             )
         public_key = self._public_key(request.params.get("public_key"))
+        principals = self._principals(role.ssh.logins, request.params.get("login"))
         key_id = ":".join(
             (
                 "jitgate",
@@ -116,7 +117,7 @@ class SshCertificateProvider:
             cert_type=CertType.USER,
             key_id=key_id,
             serial=serial,
-            principals=role.ssh.logins,
+            principals=principals,
             valid_after=now - CLOCK_SKEW,
             valid_before=min(utc(grant.expires_at), now + role.ssh.cert_ttl),
             critical_options=options,
@@ -180,6 +181,16 @@ class SshCertificateProvider:
         if any(public_key.blob == key.public_blob for key in self._store.all_keys()):
             raise InvalidInput("refusing to certify one of the broker's own CA keys")
         return public_key
+
+    @staticmethod
+    def _principals(logins: tuple[str, ...], wanted: Any) -> tuple[str, ...]:
+        """All of the role's logins, or only the one asked for (least privilege for the session)."""
+        if wanted is None:
+            return logins
+        if not isinstance(wanted, str) or wanted not in logins:
+            shown = wanted[:40] if isinstance(wanted, str) else type(wanted).__name__
+            raise PolicyDenied(f"login {shown!r} is not one of the role's logins ({', '.join(logins)})")
+        return (wanted,)
 
     @staticmethod
     def _source_address(allowed: tuple[str, ...], caller: Any) -> str:
