@@ -440,8 +440,11 @@ def mark_credential_issued(
 
 
 def credentials_of_grant(conn: Connection, grant_id: str) -> list[RowMapping]:
+    """Credentials of a grant still to be taken back: not revoked, and no revocation queued yet
+    (a failed issue queues its own clean-up before the grant ends)."""
+    queued = sa.select(revocations.c.id).where(revocations.c.credential_id == credentials.c.id)
     query = sa.select(credentials).where(
-        credentials.c.grant_id == grant_id, credentials.c.revoked_at.is_(None)
+        credentials.c.grant_id == grant_id, credentials.c.revoked_at.is_(None), ~queued.exists()
     )
     return list(conn.execute(query).mappings())
 

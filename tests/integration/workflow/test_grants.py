@@ -223,3 +223,28 @@ def test_a_failed_issue_leaves_no_login_behind(ctx: WorkflowContext, fake: Switc
     assert run_revocations(ctx) == (1, 0)
     assert fake.logins == set()
     assert "credential.failed" in audit_actions(ctx)
+
+
+def test_a_grant_ends_even_while_a_failed_issue_is_still_being_cleaned_up(
+    ctx: WorkflowContext, clock: FrozenClock, fake: SwitchableProvider
+) -> None:
+    from jitgate.errors import ProviderError
+
+    grant = active(ctx, role="vault-read")
+    credentials.issue(ctx, ALICE, "vault-1")
+    fake.up = False
+    with pytest.raises(ProviderError):
+        credentials.issue(ctx, ALICE, "vault-1")  # its clean-up is queued and cannot run yet
+    clock.advance(timedelta(minutes=10))
+    assert expire_due(ctx) == 1
+    with ctx.db.read() as conn:
+        pending = conn.execute(
+            sa.select(sa.func.count()).where(
+                revocations.c.grant_id == grant["id"], revocations.c.state == "pending"
+            )
+        ).scalar_one()
+    assert pending == 2  # the issued login and the half-made one, each queued once
+    fake.up = True
+    clock.advance(timedelta(minutes=10))
+    assert run_revocations(ctx) == (2, 0)
+    assert fake.logins == set()
