@@ -468,6 +468,19 @@ def revoked_unexpired(conn: Connection, *, kind: str, now: datetime) -> list[Row
 def enqueue_revocation(
     conn: Connection, *, credential_id: int, grant_id: str, target: str, kind: str, handle: str, now: datetime
 ) -> None:
+    """Make sure a revocation of the credential will run from ``now`` on.
+
+    A credential has at most one revocation row. If one exists already (the grant ended while the
+    credential was still being created, and its revocation may even have run before the login
+    existed), it is due again: revoking twice is harmless, a login left behind is not.
+    """
+    again = conn.execute(
+        revocations.update()
+        .where(revocations.c.credential_id == credential_id)
+        .values(state="pending", next_attempt_at=now, done_at=None)
+    )
+    if again.rowcount:
+        return
     conn.execute(
         revocations.insert().values(
             credential_id=credential_id,

@@ -248,3 +248,26 @@ def test_a_grant_ends_even_while_a_failed_issue_is_still_being_cleaned_up(
     clock.advance(timedelta(minutes=10))
     assert run_revocations(ctx) == (2, 0)
     assert fake.logins == set()
+
+
+def test_a_login_created_after_its_grant_was_revoked_is_taken_back(
+    ctx: WorkflowContext, clock: FrozenClock, fake: SwitchableProvider
+) -> None:
+    from jitgate.errors import Conflict
+
+    grant = active(ctx, role="vault-read")
+    real_issue = fake.issue
+
+    def slow_issue(request: object, handle: str) -> object:
+        # While the target is still creating the login, the grant is revoked and its revocation
+        # runs: it finds nothing to drop yet. Then the login appears.
+        grants.revoke(ctx, ADMIN, grant["id"], comment="incident over")
+        assert run_revocations(ctx) == (1, 0)
+        return real_issue(request, handle)  # type: ignore[arg-type]
+
+    fake.issue = slow_issue  # type: ignore[method-assign]
+    with pytest.raises(Conflict, match="ended while the credential was being issued"):
+        credentials.issue(ctx, ALICE, "vault-1")
+    assert len(fake.logins) == 1  # the late login exists...
+    assert run_revocations(ctx) == (1, 0)
+    assert fake.logins == set()  # ...and is taken back
