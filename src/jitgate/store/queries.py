@@ -515,12 +515,20 @@ def get_revocation(conn: Connection, revocation_id: int, *, lock: bool) -> RowMa
     return conn.execute(query).mappings().first()
 
 
-def finish_revocation(conn: Connection, revocation_id: int, now: datetime) -> None:
-    conn.execute(
+def finish_revocation(
+    conn: Connection, revocation_id: int, now: datetime, *, claimed_until: datetime
+) -> bool:
+    """Mark done, unless the revocation was queued again since it was claimed (then it runs again)."""
+    result = conn.execute(
         revocations.update()
-        .where(revocations.c.id == revocation_id)
+        .where(
+            revocations.c.id == revocation_id,
+            revocations.c.state == "pending",
+            revocations.c.next_attempt_at == claimed_until,
+        )
         .values(state="done", done_at=now, attempts=revocations.c.attempts + 1, last_error=None)
     )
+    return result.rowcount == 1
 
 
 def claim_revocation(conn: Connection, revocation_id: int, *, until: datetime) -> None:

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from jitgate.audit.chain import read_head
 from jitgate.domain.identity import SYSTEM
@@ -26,6 +27,7 @@ from jitgate.workflow import grants
 from jitgate.workflow.context import WorkflowContext
 
 log = logging.getLogger("jitgate.scheduler")
+Row = dict[str, Any]
 S = RequestState
 BATCH = 200
 EXPIRY_WARNING = timedelta(minutes=10)
@@ -114,17 +116,20 @@ def run_revocations(
     that target's items follow when it is done.
     """
     now = ctx.clock.now()
+    until = now + REVOCATION_LEASE
     with ctx.transaction() as conn:
-        claimed = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
-        for row in claimed:
-            q.claim_revocation(conn, row["id"], until=now + REVOCATION_LEASE)
+        due = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
+        for found in due:
+            q.claim_revocation(conn, found["id"], until=until)
+    # The claim's end identifies this attempt: finishing checks nobody queued the item again since.
+    claimed: list[Row] = [{**found, "claimed_until": until} for found in due]
     # Targets found unreachable in this batch, with the reason; shared by the threads under ``lock``.
     unreachable: dict[str, str] = {}
     lock = threading.Lock()
     if len(claimed) <= 1 or workers <= 1:
         outcomes = [_revoke(ctx, row, unreachable, lock) for row in claimed]
     else:
-        by_target: dict[str, list[RowMapping]] = {}
+        by_target: dict[str, list[Row]] = {}
         for row in claimed:
             by_target.setdefault(row["target"], []).append(row)
         with ThreadPoolExecutor(
@@ -143,7 +148,7 @@ def run_revocations(
     return ok, len(outcomes) - ok
 
 
-def _revoke(ctx: WorkflowContext, row: RowMapping, unreachable: dict[str, str], lock: threading.Lock) -> bool:
+def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: threading.Lock) -> bool:
     """One revocation attempt, recorded either way; True when the credential is gone.
 
     A target in ``unreachable`` (guarded by ``lock``) is not tried: the item is recorded as failed
@@ -174,7 +179,9 @@ def _revoke(ctx: WorkflowContext, row: RowMapping, unreachable: dict[str, str], 
         return False
     done = ctx.clock.now()
     with ctx.transaction() as conn:
-        q.finish_revocation(conn, row["id"], done)
+        if not q.finish_revocation(conn, row["id"], done, claimed_until=row["claimed_until"]):
+            log.info("revocation %s was queued again meanwhile; it will run once more", row["id"])
+            return True
         q.mark_credential_revoked(conn, row["credential_id"], done)
         ctx.audit_event(
             conn,
@@ -187,7 +194,7 @@ def _revoke(ctx: WorkflowContext, row: RowMapping, unreachable: dict[str, str], 
     return True
 
 
-def _record_failure(ctx: WorkflowContext, row: RowMapping, error: str) -> None:
+def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
     now = ctx.clock.now()
     attempts = row["attempts"] + 1
     with ctx.transaction() as conn:

@@ -271,3 +271,38 @@ def test_a_login_created_after_its_grant_was_revoked_is_taken_back(
     assert len(fake.logins) == 1  # the late login exists...
     assert run_revocations(ctx) == (1, 0)
     assert fake.logins == set()  # ...and is taken back
+
+
+def test_a_revocation_queued_again_while_it_runs_is_not_marked_done(
+    ctx: WorkflowContext, clock: FrozenClock, fake: SwitchableProvider
+) -> None:
+    from jitgate.store import queries as q
+
+    grant = active(ctx, role="vault-read")
+    credentials.issue(ctx, ALICE, "vault-1")
+    clock.advance(timedelta(minutes=10))
+    expire_due(ctx)
+    real_revoke = fake.revoke
+
+    def revoke_then_requeue(target: object, handle: str) -> None:
+        real_revoke(target, handle)  # type: ignore[arg-type]
+        with ctx.transaction() as conn:  # meanwhile, a late issue asks for it to run again
+            row = q.pending_revocations(conn, [grant["id"]])[0]
+            q.enqueue_revocation(
+                conn,
+                credential_id=row["credential_id"],
+                grant_id=grant["id"],
+                target="vault-1",
+                kind="fake",
+                handle=handle,
+                now=clock.now(),
+            )
+
+    fake.revoke = revoke_then_requeue  # type: ignore[method-assign]
+    assert run_revocations(ctx) == (1, 0)
+    with ctx.db.read() as conn:
+        assert len(q.pending_revocations(conn, [grant["id"]])) == 1
+    fake.revoke = real_revoke  # type: ignore[method-assign]
+    assert run_revocations(ctx) == (1, 0)
+    with ctx.db.read() as conn:
+        assert q.pending_revocations(conn, [grant["id"]]) == []
