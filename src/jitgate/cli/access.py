@@ -151,11 +151,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         as_json: JsonOpt = False,
     ) -> None:
         """Approve a pending request (never your own)."""
-        with api(url, token) as client:
-            found = client.post(
-                f"/api/v1/requests/{request_id}/reviews", {"verdict": "approve", "comment": comment}
-            )
-        _print_request(found, as_json)
+        _review(request_id, "approve", comment, url, token, as_json)
 
     @app.command()
     def deny(
@@ -166,11 +162,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         as_json: JsonOpt = False,
     ) -> None:
         """Deny a pending request, saying why."""
-        with api(url, token) as client:
-            found = client.post(
-                f"/api/v1/requests/{request_id}/reviews", {"verdict": "deny", "comment": comment}
-            )
-        _print_request(found, as_json)
+        _review(request_id, "deny", comment, url, token, as_json)
 
     @app.command()
     def cancel(request_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
@@ -241,6 +233,16 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         with api(url, token) as client:
             found = client.post(f"/api/v1/grants/{grant_id}/extend", {"duration": duration, "reason": reason})
         _print_request(found, as_json)
+
+
+def _review(
+    request_id: str, verdict: str, comment: str, url: str | None, token: str | None, as_json: bool
+) -> None:
+    with api(url, token) as client:
+        found = client.post(
+            f"/api/v1/requests/{request_id}/reviews", {"verdict": verdict, "comment": comment}
+        )
+    _print_request(found, as_json)
 
 
 def _pending(items: list[dict[str, Any]]) -> str:
