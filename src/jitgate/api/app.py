@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -107,6 +108,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True) -> FastAPI:
             yield
         finally:
             runtime.scheduler.stop()
+            app.state.writer.shutdown(wait=True)
 
     app = FastAPI(
         title="jitgate",
@@ -115,6 +117,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jitgate-writer")
     problems.install(app, on_refused_body=routes_credentials.audit_refused_body)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     registry = CollectorRegistry()
