@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from jitgate.errors import InvalidInput
+
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([wdhms])")
 _WHOLE = re.compile(r"(?:\d+[wdhms])+")
@@ -19,6 +21,16 @@ def parse_duration(text: str) -> timedelta:
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
     return timedelta(seconds=seconds)
+
+
+def duration_argument(value: str | timedelta) -> timedelta:
+    """A duration someone typed (or already a timedelta); ``InvalidInput`` when it is not one."""
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -23,6 +23,7 @@ from jitgate.domain.model import (
     Review,
     Verdict,
 )
+from jitgate.errors import NotFound
 from jitgate.store.tables import (
     api_tokens,
     credentials,
@@ -130,6 +131,14 @@ def get_request(conn: Connection, request_id: str, *, lock: bool = False) -> Acc
         query = query.with_for_update()
     row = conn.execute(query).mappings().first()
     return _request(row) if row is not None else None
+
+
+def locked_request(conn: Connection, request_id: str) -> AccessRequest:
+    """The request, row-locked; ``NotFound`` if there is none."""
+    req = get_request(conn, request_id, lock=True)
+    if req is None:
+        raise NotFound(f"no request {request_id}")
+    return req
 
 
 def set_request_state(
@@ -248,6 +257,14 @@ def get_grant(conn: Connection, grant_id: str, *, lock: bool = False) -> Grant |
     query = _GET_GRANT_LOCKED if lock else _GET_GRANT
     row = conn.execute(query, {"grant_id": grant_id}).mappings().first()
     return _grant(row) if row is not None else None
+
+
+def locked_grant(conn: Connection, grant_id: str) -> Grant:
+    """The grant, row-locked; ``NotFound`` if there is none."""
+    grant = get_grant(conn, grant_id, lock=True)
+    if grant is None:
+        raise NotFound(f"no grant {grant_id}")
+    return grant
 
 
 def grant_of_request(conn: Connection, request_id: str) -> Grant | None:

@@ -97,15 +97,8 @@ def issue(
                 valid_after=issued.valid_after,
                 valid_before=issued.valid_before,
             )
-            ctx.audit_event(
-                conn,
-                identity.name,
-                "credential.issued",
-                request_id=grant.request_id,
-                grant_id=grant.id,
-                role=grant.role,
-                target=target.name,
-                details={"kind": target.kind, **dict(issued.record)},
+            _audit_issued(
+                ctx, conn, grant, target=target.name, kind=target.kind, issued=issued, actor=identity.name
             )
             if current is None or current.state is not RequestState.ACTIVE:
                 # The grant ended while the login was being created: take it back at once.
@@ -143,6 +136,13 @@ def _record(
         valid_after=issued.valid_after,
         valid_before=issued.valid_before,
     )
+    _audit_issued(ctx, conn, grant, target=target, kind=kind, issued=issued, actor=actor)
+
+
+def _audit_issued(
+    ctx: WorkflowContext, conn: Any, grant: Grant, *, target: str, kind: str, issued: Issued, actor: str
+) -> None:
+    """The issuance's audit record: serial or login, fingerprint, validity — never the secret."""
     ctx.audit_event(
         conn,
         actor,

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from jitgate.domain.durations import format_duration, parse_duration
+from jitgate.domain.durations import duration_argument, format_duration
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_extension, check_transition, grant_window
 from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
-from jitgate.errors import InvalidInput, NotFound, PolicyDenied
+from jitgate.errors import InvalidInput, PolicyDenied
 from jitgate.policy.decision import auto_approval, check_reason, may_approve
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
@@ -141,9 +141,7 @@ def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: 
     with ctx.refusals_audited(identity, "grant.revoke", grant_id=grant_id):
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            grant = q.get_grant(conn, grant_id, lock=True)
-            if grant is None:
-                raise NotFound(f"no grant {grant_id}")
+            grant = q.locked_grant(conn, grant_id)
             role = ctx.policy.role(grant.role)
             allowed = (
                 identity.name == grant.holder
@@ -165,15 +163,10 @@ def extend(
     """Ask to lengthen an active grant. Goes through the role's approval rule like any request;
     the total length stays within the role's maximum."""
     with ctx.refusals_audited(identity, "grant.extend", grant_id=grant_id):
-        try:
-            extra = parse_duration(duration) if isinstance(duration, str) else duration
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
+        extra = duration_argument(duration)
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            grant = q.get_grant(conn, grant_id, lock=True)
-            if grant is None:
-                raise NotFound(f"no grant {grant_id}")
+            grant = q.locked_grant(conn, grant_id)
             if identity.name != grant.holder:
                 raise PolicyDenied(f"only {grant.holder} can extend grant {grant_id}")
             role = ctx.policy.role(grant.role)
@@ -233,9 +226,7 @@ def apply_extension(
     """An approved extension moves its grant's end, re-checked against the role's maximum now."""
     if req.extends_grant_id is None:
         raise InvalidInput(f"request {req.id} extends no grant")
-    grant = q.get_grant(conn, req.extends_grant_id, lock=True)
-    if grant is None:
-        raise NotFound(f"no grant {req.extends_grant_id}")
+    grant = q.locked_grant(conn, req.extends_grant_id)
     role = ctx.policy.role(grant.role)
     if role is None:
         raise PolicyDenied(f"role {grant.role} is no longer in the policy")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from jitgate.domain.durations import parse_duration
+from jitgate.domain.durations import duration_argument
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_duration, check_transition, decide_review
 from jitgate.domain.model import AccessRequest, Grant, RequestKind, RequestState, Review, Verdict
-from jitgate.errors import Conflict, InvalidInput, NotFound, PolicyDenied
+from jitgate.errors import Conflict, InvalidInput, PolicyDenied
 from jitgate.policy.decision import (
     auto_approval,
     check_reason,
@@ -47,7 +47,7 @@ def submit(
         the_role = get_role(policy, role)
         check_requester(identity, the_role)
         check_reason(the_role, reason)
-        length = _length(duration, the_role.duration_default)
+        length = the_role.duration_default if duration is None else duration_argument(duration)
         check_duration(role, length, min_duration=the_role.min_duration, max_duration=the_role.max_duration)
         chosen = resolve_targets(policy, the_role, targets)
         now = ctx.clock.now()
@@ -112,17 +112,6 @@ def next_step_of(view: RequestView) -> datetime | None:
     return datetime.fromisoformat(grant[key].replace("Z", "+00:00"))
 
 
-def _length(duration: str | timedelta | None, default: timedelta) -> timedelta:
-    if duration is None:
-        return default
-    if isinstance(duration, timedelta):
-        return duration
-    try:
-        return parse_duration(duration)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-
-
 def _check_start(start_at: datetime | None, now: datetime) -> None:
     if start_at is None:
         return
@@ -141,9 +130,7 @@ def review(
     with ctx.refusals_audited(identity, f"review.{verdict.value}", request_id=request_id):
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            req = q.get_request(conn, request_id, lock=True)
-            if req is None:
-                raise NotFound(f"no request {request_id}")
+            req = q.locked_request(conn, request_id)
             role = ctx.policy.role(req.role)
             if role is None:
                 raise Conflict(
@@ -192,9 +179,7 @@ def cancel(ctx: WorkflowContext, identity: Identity, request_id: str) -> Request
     with ctx.refusals_audited(identity, "request.cancel", request_id=request_id):
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            req = q.get_request(conn, request_id, lock=True)
-            if req is None:
-                raise NotFound(f"no request {request_id}")
+            req = q.locked_request(conn, request_id)
             if req.requester != identity.name:
                 raise PolicyDenied(f"only {req.requester} can cancel request {request_id}")
             check_transition(f"request {req.id}", req.state, S.CANCELLED)
