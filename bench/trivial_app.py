@@ -6,5 +6,5 @@ app = FastAPI()
 
 
 @app.post("/noop")
-def noop() -> dict[str, str]:
+async def noop() -> dict[str, str]:
     return {"ok": "yes"}

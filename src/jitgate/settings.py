@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     policy_file: Path | None = None
     listen: str = "127.0.0.1:8080"
+    workers: int = Field(default=1, ge=1, le=64)
     public_url: str | None = None
     audit_key_file: Path | None = None
     ca_passphrase: SecretStr | None = None

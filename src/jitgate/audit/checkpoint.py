@@ -9,6 +9,7 @@ contain the checkpointed record with the same hash: rolling back or emptying the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -47,12 +48,20 @@ class Writer:
     def update(self, head: SignedHead) -> bool:
         """Write ``head`` unless it is already there; refuse (return False) if it is behind."""
         self._last = time.monotonic()
-        saved = read(self.path)
-        if saved is not None and head.seq < saved.seq:
-            return False
-        if saved != head:
-            write(self.path, head)
-        return True
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Several broker processes may share the data directory: compare and replace under a
+        # lock, or a slower one could put back an older head between another's read and write.
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            saved = read(self.path)
+            if saved is not None and head.seq < saved.seq:
+                return False
+            if saved != head:
+                write(self.path, head)
+            return True
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
 def default_path(data_dir: Path) -> Path:

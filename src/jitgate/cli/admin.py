@@ -48,17 +48,48 @@ def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Setting
 def _serve(settings: Settings, access_log: bool) -> None:
     import uvicorn
 
-    from jitgate.api.app import create_app
+    from jitgate.api.app import create_app, settle_heap
+    from jitgate.api.worker import LOG_FORMAT
     from jitgate.runtime import build_runtime
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     with offline():
+        # Also with several workers: a bad policy or database fails here, once, with one line.
         runtime = build_runtime(settings)
     host, port = settings.host_port
+    if settings.workers > 1:
+        runtime.close()
+        os.environ.update(_worker_environment(settings))
+        uvicorn.run(
+            "jitgate.api.worker:app",
+            factory=True,
+            workers=settings.workers,
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level="info",
+        )
+        return
     try:
-        uvicorn.run(create_app(runtime), host=host, port=port, access_log=access_log, log_level="info")
+        app = create_app(runtime)
+        settle_heap()
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
     finally:
         runtime.ctx.db.dispose()
+
+
+def _worker_environment(settings: Settings) -> dict[str, str]:
+    """The settings given as flags, for worker processes that read theirs from the environment."""
+    found = {
+        "JITGATE_DATA_DIR": str(settings.data_dir.resolve()),
+        "JITGATE_LISTEN": settings.listen,
+        "JITGATE_WORKERS": str(settings.workers),
+    }
+    if settings.policy_file is not None:
+        found["JITGATE_POLICY_FILE"] = str(settings.policy_file.resolve())
+    if settings.database_url is not None:
+        found["JITGATE_DATABASE_URL"] = settings.database_url
+    return found
 
 
 def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function per command
@@ -78,10 +109,16 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         ] = "127.0.0.1:8080",
         database_url: DbUrlOpt = None,
         access_log: Annotated[bool, typer.Option(help="Log every HTTP request")] = True,
+        workers: Annotated[
+            int,
+            typer.Option(
+                "--workers", envvar="JITGATE_WORKERS", min=1, max=64, help="Worker processes (one per core)"
+            ),
+        ] = 1,
     ) -> None:
         """Run the broker: API, scheduler (expiry, revocation retries) and SSH CA."""
         with offline():
-            settings = _settings(data_dir, database_url, policy_file=policy, listen=listen)
+            settings = _settings(data_dir, database_url, policy_file=policy, listen=listen, workers=workers)
         _serve(settings, access_log)
 
     @app.command()

@@ -8,6 +8,9 @@ leave as ``StorageUnavailable`` with one line that names the cause, never a stac
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -21,6 +24,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jitgate.errors import StorageUnavailable
 
+log = logging.getLogger("jitgate.store")
+
 
 class Database:
     """One engine and the two kinds of transaction the broker uses."""
@@ -33,12 +38,16 @@ class Database:
             kwargs["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 8
+            # The connection used last has the warmest page cache: hand it out again first.
+            kwargs["pool_use_lifo"] = True
         else:
             kwargs["pool_size"] = 16
             kwargs["max_overflow"] = 16
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = sa.create_engine(url, **kwargs)
-        self._writer: AbstractContextManager[object] = threading.Lock() if self.is_sqlite else nullcontext()
+        self._writer: AbstractContextManager[object] = (
+            SqliteWriterTurns(sqlite_path(url), busy_timeout) if self.is_sqlite else nullcontext()
+        )
         if self.is_sqlite:
             _sqlite_setup(self.engine, int(busy_timeout * 1000))
 
@@ -100,6 +109,93 @@ def _sqlite_setup(engine: Engine, busy_ms: int) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("jitgate_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class SqliteWriterTurns:
+    """Writers to one SQLite file take turns here, in this process and across processes.
+
+    SQLite admits one writer; one that finds the lock taken falls into SQLite's busy handler,
+    which sleeps 1, 2, 5, 10 … 100 ms between looks, so busy broker processes (``--workers``)
+    would mostly wait on each other's sleeps. Threads queue on a lock; processes on an advisory
+    lock on a file next to the database, where the kernel hands the lock to a waiter the moment
+    its holder lets go, and a process that dies lets go by itself. Waiting is bounded by the busy
+    timeout. Programs that do not take this lock (the sqlite3 shell) still meet SQLite's own.
+    """
+
+    def __init__(self, database: Path | None, timeout: float) -> None:
+        self._threads = threading.Lock()
+        self._path = _turns_file(database)
+        self._timeout = timeout
+        self._held: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            self._held = self._file_lock(self._path) if self._path is not None else None
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._held is not None:
+                os.close(self._held)  # closing the descriptor releases its lock
+                self._held = None
+        finally:
+            self._threads.release()
+
+    def _file_lock(self, path: Path) -> int | None:
+        """A descriptor holding the lock (the caller closes it to let go), or None without one."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            # A read-only directory, say. The turns only spare waiting; SQLite's own lock still
+            # keeps writers apart, and the write itself will say what is wrong.
+            log.warning("writers take turns through SQLite alone: cannot open %s: %s", path, exc.strerror)
+            self._path = None
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        # Wait in the kernel, on a helper thread so the wait can be given up. A lock the helper
+        # gets after that is let go at once by closing its descriptor.
+        got = threading.Event()
+        gave_up = threading.Event()
+        guard = threading.Lock()
+
+        def wait() -> None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with guard:
+                if gave_up.is_set():
+                    os.close(fd)
+                else:
+                    got.set()
+
+        threading.Thread(target=wait, name="jitgate-sqlite-turn", daemon=True).start()
+        if got.wait(self._timeout):
+            return fd
+        with guard:
+            if got.is_set():
+                return fd
+            gave_up.set()
+        raise StorageUnavailable(
+            f"the broker's database is locked by another process: no turn to write within {self._timeout:g}s"
+        )
+
+
+def _turns_file(database: Path | None) -> Path | None:
+    """The lock file next to an SQLite database file (also one named by a ``file:`` URI)."""
+    if database is None:
+        return None
+    name = database.name
+    if str(database).startswith("file:"):
+        database = Path(str(database).removeprefix("file:").partition("?")[0])
+        name = database.name
+    if name in ("", ":memory:") or "mode=memory" in str(database):
+        return None
+    return database.with_name(name + ".writer-lock")
 
 
 def sqlite_path(url: str) -> Path | None:

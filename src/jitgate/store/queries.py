@@ -7,6 +7,7 @@ on SQLite the write transaction already holds the database's write lock.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -259,6 +260,16 @@ def get_grant(conn: Connection, grant_id: str, *, lock: bool = False) -> Grant |
     return _grant(row) if row is not None else None
 
 
+def grants_by_id(conn: Connection, grant_ids: Sequence[str], *, lock: bool = False) -> dict[str, Grant]:
+    """The grants with these ids that exist; ``lock`` row-locks them in id order (no deadlocks)."""
+    if not grant_ids:
+        return {}
+    query = sa.select(grants).where(grants.c.id.in_(sorted(set(grant_ids)))).order_by(grants.c.id)
+    if lock:
+        query = query.with_for_update()
+    return {g.id: g for g in (_grant(row) for row in conn.execute(query).mappings())}
+
+
 def locked_grant(conn: Connection, grant_id: str) -> Grant:
     """The grant, row-locked; ``NotFound`` if there is none."""
     grant = get_grant(conn, grant_id, lock=True)
@@ -326,8 +337,13 @@ def list_grants(
 
 def active_grants_for(conn: Connection, holder: str, target: str, now: datetime) -> list[Grant]:
     """Grants in force now for this holder whose targets include ``target``."""
+    return [g for g in active_grants_of(conn, holder, now) if target in g.targets]
+
+
+def active_grants_of(conn: Connection, holder: str, now: datetime) -> list[Grant]:
+    """Grants in force now for this holder."""
     rows = conn.execute(_ACTIVE_GRANTS_OF_HOLDER, {"holder": holder, "now": now}).mappings()
-    return [_grant(row) for row in rows if target in row["targets"]]
+    return [_grant(row) for row in rows]
 
 
 def due_grants(
@@ -439,6 +455,43 @@ def insert_credential(
     if key is None:
         raise RuntimeError("credential insert returned no key")
     return int(key[0])
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredential:
+    """A credential minted and complete in one step (an SSH certificate), as its row records it."""
+
+    grant_id: str
+    holder: str
+    target: str
+    kind: str
+    handle: str
+    record: dict[str, Any]
+    valid_after: datetime
+    valid_before: datetime
+
+
+def insert_issued_credentials(conn: Connection, rows: Sequence[IssuedCredential], now: datetime) -> None:
+    """Record many minted credentials with one statement."""
+    if rows:
+        conn.execute(
+            _INSERT_CREDENTIAL,
+            [
+                {
+                    "grant_id": r.grant_id,
+                    "holder": r.holder,
+                    "target": r.target,
+                    "kind": r.kind,
+                    "handle": r.handle,
+                    "state": "issued",
+                    "created_at": now,
+                    "record": r.record,
+                    "valid_after": r.valid_after,
+                    "valid_before": r.valid_before,
+                }
+                for r in rows
+            ],
+        )
 
 
 def mark_credential_issued(

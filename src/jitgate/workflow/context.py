@@ -93,17 +93,32 @@ class WorkflowContext:
 
     def audit_event(self, conn: Connection, actor: str, action: str, **fields: Any) -> None:
         """Record an audit event in ``conn``'s transaction (at its end, inside ``transaction()``)."""
+        self.record_events(conn, [self.checked_event(actor, action, **fields)])
+
+    def checked_event(self, actor: str, action: str, **fields: Any) -> Event:
+        """An audit event ready to record, or ``InvalidInput`` if it would record a secret.
+
+        Building the record before writing anything it describes lets a step be refused whole.
+        """
         try:
-            event = Event.checked(at=self.clock.now(), actor=actor, action=action, **fields)
+            return Event.checked(at=self.clock.now(), actor=actor, action=action, **fields)
         except ValueError as exc:
             # Something the caller typed (a reason, a comment) looks like a secret: refuse the
             # whole step rather than record the secret or drop the record.
             raise InvalidInput(f"refused: {exc}") from None
+
+    def record_events(self, conn: Connection, events: list[Event]) -> None:
         pending = conn.info.get(_PENDING)
         if pending is None:
-            self.audit.append_many(conn, [event])
+            self.audit.append_many(conn, events)
         else:
-            pending.append(event)
+            pending.extend(events)
+
+    def refusal_event(self, identity: Identity, action: str, exc: JitgateError, **fields: Any) -> Event:
+        """The ``access.refused`` record of ``identity`` attempting ``action`` and failing with ``exc``."""
+        details = dict(fields.pop("details", None) or {})
+        details.update({"attempted": action, "error": exc.code, "reason": exc.message})
+        return self.checked_event(identity.name, "access.refused", details=details, **fields)
 
     @contextmanager
     def refusals_audited(self, identity: Identity, action: str, **fields: Any) -> Iterator[None]:
@@ -113,11 +128,9 @@ class WorkflowContext:
         except StorageUnavailable:
             raise
         except JitgateError as exc:
-            details = dict(fields.pop("details", None) or {})
-            details.update({"attempted": action, "error": exc.code, "reason": exc.message})
             try:
                 with self.db.write() as conn:
-                    self.audit_event(conn, identity.name, "access.refused", details=details, **fields)
+                    self.record_events(conn, [self.refusal_event(identity, action, exc, **fields)])
             except StorageUnavailable:
                 log.exception("could not audit a refused %s by %s", action, identity.name)
             raise

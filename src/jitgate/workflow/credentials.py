@@ -1,9 +1,9 @@
 """Issuing credentials: only under an active grant that covers the target, recorded and audited.
 
 Credentials minted inside the broker (SSH certificates) are created, recorded and audited in one
-transaction. Credentials created at a target (database logins) are recorded *first* and committed,
-then created, so a crash in between leaves a record that revocation will clean up, never an
-unknown login.
+transaction (``minting``). Credentials created at a target (database logins) are recorded *first*
+and committed, then created, so a crash in between leaves a record that revocation will clean up,
+never an unknown login.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from typing import Any
 
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
-from jitgate.errors import Conflict, NotFound, PolicyDenied, ProviderError
-from jitgate.providers.base import Issued, IssueRequest
+from jitgate.errors import Conflict, JitgateError, NotFound, PolicyDenied, ProviderError
+from jitgate.policy.model import Target
+from jitgate.providers.base import CredentialProvider, Issued, IssueRequest
 from jitgate.store import queries as q
 from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.minting import ACTION, MintAsk, mint_many
 
 
 def issue(
@@ -24,119 +26,111 @@ def issue(
 ) -> tuple[Grant, Issued]:
     """Mint a credential for ``target_name`` under the caller's active grant that covers it."""
     params = dict(params or {})
-    with ctx.refusals_audited(identity, "credential.issue", target=target_name):
+    with ctx.refusals_audited(identity, ACTION, target=target_name):
         target = ctx.policy.target(target_name)
         if target is None:
             raise NotFound(f"no target named {target_name!r}")
         provider = ctx.provider_for(target)
-        now = ctx.clock.now()
-        with ctx.transaction() as conn:
-            candidates = q.active_grants_for(conn, identity.name, target.name, now)
-            if not candidates:
-                raise PolicyDenied(f"{identity.name} holds no active grant for target {target.name}")
-            chosen = max(candidates, key=lambda g: g.expires_at)
-            # On SQLite this transaction already holds the database's write lock, so the row just
-            # read is current; elsewhere lock it, then check it again.
-            grant = q.get_grant(conn, chosen.id, lock=True) if ctx.db.locks_rows else chosen
-            if grant is None or not grant.is_active_at(now):
-                raise Conflict(f"grant {chosen.id} ended while the credential was being issued")
-            role = ctx.policy.role(grant.role)
-            if role is None:
-                raise PolicyDenied(f"role {grant.role} is no longer in the policy")
-            request = IssueRequest(
-                grant=grant, role=role, target=target, identity=identity, now=now, params=params
-            )
-            handle = provider.new_handle(request)
-            if not provider.revocable:
-                issued = provider.issue(request, handle)
-                _record(
-                    ctx, conn, grant, target=target.name, kind=target.kind, issued=issued, actor=identity.name
-                )
-                return grant, issued
-            credential_id = q.insert_credential(
+    if not provider.revocable:
+        (result,) = mint_many(ctx, [MintAsk(identity, target_name, params)])
+        if isinstance(result, JitgateError):
+            raise result
+        return result.grant, result.issued
+    with ctx.refusals_audited(identity, ACTION, target=target_name):
+        return _create_at_target(ctx, identity, target, provider, params)
+
+
+def _create_at_target(
+    ctx: WorkflowContext,
+    identity: Identity,
+    target: Target,
+    provider: CredentialProvider,
+    params: dict[str, Any],
+) -> tuple[Grant, Issued]:
+    """Record the credential, commit, create it at the target, then record that it exists."""
+    now = ctx.clock.now()
+    with ctx.transaction() as conn:
+        candidates = q.active_grants_for(conn, identity.name, target.name, now)
+        if not candidates:
+            raise PolicyDenied(f"{identity.name} holds no active grant for target {target.name}")
+        chosen = max(candidates, key=lambda g: g.expires_at)
+        # On SQLite this transaction already holds the database's write lock, so the row just
+        # read is current; elsewhere lock it, then check it again.
+        grant = q.get_grant(conn, chosen.id, lock=True) if ctx.db.locks_rows else chosen
+        if grant is None or not grant.is_active_at(now):
+            raise Conflict(f"grant {chosen.id} ended while the credential was being issued")
+        role = ctx.policy.role(grant.role)
+        if role is None:
+            raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+        request = IssueRequest(
+            grant=grant, role=role, target=target, identity=identity, now=now, params=params
+        )
+        handle = provider.new_handle(request)
+        credential_id = q.insert_credential(
+            conn,
+            grant_id=grant.id,
+            holder=identity.name,
+            target=target.name,
+            kind=target.kind,
+            handle=handle,
+            state="issuing",
+            now=now,
+            record={"handle": handle},
+        )
+        ctx.audit_event(
+            conn,
+            identity.name,
+            "credential.issuing",
+            request_id=grant.request_id,
+            grant_id=grant.id,
+            role=grant.role,
+            target=target.name,
+            details={"kind": target.kind, "handle": handle},
+        )
+    try:
+        issued = provider.issue(request, handle)
+    except ProviderError as exc:
+        _abandon(
+            ctx,
+            grant,
+            target=target.name,
+            kind=target.kind,
+            handle=handle,
+            credential_id=credential_id,
+            actor=identity.name,
+            error=str(exc),
+        )
+        raise
+    with ctx.transaction() as conn:
+        current = q.get_grant(conn, grant.id, lock=True)
+        q.mark_credential_issued(
+            conn,
+            credential_id,
+            record=dict(issued.record),
+            valid_after=issued.valid_after,
+            valid_before=issued.valid_before,
+        )
+        _audit_issued(
+            ctx, conn, grant, target=target.name, kind=target.kind, issued=issued, actor=identity.name
+        )
+        if current is None or current.state is not RequestState.ACTIVE:
+            # The grant ended while the login was being created: take it back at once.
+            q.enqueue_revocation(
                 conn,
-                grant_id=grant.id,
-                holder=identity.name,
-                target=target.name,
-                kind=target.kind,
-                handle=handle,
-                state="issuing",
-                now=now,
-                record={"handle": handle},
-            )
-            ctx.audit_event(
-                conn,
-                identity.name,
-                "credential.issuing",
-                request_id=grant.request_id,
-                grant_id=grant.id,
-                role=grant.role,
-                target=target.name,
-                details={"kind": target.kind, "handle": handle},
-            )
-        try:
-            issued = provider.issue(request, handle)
-        except ProviderError as exc:
-            _abandon(
-                ctx,
-                grant,
-                target=target.name,
-                kind=target.kind,
-                handle=handle,
                 credential_id=credential_id,
-                actor=identity.name,
-                error=str(exc),
+                grant_id=grant.id,
+                target=target.name,
+                kind=target.kind,
+                handle=handle,
+                now=ctx.clock.now(),
             )
-            raise
-        with ctx.transaction() as conn:
-            current = q.get_grant(conn, grant.id, lock=True)
-            q.mark_credential_issued(
-                conn,
-                credential_id,
-                record=dict(issued.record),
-                valid_after=issued.valid_after,
-                valid_before=issued.valid_before,
-            )
-            _audit_issued(
-                ctx, conn, grant, target=target.name, kind=target.kind, issued=issued, actor=identity.name
-            )
-            if current is None or current.state is not RequestState.ACTIVE:
-                # The grant ended while the login was being created: take it back at once.
-                q.enqueue_revocation(
-                    conn,
-                    credential_id=credential_id,
-                    grant_id=grant.id,
-                    target=target.name,
-                    kind=target.kind,
-                    handle=handle,
-                    now=ctx.clock.now(),
-                )
-                ended = True
-            else:
-                ended = False
-        if ended:
-            ctx.wake_scheduler()
-            raise Conflict(f"grant {grant.id} ended while the credential was being issued")
-        return grant, issued
-
-
-def _record(
-    ctx: WorkflowContext, conn: Any, grant: Grant, *, target: str, kind: str, issued: Issued, actor: str
-) -> None:
-    q.insert_credential(
-        conn,
-        grant_id=grant.id,
-        holder=actor,
-        target=target,
-        kind=kind,
-        handle=issued.handle,
-        state="issued",
-        now=ctx.clock.now(),
-        record=dict(issued.record),
-        valid_after=issued.valid_after,
-        valid_before=issued.valid_before,
-    )
-    _audit_issued(ctx, conn, grant, target=target, kind=kind, issued=issued, actor=actor)
+            ended = True
+        else:
+            ended = False
+    if ended:
+        ctx.wake_scheduler()
+        raise Conflict(f"grant {grant.id} ended while the credential was being issued")
+    return grant, issued
 
 
 def _audit_issued(

@@ -55,6 +55,9 @@ def test_health_openapi_and_metrics_need_no_token(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/v1/requests" in paths
+    # answered by the fast path, still documented with its body
+    certificate = paths["/api/v1/ssh/certificates"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"target", "public_key", "login"} <= set(certificate["schema"]["properties"])
     assert "jitgate_active_grants 0.0" in client.get("/metrics").text
     assert client.get("/.well-known/jwks.json").json()["keys"][0]["crv"] == "Ed25519"
 

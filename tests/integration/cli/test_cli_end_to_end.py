@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,9 @@ def offline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
+def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A real ``jitgate server``; ``indirect`` parametrization gives its number of workers."""
+    workers = str(getattr(request, "param", 1))
     data = tmp_path / "data"
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
@@ -99,6 +102,8 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
             str(policy),
             "--listen",
             f"127.0.0.1:{port}",
+            "--workers",
+            workers,
         ],
         stdout=subprocess.DEVNULL,
         stderr=log_file,
@@ -163,6 +168,40 @@ def test_a_grant_ends_by_itself_within_a_few_seconds(broker: Broker) -> None:
     assert events == []  # alice sees only her own acts; the broker ended it
     lag = broker.run("audit", "--action", "grant.expired", "--json", user=None)
     assert lag.returncode == 4
+
+
+@pytest.mark.parametrize("broker", [2], indirect=True)
+def test_two_workers_share_one_database_one_audit_chain_and_one_expiry(broker: Broker) -> None:
+    """``--workers 2``: certificates from both processes at once, one chain, each expiry once."""
+    req = broker.json("request", "stage-shell", "--for", "3s")
+    key = broker.data_dir.parent / "id.pub"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key.with_suffix(""))], check=True
+    )
+    body = {"target": "stage-1", "public_key": key.read_text().strip()}
+    headers = {"Authorization": f"Bearer {broker.tokens['alice']}"}
+
+    def mint(_: int) -> httpx.Response:
+        with httpx.Client(base_url=broker.url, headers=headers, timeout=30) as client:
+            return client.post("/api/v1/ssh/certificates", json=body)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(mint, range(48)))
+    assert [a.status_code for a in answers] == [201] * 48, answers[0].text
+    assert len({a.json()["serial"] for a in answers}) == 48
+    deadline = time.monotonic() + 15
+    while broker.json("show", req["id"])["state"] == "ACTIVE" and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert broker.json("show", req["id"])["state"] == "EXPIRED"
+    time.sleep(1.5)  # both workers' schedulers have looked at the grant since it ended
+    with sqlite3.connect(broker.data_dir / "jitgate.db") as conn:
+        (issued,) = conn.execute(
+            "SELECT count(*) FROM audit_events WHERE action='credential.issued'"
+        ).fetchone()
+        (expired,) = conn.execute("SELECT count(*) FROM audit_events WHERE action='grant.expired'").fetchone()
+    assert (issued, expired) == (48, 1)
+    verify = offline("audit", "verify", "--data-dir", str(broker.data_dir))
+    assert verify.returncode == 0, verify.stderr
 
 
 def test_refusals_are_one_line_with_meaningful_exit_codes(broker: Broker) -> None:

@@ -461,6 +461,12 @@ def test_bad_input_is_refused_with_a_json_error_audited_and_nothing_issued(world
             "invalid_request",
         ),
         (
+            "a body that is not JSON",
+            {"content": b"target=web-1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+            422,
+            "invalid_request",
+        ),
+        (
             "a huge body",
             {"json": {"target": "web-1", "public_key": good + " " + "x" * 200_000}},
             413,

@@ -196,3 +196,14 @@ def test_nothing_secret_in_repr(tmp_path: Path) -> None:
         assert body not in text
         assert raw.hex() not in text
     assert "encrypted=True" in repr(store)
+
+
+def test_public_lines_are_worked_out_once_and_callers_cannot_change_them(tmp_path: Path) -> None:
+    store = CaStore(tmp_path / "ca")
+    first = store.public_lines(CaKind.HOST, T0)
+    first.append("ssh-ed25519 AAAA planted")
+
+    assert store.public_lines(CaKind.HOST, T0 + timedelta(seconds=1)) == first[:1]
+    new = store.rotate(CaKind.HOST, timedelta(minutes=5), T0 + timedelta(seconds=2))
+    assert store.public_lines(CaKind.HOST, T0 + timedelta(seconds=3)) == [new.public_line, first[0]]
+    assert store.public_lines(CaKind.HOST, T0 + timedelta(minutes=6)) == [new.public_line]

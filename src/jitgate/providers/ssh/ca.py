@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,9 @@ class CaKeyInfo:
         )
 
 
+_FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
 def _aware(now: datetime) -> datetime:
     if now.tzinfo is None:
         raise InvalidInput("now must be a timezone-aware datetime")
@@ -137,6 +140,7 @@ class CaStore:
         self._checked_at = 0.0
         self._keys: tuple[CaKeyInfo, ...] = ()
         self._signers: dict[str, CaSigner] = {}
+        self._lines: dict[CaKind, tuple[tuple[CaKeyInfo, ...], datetime, datetime, list[str]]] = {}
 
     def __repr__(self) -> str:
         return f"CaStore({str(self._dir)!r}, encrypted={self._passphrase is not None})"
@@ -167,7 +171,18 @@ class CaStore:
 
     def public_lines(self, kind: CaKind | str, now: datetime) -> list[str]:
         """What targets should trust (``TrustedUserCAKeys``, ``@cert-authority``), active first."""
-        return [k.public_line for k in self.keys(kind, now)]
+        kind = CaKind(kind)
+        with self._mutex:
+            self._refresh()
+            cached = self._lines.get(kind)
+            # Every certificate answer carries these lines: reuse them while the index is the same
+            # and no previous key has reached its retire_after since they were worked out.
+            if cached is not None and cached[0] is self._keys and cached[1] <= now < cached[2]:
+                return list(cached[3])
+            lines = [k.public_line for k in self.keys(kind, now)]
+            ends = [k.retire_after for k in self._keys if k.retire_after is not None and k.retire_after > now]
+            self._lines[kind] = (self._keys, now, min(ends, default=_FOREVER), lines)
+            return list(lines)
 
     def known_hosts_lines(self, host_patterns: Sequence[str], now: datetime) -> list[str]:
         """``@cert-authority PATTERNS KEY`` lines trusting the host CA for the given host patterns."""
