@@ -12,6 +12,7 @@ it): otherwise the broker would re-sign, and so launder, a head edited to hide a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from jitgate.audit.canonical import (
     GENESIS_HASH,
     check_no_secrets,
-    event_body,
     head_message,
+    iso_utc,
     normalize,
     record_hash,
 )
@@ -95,6 +96,26 @@ class Event:
         check_no_secrets(raw)
         return cls(at, actor, action, request_id, grant_id, role, target, normalize(raw, "details"))
 
+    def body(self, seq: int, prev: str) -> str:
+        """This record's canonical body as record ``seq`` after ``prev``: exactly ``event_body``.
+
+        ``checked`` already normalized the details, and normalizing is idempotent, so the
+        canonical text is the plain JSON dump of the fields, without walking the details again.
+        """
+        fields = {
+            "seq": seq,
+            "at": iso_utc(self.at),
+            "actor": self.actor,
+            "action": self.action,
+            "request_id": self.request_id,
+            "grant_id": self.grant_id,
+            "role": self.role,
+            "target": self.target,
+            "details": self.details,
+            "prev": prev,
+        }
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
 
 class AuditLog:
     """Writes audit records; one instance per process, safe to share between threads."""
@@ -151,18 +172,7 @@ class AuditLog:
         rows: list[dict[str, Any]] = []
         for event in events:
             seq += 1
-            body = event_body(
-                seq=seq,
-                at=event.at,
-                actor=event.actor,
-                action=event.action,
-                request_id=event.request_id,
-                grant_id=event.grant_id,
-                role=event.role,
-                target=event.target,
-                details=event.details,
-                prev=prev,
-            )
+            body = event.body(seq, prev)
             digest = record_hash(prev, body)
             rows.append(
                 {

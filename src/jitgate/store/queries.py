@@ -264,10 +264,15 @@ def grants_by_id(conn: Connection, grant_ids: Sequence[str], *, lock: bool = Fal
     """The grants with these ids that exist; ``lock`` row-locks them in id order (no deadlocks)."""
     if not grant_ids:
         return {}
-    query = sa.select(grants).where(grants.c.id.in_(sorted(set(grant_ids)))).order_by(grants.c.id)
-    if lock:
-        query = query.with_for_update()
-    return {g.id: g for g in (_grant(row) for row in conn.execute(query).mappings())}
+    query = _GRANTS_BY_ID_LOCKED if lock else _GRANTS_BY_ID
+    rows = conn.execute(query, {"ids": sorted(set(grant_ids))}).mappings()
+    return {g.id: g for g in (_grant(row) for row in rows)}
+
+
+_GRANTS_BY_ID = (
+    sa.select(grants).where(grants.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(grants.c.id)
+)
+_GRANTS_BY_ID_LOCKED = _GRANTS_BY_ID.with_for_update()
 
 
 def locked_grant(conn: Connection, grant_id: str) -> Grant:

@@ -218,6 +218,7 @@ def run_lifecycle(ctx: WorkflowContext) -> None:
     time_out_due(ctx)
     warn_expiring(ctx)
     checkpoint_audit(ctx)
+    ctx.db.checkpoint_wal()
 
 
 def checkpoint_audit(ctx: WorkflowContext) -> None:

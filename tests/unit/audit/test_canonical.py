@@ -20,6 +20,7 @@ from jitgate.audit.canonical import (
     record_hash,
     secret_looking_key,
 )
+from jitgate.audit.chain import Event
 
 AT = datetime(2026, 3, 1, 9, 30, 5, 123456, tzinfo=UTC)
 
@@ -180,4 +181,34 @@ def test_harmless_details_pass() -> None:
             "url": "https://jitgate.example/requests/1",
             "principals": ["deploy"],
         }
+    )
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {},
+        {"kind": "ssh", "serial": "18446744073709551615", "principals": ("deploy", "web")},
+        {
+            "nested": {"b": [1, 2.5, None, True], "a": "ünïcødé ✓"},
+            "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        },
+        {"quote": 'he said "no"\n', "empty": [], "zero": 0},
+    ],
+)
+def test_a_checked_event_writes_exactly_the_canonical_body(details: dict[str, object]) -> None:
+    at = datetime(2026, 11, 26, 9, 0, 0, 123456, tzinfo=UTC)
+    event = Event.checked(at=at, actor="alice", action="credential.issued", grant_id="g-1", details=details)
+
+    assert event.body(7, "ab" * 32) == event_body(
+        seq=7,
+        at=at,
+        actor="alice",
+        action="credential.issued",
+        request_id=None,
+        grant_id="g-1",
+        role=None,
+        target=None,
+        details=details,
+        prev="ab" * 32,
     )
