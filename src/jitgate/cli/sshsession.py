@@ -1,14 +1,15 @@
-"""One ``jitgate ssh`` session: a key made in memory, a certificate minted for it now, the system's
-OpenSSH client run with both from a private directory that is gone afterwards.
+"""One ``jitgate ssh`` session: a fresh key, a certificate minted for it now, the system's OpenSSH
+client run with both from a private directory that is gone afterwards.
 
-Only the standard library and ``cryptography`` are imported here, so that ``jitgate ssh`` starts in
-a fraction of the time the full command line takes (see ``cli/entry.py``).
+Only the standard library is imported up front, so that ``jitgate ssh`` starts in a fraction of the
+time the full command line takes (see ``cli/entry.py``). The session key is made by ``ssh-keygen``
+straight into the private directory, the only place its private half is ever written (``ssh`` has
+to read it from there), while this process goes on loading the HTTP client.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -20,16 +21,17 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from jitgate import errors
 from jitgate.cli.config import STATUS_ERRORS, resolve
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 SSH = "ssh"
+SSH_KEYGEN = "ssh-keygen"
 PSQL = "psql"
 COMMAND_NOT_FOUND = 127
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -108,14 +110,49 @@ class KeyPair(NamedTuple):
 
     @classmethod
     def generate(cls) -> KeyPair:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @property
     def public_line(self) -> str:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         return self.private.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
 
     def private_bytes(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
         return self.private.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
+
+
+class SessionKey:
+    """A key ``ssh-keygen`` is making in ``directory``; ``public_line()`` waits for it."""
+
+    def __init__(self, directory: Path, stem: str) -> None:
+        self.file = directory / stem
+        argv = [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "jitgate session", "-f", str(self.file)]
+        try:
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        except FileNotFoundError:
+            raise ProgramMissing(f"{SSH_KEYGEN} is not installed or not on PATH") from None
+
+    def public_line(self) -> str:
+        _, problem = self._process.communicate(timeout=60)
+        public = self.file.with_name(self.file.name + ".pub")
+        if self._process.returncode != 0 or not public.is_file():
+            why = problem.decode(errors="replace").strip().splitlines()[:1] or ["no key written"]
+            raise errors.JitgateError(f"{SSH_KEYGEN} could not make a session key: {why[0][:200]}")
+        line = public.read_text().strip()
+        public.unlink()  # the certificate stands in for it; keep the directory to what ssh uses
+        return line
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
 
 
 class Minted(NamedTuple):
@@ -156,15 +193,17 @@ class Minted(NamedTuple):
 
 def write_credentials(directory: Path, stem: str, key: KeyPair, minted: Minted) -> tuple[Path, Path, Path]:
     """Key (0600), certificate and known_hosts as ``ssh -i`` and ``UserKnownHostsFile`` want them."""
-    key_file, cert_file, hosts_file = (
-        directory / stem,
-        directory / f"{stem}-cert.pub",
-        directory / f"{stem}.known_hosts",
-    )
+    key_file = directory / stem
     _write_private(key_file, key.private_bytes())
+    return (key_file, *write_certificate(directory, stem, minted))
+
+
+def write_certificate(directory: Path, stem: str, minted: Minted) -> tuple[Path, Path]:
+    """Certificate and known_hosts next to the key ``directory/stem``."""
+    cert_file, hosts_file = directory / f"{stem}-cert.pub", directory / f"{stem}.known_hosts"
     _write_private(cert_file, (minted.certificate + "\n").encode())
     _write_private(hosts_file, "".join(f"{line}\n" for line in minted.known_hosts).encode())
-    return key_file, cert_file, hosts_file
+    return cert_file, hosts_file
 
 
 def ssh_argv(
@@ -228,6 +267,8 @@ def post_json(url: str, token: str | None, path: str, body: dict[str, Any], time
     ``http.client`` rather than ``urllib.request``: it is what urllib uses underneath, and importing
     it alone is measurably faster at the start of every ``jitgate ssh``.
     """
+    import http.client  # here, not at the top: ``connect`` loads it while ssh-keygen runs
+
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise errors.InvalidInput(f"broker URL {url!r} is not http(s)://HOST[:PORT]")
@@ -265,16 +306,22 @@ def connect(
 ) -> int:
     """Mint, connect, clean up; returns ssh's exit status. Refusals raise ``JitgateError``."""
     base_url, bearer = resolve(url, token)
-    key = KeyPair.generate()
-    body = {"target": target, "public_key": key.public_line}
-    if login is not None:
-        body["login"] = login  # the broker refuses a login outside the role before minting anything
-    minted = Minted.from_api(post_json(base_url, bearer, "/api/v1/ssh/certificates", body))
-    user = minted.login(login)
-    if accept_unknown_host:
-        sys.stderr.write("warning: not checking the host's identity (--unsafe-accept-unknown-host)\n")
     with private_directory() as directory:
-        key_file, cert_file, hosts = write_credentials(directory, "id_ed25519", key, minted)
+        key = SessionKey(directory, "id_ed25519")
+        try:
+            import http.client  # noqa: F401 - loaded while ssh-keygen works, for post_json
+
+            body = {"target": target, "public_key": key.public_line()}
+        finally:
+            key.stop()
+        if login is not None:
+            body["login"] = login  # the broker refuses a login outside the role before minting anything
+        minted = Minted.from_api(post_json(base_url, bearer, "/api/v1/ssh/certificates", body))
+        user = minted.login(login)
+        if accept_unknown_host:
+            sys.stderr.write("warning: not checking the host's identity (--unsafe-accept-unknown-host)\n")
+        key_file = key.file
+        cert_file, hosts = write_certificate(directory, key_file.name, minted)
         argv = ssh_argv(
             key_file=key_file,
             cert_file=cert_file,
