@@ -6,8 +6,9 @@
 One real ``jitgate server`` and one real loopback ``sshd`` (trusting the broker's user CA, showing a
 host certificate from its host CA). Plain ``ssh`` uses a key and a certificate minted once, with
 exactly the options ``jitgate ssh`` passes (strict host checking against the ``@cert-authority``
-line), so the difference is what jitgate adds: starting Python and the CLI, making a key (ssh-keygen, while the HTTP client loads), one
-HTTPS-less round trip to mint a certificate, writing and removing the private directory. The two
+line), so the difference is what jitgate adds: starting Python and the CLI, making a key
+(ssh-keygen, while the HTTP client loads), one HTTPS-less round trip to mint a certificate,
+writing and removing the private directory. The two
 are run alternately so that load from elsewhere on the machine hits both alike. Also printed: the
 parts of that difference, measured on their own.
 

@@ -58,18 +58,12 @@ def _serve(settings: Settings, access_log: bool) -> None:
         runtime = build_runtime(settings)
     host, port = settings.host_port
     if settings.workers > 1:
+        from jitgate.api.worker import serve
+
         runtime.close()
-        os.environ.update(_worker_environment(settings))
-        uvicorn.run(
-            "jitgate.api.worker:app",
-            factory=True,
-            workers=settings.workers,
-            host=host,
-            port=port,
-            access_log=access_log,
-            log_level="info",
-        )
-        return
+        with offline():
+            code = serve(settings, _worker_environment(settings), access_log)
+        raise typer.Exit(code)
     try:
         app = create_app(runtime)
         settle_heap()

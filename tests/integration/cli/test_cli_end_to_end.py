@@ -3,6 +3,7 @@ expiry that happens by itself within a few seconds, exit codes and one-line erro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -298,3 +299,94 @@ def test_a_locked_database_is_a_clear_error_and_loses_nothing(tmp_path: Path) ->
     assert len(done.stderr.strip().splitlines()) == 1
     verify = offline("audit", "verify", "--data-dir", str(data))
     assert verify.returncode == 0, verify.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def test_workers_refuse_a_port_in_use_and_stop_together_when_one_dies(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = offline("server", "--data-dir", str(data), "--policy", str(policy),
+                       "--listen", f"127.0.0.1:{port}", "--workers", "2")  # fmt: skip
+    assert busy.returncode == 3
+    assert (
+        busy.stderr.strip().splitlines()[-1]
+        == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+    port = free_port()
+    server = subprocess.Popen(
+        [*JITGATE, "server", "--data-dir", str(data), "--policy", str(policy),
+         "--listen", f"127.0.0.1:{port}", "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := [p for p in _children(server.pid) if "spawn_main" in _cmdline(p)]) < 2:
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)  # polling for the start, not waiting for time
+        os.kill(workers[0], 9)
+        _, stderr = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 9)
+            server.communicate()
+    assert server.returncode == 1
+    assert "stopping the others" in stderr
+    assert not any(Path(f"/proc/{pid}").exists() and _cmdline(pid) for pid in workers)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_workers_stop_when_the_server_process_is_killed_outright(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    port = free_port()
+    server = subprocess.Popen(
+        [*JITGATE, "server", "--data-dir", str(tmp_path / "data"), "--policy", str(policy),
+         "--listen", f"127.0.0.1:{port}", "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := [p for p in _children(server.pid) if "spawn_main" in _cmdline(p)]) < 2:
+            assert server.poll() is None
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)  # polling for the start, not waiting for time
+        for _ in range(8):  # both workers serving (each answers some of these)
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                assert time.monotonic() < deadline, "the workers did not serve"
+                time.sleep(0.1)
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 20
+        while any(_cmdline(pid) for pid in workers):
+            assert time.monotonic() < deadline, "workers outlived the server process"
+            time.sleep(0.1)  # polling for the workers to go
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, 9)
