@@ -45,6 +45,11 @@ def open_database(settings: Settings) -> Database:
 
     if settings.database_url is None:
         prepare_data_dir(settings.data_dir)
+        # Private like everything else in the directory; SQLite gives its -wal and -shm files
+        # the mode of the database file.
+        database = settings.data_dir / "jitgate.db"
+        database.touch(mode=0o600, exist_ok=True)
+        database.chmod(0o600)
     db = Database(settings.effective_database_url, busy_timeout=settings.sqlite_busy_timeout_seconds)
     try:
         upgrade(db.engine)

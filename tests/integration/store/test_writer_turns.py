@@ -79,3 +79,16 @@ def test_the_turns_file_sits_next_to_the_database_and_is_private(tmp_path: Path)
     assert turns.exists()
     assert turns.stat().st_mode & 0o777 == 0o600
     db.dispose()
+
+
+def test_the_broker_database_and_its_log_files_are_private(tmp_path: Path) -> None:
+    from jitgate.runtime import open_database
+    from jitgate.settings import Settings
+
+    db = open_database(Settings(data_dir=tmp_path / "data"))
+    with db.write() as conn:  # the write-ahead log and its index exist while connections are open
+        conn.exec_driver_sql("SELECT 1")
+    files = sorted((tmp_path / "data").glob("jitgate.db*"))
+    assert {f.name for f in files} >= {"jitgate.db", "jitgate.db-wal", "jitgate.db-shm"}
+    assert {f.name: f.stat().st_mode & 0o777 for f in files} == dict.fromkeys((f.name for f in files), 0o600)
+    db.dispose()
