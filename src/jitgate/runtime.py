@@ -26,7 +26,7 @@ from jitgate.policy.model import Policy
 from jitgate.providers.base import ProviderContext
 from jitgate.providers.registry import load_providers, validate_policy
 from jitgate.settings import Settings
-from jitgate.store.db import Database, storage_error
+from jitgate.store.db import Database, sqlite_path, storage_error
 from jitgate.store.migrate import upgrade
 from jitgate.workflow.context import NullNotifier, PolicyHolder, WorkflowContext
 from jitgate.workflow.notify import WebhookNotifier
@@ -47,9 +47,10 @@ def open_database(settings: Settings) -> Database:
         prepare_data_dir(settings.data_dir)
         # Private like everything else in the directory; SQLite gives its -wal and -shm files
         # the mode of the database file.
-        database = settings.data_dir / "jitgate.db"
-        database.touch(mode=0o600, exist_ok=True)
-        database.chmod(0o600)
+        database = sqlite_path(settings.effective_database_url)
+        if database is not None:
+            database.touch(mode=0o600, exist_ok=True)
+            database.chmod(0o600)
     db = Database(settings.effective_database_url, busy_timeout=settings.sqlite_busy_timeout_seconds)
     try:
         upgrade(db.engine)

@@ -9,7 +9,6 @@ contain the checkpointed record with the same hash: rolling back or emptying the
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -21,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Connection
 
+from jitgate import filelock
 from jitgate.audit.canonical import head_message
 from jitgate.audit.chain import SignedHead
 from jitgate.store.tables import audit_events
@@ -51,17 +51,13 @@ class Writer:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Several broker processes may share the data directory: compare and replace under a
         # lock, or a slower one could put back an older head between another's read and write.
-        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with filelock.exclusive(self.path.with_name(f".{self.path.name}.lock")):
             saved = read(self.path)
             if saved is not None and head.seq < saved.seq:
                 return False
             if saved != head:
                 write(self.path, head)
             return True
-        finally:
-            os.close(fd)  # closing releases the lock
 
 
 def default_path(data_dir: Path) -> Path:

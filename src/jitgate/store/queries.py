@@ -340,11 +340,6 @@ def list_grants(
     return [_grant(row) for row in conn.execute(query).mappings()]
 
 
-def active_grants_for(conn: Connection, holder: str, target: str, now: datetime) -> list[Grant]:
-    """Grants in force now for this holder whose targets include ``target``."""
-    return [g for g in active_grants_of(conn, holder, now) if target in g.targets]
-
-
 def active_grants_of(conn: Connection, holder: str, now: datetime) -> list[Grant]:
     """Grants in force now for this holder."""
     rows = conn.execute(_ACTIVE_GRANTS_OF_HOLDER, {"holder": holder, "now": now}).mappings()

@@ -13,12 +13,12 @@ from typing import Any
 
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
-from jitgate.errors import Conflict, JitgateError, NotFound, PolicyDenied, ProviderError
+from jitgate.errors import Conflict, JitgateError, NotFound, ProviderError
 from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued, IssueRequest
 from jitgate.store import queries as q
 from jitgate.workflow.context import WorkflowContext
-from jitgate.workflow.minting import ACTION, MintAsk, mint_many
+from jitgate.workflow.minting import ACTION, MintAsk, covering_grant, mint_many, role_of
 
 
 def issue(
@@ -50,18 +50,13 @@ def _create_at_target(
     """Record the credential, commit, create it at the target, then record that it exists."""
     now = ctx.clock.now()
     with ctx.transaction() as conn:
-        candidates = q.active_grants_for(conn, identity.name, target.name, now)
-        if not candidates:
-            raise PolicyDenied(f"{identity.name} holds no active grant for target {target.name}")
-        chosen = max(candidates, key=lambda g: g.expires_at)
+        chosen = covering_grant(q.active_grants_of(conn, identity.name, now), identity.name, target.name)
         # On SQLite this transaction already holds the database's write lock, so the row just
         # read is current; elsewhere lock it, then check it again.
         grant = q.get_grant(conn, chosen.id, lock=True) if ctx.db.locks_rows else chosen
         if grant is None or not grant.is_active_at(now):
             raise Conflict(f"grant {chosen.id} ended while the credential was being issued")
-        role = ctx.policy.role(grant.role)
-        if role is None:
-            raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+        role = role_of(ctx, grant)
         request = IssueRequest(
             grant=grant, role=role, target=target, identity=identity, now=now, params=params
         )

@@ -31,7 +31,7 @@ from jitgate.audit.chain import Event
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant
 from jitgate.errors import Conflict, InvalidInput, JitgateError, NotFound, PolicyDenied, ProviderError
-from jitgate.policy.model import Target
+from jitgate.policy.model import Role, Target
 from jitgate.providers.base import Issued, IssueRequest
 from jitgate.store import queries as q
 from jitgate.workflow.context import WorkflowContext
@@ -108,6 +108,21 @@ def _still_covered(minted: Minted, current: Grant | None, now: datetime) -> Mint
     return minted
 
 
+def covering_grant(in_force: Sequence[Grant], holder: str, target: str) -> Grant:
+    """Of ``holder``'s grants in force, the one covering ``target`` that runs longest."""
+    candidates = [g for g in in_force if target in g.targets]
+    if not candidates:
+        raise PolicyDenied(f"{holder} holds no active grant for target {target}")
+    return max(candidates, key=lambda g: g.expires_at)
+
+
+def role_of(ctx: WorkflowContext, grant: Grant) -> Role:
+    role = ctx.policy.role(grant.role)
+    if role is None:
+        raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+    return role
+
+
 def _prepare(
     ctx: WorkflowContext, in_force: list[Grant], ask: MintAsk, now: datetime
 ) -> Minted | JitgateError:
@@ -128,13 +143,8 @@ def _mint_one(ctx: WorkflowContext, in_force: list[Grant], ask: MintAsk, now: da
     provider = ctx.provider_for(target)
     if provider.revocable:
         raise ProviderError(f"credentials of kind {target.kind} are created at the target, not minted here")
-    candidates = [g for g in in_force if target.name in g.targets]
-    if not candidates:
-        raise PolicyDenied(f"{ask.identity.name} holds no active grant for target {target.name}")
-    grant = max(candidates, key=lambda g: g.expires_at)
-    role = ctx.policy.role(grant.role)
-    if role is None:
-        raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+    grant = covering_grant(in_force, ask.identity.name, target.name)
+    role = role_of(ctx, grant)
     request = IssueRequest(
         grant=grant, role=role, target=target, identity=ask.identity, now=now, params=ask.params
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from jitgate import filelock
 from jitgate.errors import InvalidInput, ProviderError
 from jitgate.providers.ssh.certs import CaSigner
 from jitgate.providers.ssh.wire import fingerprint
@@ -256,12 +256,8 @@ class CaStore:
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         self._ensure_dir()
-        fd = os.open(self._dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with filelock.exclusive(self._dir / _LOCK):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _ensure_dir(self) -> None:
         if not self._dir.is_dir():
