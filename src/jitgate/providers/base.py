@@ -83,8 +83,12 @@ class CredentialProvider(Protocol):
         """Create the credential at the target. Raise ``ProviderError`` (no secret in it) on failure."""
         ...
 
-    def revoke(self, target: Target, handle: str) -> None:
-        """Make the credential useless at the target. Idempotent: already gone counts as done."""
+    def revoke(self, target: Target, handle: str) -> Mapping[str, Any] | None:
+        """Make the credential useless at the target. Idempotent: already gone counts as done.
+
+        May return what became of things the credential left behind (objects a database login
+        created, say); the broker adds it to the ``credential.revoked`` audit event. No secret in it.
+        """
         ...
 
     def check(self, target: Target) -> Health: ...

@@ -65,6 +65,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from jitgate.errors import ProviderError, TargetUnreachable
 from jitgate.policy.model import PostgresAccess, Role, Target
+from jitgate.providers import postgres_objects as objects
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
 from jitgate.providers.dsn import (
     POOL_SIZE,
@@ -206,34 +207,48 @@ class PostgresProvider(PooledProvider[Connection]):
             },
         )
 
-    def revoke(self, target: Target, handle: str) -> None:
+    def revoke(self, target: Target, handle: str) -> dict[str, Any] | None:
+        """End ``handle`` and remove what it left; returns what became of its objects, for the audit."""
         login = checked_login(handle)
         settings = _settings(self._environ, target)
         with self._admin(settings, target) as conn, _reported(target, f"revoking login {login}", settings):
             privileged = _privileges_of(conn, login)
             if privileged is None:
                 log.debug("login %s on target %s is already gone", login, target.name)
-                return
+                return None
             try:
                 lock = sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(login))
                 if not privileged:
                     lock += sql.SQL("; GRANT {} TO CURRENT_USER").format(sql.Identifier(login))
                 conn.execute(lock)
                 _terminate_sessions(conn, login, target)
-                for database in settings.databases:
+                outcome, owner = _objects_outcome(conn, login, settings, target)
+                here = conn.info.dbname
+                elsewhere = [
+                    db
+                    for db in dict.fromkeys(
+                        (*settings.databases, *objects.databases_with_traces(conn, login))
+                    )
+                    if db != here
+                ]
+                for database in elsewhere:
                     with (
                         self._admin(settings, target, database) as other,
                         _reported(target, f"cleaning login {login} in database {database}", settings),
                     ):
-                        _drop_owned(other, login, settings, target)
-                _drop_owned(conn, login, settings, target, and_role=True)
+                        _clean(other, login, owner, settings, target)
+                _clean(conn, login, owner, settings, target, and_role=True)
             except pg_errors.UndefinedObject:
                 # Another broker replica may have finished this revocation meanwhile.
                 if _role_exists(conn, login):
                     raise
-        log.info("revoked login %s on target %s", login, target.name)
+                return None
+        log.info("revoked login %s on target %s; its objects %s", login, target.name, outcome["objects"])
+        return {**outcome, "databases": sorted({here, *elsewhere})}
 
     def check(self, target: Target) -> Health:
+        """Reachable, an admin that can create roles, and a ``reassign_to`` owner that is harmless."""
+        unsafe = None
         try:
             settings = _settings(self._environ, target)
             with self._admin(settings, target) as conn, _reported(target, "health check", settings):
@@ -241,10 +256,16 @@ class PostgresProvider(PooledProvider[Connection]):
                     "SELECT current_user, rolsuper OR rolcreaterole, current_setting('server_version')"
                     " FROM pg_roles WHERE rolname = current_user"
                 ).fetchone()
+                if settings.reassign_to is not None:
+                    unsafe = objects.owner_problem(conn, settings.reassign_to)
         except ProviderError as exc:
             return Health(ok=False, detail=exc.message)
         if row is None or not row[1]:
             return Health(ok=False, detail=f"target {target.name}: the admin role lacks CREATEROLE")
+        if unsafe is not None:
+            return Health(
+                ok=False, detail=f"target {target.name}: {unsafe}; revocations drop objects instead"
+            )
         return Health(ok=True, detail=f"connected as {row[0]} to PostgreSQL {row[2]}")
 
 
@@ -313,6 +334,11 @@ def _option_problems(target: Target) -> list[str]:
             problems.append(f"{where}: reassign_to must be a role name")
         elif problem := _role_problem(reassign_to, target):
             problems.append(f"{where}: reassign_to {problem}")
+        elif reassign_to.startswith("pg_") or reassign_to == "postgres":
+            problems.append(
+                f"{where}: reassign_to {reassign_to} is a built-in role; name a role with no special"
+                " powers that exists only to own what logins leave behind"
+            )
     databases = options.get("databases", ())
     if not isinstance(databases, list | tuple) or not all(
         isinstance(db, str) and DATABASE_NAME.fullmatch(db) for db in databases
@@ -485,16 +511,34 @@ def _terminate_sessions(conn: Connection, login: str, target: Target) -> None:
     raise ProviderError(f"postgres target {target.name}: {left} session(s) of login {login} did not end")
 
 
-def _drop_owned(
-    conn: Connection, login: str, settings: _Settings, target: Target, *, and_role: bool = False
+def _objects_outcome(
+    conn: Connection, login: str, settings: _Settings, target: Target
+) -> tuple[dict[str, Any], str | None]:
+    """Drop the login's objects, or reassign them to ``reassign_to`` if it is harmless right now."""
+    owner = settings.reassign_to
+    if owner is None:
+        return {"objects": "dropped"}, None
+    problem = objects.owner_problem(conn, owner)
+    if problem is None:
+        return {"objects": "reassigned", "reassign_to": owner}, owner
+    log.warning(
+        "target %s: not reassigning what login %s created: %s; dropping it", target.name, login, problem
+    )
+    return {"objects": "dropped", "reassign_to": owner, "reassign_refused": problem}, None
+
+
+def _clean(
+    conn: Connection,
+    login: str,
+    owner: str | None,
+    settings: _Settings,
+    target: Target,
+    *,
+    and_role: bool = False,
 ) -> None:
-    """REASSIGN then DROP OWNED in the connection's database (and DROP ROLE), in one transaction."""
-    owner = sql.Identifier(settings.reassign_to) if settings.reassign_to else sql.SQL("CURRENT_USER")
-    text = "REASSIGN OWNED BY {login} TO {owner}; DROP OWNED BY {login}"
-    if and_role:
-        text += "; DROP ROLE IF EXISTS {login}"
+    """Leave nothing of ``login`` in the connection's database (and DROP ROLE), in one transaction."""
     try:
-        conn.execute(sql.SQL(text).format(login=sql.Identifier(login), owner=owner))
+        conn.execute(objects.cleanup_statement(conn, login, owner, and_role=and_role))
     except pg_errors.InsufficientPrivilege as exc:
         reason = _reason(exc, settings.secrets)
         if "drop role" in reason:
@@ -502,7 +546,7 @@ def _drop_owned(
         raise ProviderError(
             f"postgres target {target.name}: cleaning up login {login} in database {conn.info.dbname} was"
             f" refused: {reason} (the admin needs the privileges of whoever granted the login rights,"
-            " e.g. the object owner, and of the reassign_to role)"
+            " e.g. the object owner)"
         ) from None
 
 

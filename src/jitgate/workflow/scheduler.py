@@ -164,7 +164,7 @@ def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: t
         target = ctx.policy.target(name)
         if target is None:
             raise ProviderError(f"target {name} is no longer in the policy")
-        ctx.provider_for(target).revoke(target, row["handle"])
+        outcome = ctx.provider_for(target).revoke(target, row["handle"])
     except TargetUnreachable as exc:
         with lock:
             unreachable.setdefault(name, str(exc))
@@ -189,7 +189,12 @@ def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: t
             "credential.revoked",
             grant_id=row["grant_id"],
             target=name,
-            details={"kind": row["kind"], "handle": row["handle"], "attempts": row["attempts"] + 1},
+            details={
+                "kind": row["kind"],
+                "handle": row["handle"],
+                "attempts": row["attempts"] + 1,
+                **({"outcome": dict(outcome)} if outcome else {}),
+            },
         )
     return True
 

@@ -187,7 +187,7 @@ def test_revoke_ends_open_sessions_reassigns_objects_and_leaves_nothing_behind(
     provider.revoke(target, login)  # twice is fine
 
 
-def test_objects_go_to_the_admin_by_default_and_other_databases_must_be_listed(
+def test_objects_are_dropped_by_default_in_every_database_the_login_left_them_in(
     pg_env: PgEnv, provider: CredentialProvider, cleanup: list[tuple[Target, str]]
 ) -> None:
     issued = issue(provider, cleanup, make_target(), pg_env.creator)
@@ -195,23 +195,28 @@ def test_objects_go_to_the_admin_by_default_and_other_databases_must_be_listed(
         conn.execute("CREATE TABLE work.mine (id int)")
     with user_connection(issued, dbname=pg_env.other_database) as conn:
         conn.execute("CREATE TABLE work.stray (id int)")
-
-    with pytest.raises(ProviderError, match=r"options\.databases") as failure:
-        provider.revoke(make_target(), issued.handle)
+    with pg_env.superuser() as db:
+        db.execute(f"REVOKE CONNECT ON DATABASE {pg_env.other_database} FROM PUBLIC")
+    try:
+        with pytest.raises(
+            ProviderError, match=f"cannot connect to database {pg_env.other_database}"
+        ) as failure:
+            provider.revoke(make_target(), issued.handle)
+    finally:
+        with pg_env.superuser() as db:
+            db.execute(f"GRANT CONNECT ON DATABASE {pg_env.other_database} TO PUBLIC")
     assert "\n" not in str(failure.value)
-    assert role_row(pg_env, issued.handle) is not None
+    assert role_row(pg_env, issued.handle) is not None  # the revocation stays pending
     with pytest.raises(psycopg.OperationalError):
         user_connection(issued)  # already NOLOGIN: a half-done revocation still locks the door
 
-    provider.revoke(make_target(databases=[pg_env.other_database]), issued.handle)
+    outcome = provider.revoke(make_target(), issued.handle)  # the other database was found unlisted
+    assert outcome == {"objects": "dropped", "databases": sorted([pg_env.database, pg_env.other_database])}
     assert role_row(pg_env, issued.handle) is None
-    with pg_env.superuser() as db:
-        assert db.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'mine'").fetchone() == (
-            pg_env.admin,
-        )
-        db.execute("DROP TABLE work.mine")
-    with pg_env.superuser(pg_env.other_database) as db:
-        db.execute("DROP TABLE work.stray")
+    for database in (pg_env.database, pg_env.other_database):
+        with pg_env.superuser(database) as db:
+            left = db.execute("SELECT tablename FROM pg_tables WHERE tablename IN ('mine', 'stray')")
+            assert left.fetchall() == []
 
 
 def test_a_grant_the_admin_cannot_take_back_keeps_the_revocation_pending_and_loud(
