@@ -1,4 +1,4 @@
-"""What a revoked PostgreSQL login leaves behind: where it is, whether it may be kept, and removing it.
+"""Revoking a PostgreSQL login: ending its sessions, and leaving nothing it made able to run as anyone.
 
 A login that may create objects can plant code that runs with its owner's privileges (a
 ``SECURITY DEFINER`` function, a view, a materialized view's query) or with the privileges of
@@ -9,73 +9,87 @@ someone else's table goes with its function), in every database where it owns so
 a privilege. Those databases are read from ``pg_shdepend``, the cluster-wide catalog of what refers
 to a role, so no database is missed for not being listed in the policy.
 
-A target may instead name a ``reassign_to`` owner, for jobs whose tables should outlive them. That
-owner is checked at every revocation (``owner_problem``): it must exist, the admin must have its
-privileges, and neither it nor any role it belongs to — by any membership, inheriting or not — may
-be a superuser, create roles, bypass row security, replicate, be the admin, or be a predefined
-role with server-wide reach. If it fails, the objects are dropped instead and the revocation says
-why. What is reassigned is first made unable to run as its new owner: ``SECURITY DEFINER``
-routines become ``SECURITY INVOKER``, ``EXECUTE`` is revoked from ``PUBLIC`` on every routine, and
-views read with their caller's privileges (``security_invoker``).
+A target may instead name a ``reassign_to`` owner, for jobs whose tables should outlive them. It
+is checked at every revocation (``postgres_safety.owner_problem``); if it fails, the objects are
+dropped instead and the outcome says why. What is reassigned is first made unable to run as its
+new owner: ``SECURITY DEFINER`` routines become ``SECURITY INVOKER``, ``EXECUTE`` is revoked from
+``PUBLIC`` on every routine, and views read with their caller's privileges (``security_invoker``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
+from psycopg import errors as pg_errors
 from psycopg import sql
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+from jitgate.errors import ProviderError
+from jitgate.policy.model import Target
+from jitgate.providers.postgres_admin import Connection, Settings, reason_of
+from jitgate.providers.postgres_safety import owner_problem
 
-# Predefined roles whose members can read or write everything, reach the server's files or
-# programs, or end other sessions: an owner in any of them is no harmless owner.
-POWERFUL_PREDEFINED = (
-    "pg_execute_server_program",
-    "pg_read_server_files",
-    "pg_write_server_files",
-    "pg_read_all_data",
-    "pg_write_all_data",
-    "pg_signal_backend",
-)
+log = logging.getLogger(__name__)
 
-_OWNER_CHECK = """
-SELECT pg_has_role(current_user, o.oid, 'USAGE'), p.rolname, CASE
-           WHEN p.rolname = current_user THEN 'is the admin role'
-           WHEN p.rolsuper THEN 'is a superuser'
-           WHEN p.rolcreaterole THEN 'has CREATEROLE'
-           WHEN p.rolbypassrls THEN 'has BYPASSRLS'
-           WHEN p.rolreplication THEN 'has REPLICATION'
-           ELSE 'reaches the whole server' END
-  FROM pg_roles o
-  LEFT JOIN LATERAL (
-        SELECT * FROM pg_roles r
-         WHERE pg_has_role(o.oid, r.oid, 'MEMBER')
-           AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls OR r.rolreplication
-                OR r.rolname = current_user OR r.rolname = ANY(%(powerful)s))
-         ORDER BY r.oid = o.oid DESC, r.rolname LIMIT 1) p ON true
- WHERE o.rolname = %(owner)s
-"""
+TERMINATE_WAIT_MS = 5000
+TERMINATE_ROUNDS = 3
 
 
-def owner_problem(conn: Connection, owner: str) -> str | None:
-    """Why ``owner`` may not receive a revoked login's objects; ``None`` when it is harmless.
+def terminate_sessions(conn: Connection, login: str, target: Target) -> None:
+    left = 0
+    for _ in range(TERMINATE_ROUNDS):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity"
+            " WHERE usename = %s AND pid <> pg_backend_pid()",
+            [TERMINATE_WAIT_MS, login],
+        )
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()", [login]
+        ).fetchone()
+        left = int(row[0]) if row else 0
+        if not left:
+            return
+    raise ProviderError(f"postgres target {target.name}: {left} session(s) of login {login} did not end")
 
-    ``pg_has_role(..., 'MEMBER')`` follows every membership, with or without INHERIT or SET, and
-    counts the role itself, so the owner's own attributes are checked by the same query.
-    """
-    row = conn.execute(_OWNER_CHECK, {"owner": owner, "powerful": list(POWERFUL_PREDEFINED)}).fetchone()
-    if row is None:
-        return f"reassign_to role {owner} does not exist"
-    usable, privileged, why = row
-    if privileged == owner:
-        return f"reassign_to role {owner} {why}"
-    if privileged is not None:
-        return f"reassign_to role {owner} is a member of {privileged}, which {why}"
-    if not usable:
-        return f"reassign_to role {owner}: the admin lacks its privileges"
-    return None
+
+def objects_outcome(
+    conn: Connection, login: str, settings: Settings, target: Target
+) -> tuple[dict[str, Any], str | None]:
+    """Drop the login's objects, or reassign them to ``reassign_to`` if it is harmless right now."""
+    owner = settings.reassign_to
+    if owner is None:
+        return {"objects": "dropped"}, None
+    problem = owner_problem(conn, owner)
+    if problem is None:
+        return {"objects": "reassigned", "reassign_to": owner}, owner
+    log.warning(
+        "target %s: not reassigning what login %s created: %s; dropping it", target.name, login, problem
+    )
+    return {"objects": "dropped", "reassign_to": owner, "reassign_refused": problem}, None
+
+
+def clean(
+    conn: Connection,
+    login: str,
+    owner: str | None,
+    settings: Settings,
+    target: Target,
+    *,
+    and_role: bool = False,
+) -> None:
+    """Leave nothing of ``login`` in the connection's database (and DROP ROLE), in one transaction."""
+    try:
+        conn.execute(cleanup_statement(conn, login, owner, and_role=and_role))
+    except pg_errors.InsufficientPrivilege as exc:
+        reason = reason_of(exc, settings.secrets)
+        if "drop role" in reason:
+            raise
+        raise ProviderError(
+            f"postgres target {target.name}: cleaning up login {login} in database {conn.info.dbname} was"
+            f" refused: {reason} (the admin needs the privileges of whoever granted the login rights,"
+            " e.g. the object owner)"
+        ) from None
 
 
 def databases_with_traces(conn: Connection, login: str) -> list[str]:
@@ -91,6 +105,13 @@ def databases_with_traces(conn: Connection, login: str) -> list[str]:
         [login],
     ).fetchall()
     return [str(name) for (name,) in rows]
+
+
+def other_databases(conn: Connection, login: str, settings: Settings) -> list[str]:
+    """The databases besides the connection's own to clean: those listed, then those with traces."""
+    here = conn.info.dbname
+    found = (*settings.databases, *databases_with_traces(conn, login))
+    return [database for database in dict.fromkeys(found) if database != here]
 
 
 def cleanup_statement(conn: Connection, login: str, owner: str | None, *, and_role: bool) -> sql.Composed:

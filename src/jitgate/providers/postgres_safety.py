@@ -1,0 +1,127 @@
+"""What the PostgreSQL provider refuses: names that would need quoting, roles it will not hand out,
+and owners it will not hand a revoked login's objects to.
+
+A ``member_of`` role must not have or inherit SUPERUSER or CREATEROLE (either lets the login leave
+standing access behind), nor be one of the predefined roles that reach the server's files or
+programs. A ``reassign_to`` owner is held to more, since everything it receives may run code as it:
+see ``owner_problem``. Names are checked without a server at policy load; roles and owners at the
+server, at issue and at every revocation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from jitgate.errors import ProviderError
+from jitgate.policy.model import Target
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+RESERVED_ROLES = frozenset({"public", "none", "current_user", "current_role", "session_user"})
+# Members of these may read or write any server file or run programs as the server's OS user:
+# superuser in all but name, whatever the role's own attributes say.
+SERVER_ACCESS_ROLES = frozenset(
+    {"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"}
+)
+# Predefined roles whose members can read or write everything, reach the server's files or
+# programs, or end other sessions: an owner in any of them is no harmless owner.
+POWERFUL_PREDEFINED = (
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_signal_backend",
+)
+
+_OWNER_CHECK = """
+SELECT pg_has_role(current_user, o.oid, 'USAGE'), p.rolname, CASE
+           WHEN p.rolname = current_user THEN 'is the admin role'
+           WHEN p.rolsuper THEN 'is a superuser'
+           WHEN p.rolcreaterole THEN 'has CREATEROLE'
+           WHEN p.rolbypassrls THEN 'has BYPASSRLS'
+           WHEN p.rolreplication THEN 'has REPLICATION'
+           ELSE 'reaches the whole server' END
+  FROM pg_roles o
+  LEFT JOIN LATERAL (
+        SELECT * FROM pg_roles r
+         WHERE pg_has_role(o.oid, r.oid, 'MEMBER')
+           AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls OR r.rolreplication
+                OR r.rolname = current_user OR r.rolname = ANY(%(powerful)s))
+         ORDER BY r.oid = o.oid DESC, r.rolname LIMIT 1) p ON true
+ WHERE o.rolname = %(owner)s
+"""
+
+
+def owner_problem(conn: Connection, owner: str) -> str | None:
+    """Why ``owner`` may not receive a revoked login's objects; ``None`` when it is harmless.
+
+    ``pg_has_role(..., 'MEMBER')`` follows every membership, with or without INHERIT or SET, and
+    counts the role itself, so the owner's own attributes are checked by the same query.
+    """
+    row = conn.execute(_OWNER_CHECK, {"owner": owner, "powerful": list(POWERFUL_PREDEFINED)}).fetchone()
+    if row is None:
+        return f"reassign_to role {owner} does not exist"
+    usable, privileged, why = row
+    if privileged == owner:
+        return f"reassign_to role {owner} {why}"
+    if privileged is not None:
+        return f"reassign_to role {owner} is a member of {privileged}, which {why}"
+    if not usable:
+        return f"reassign_to role {owner}: the admin lacks its privileges"
+    return None
+
+
+def role_name(name: str, target: Target) -> str:
+    problem = role_problem(name, target)
+    if problem:
+        raise ProviderError(problem)
+    return name
+
+
+def role_problem(name: str, target: Target) -> str | None:
+    if not ROLE_NAME.fullmatch(name):
+        return (
+            f"role name {name!r} for target {target.name} would need quoting; use lowercase letters, "
+            "digits and _"
+        )
+    if name in RESERVED_ROLES:
+        return f"role name {name!r} for target {target.name} is reserved by PostgreSQL"
+    if name in SERVER_ACCESS_ROLES:
+        return f"role {name} on target {target.name} gives access to the server's files or programs"
+    return None
+
+
+def check_member_of(conn: Connection, names: Sequence[str], target: Target) -> None:
+    """Refuse ``names`` that do not exist or that have or inherit SUPERUSER or CREATEROLE."""
+    rows = conn.execute(
+        "SELECT r.rolname, EXISTS (SELECT 1 FROM pg_roles s WHERE (s.rolsuper OR s.rolcreaterole)"
+        " AND pg_has_role(r.oid, s.oid, 'MEMBER')) FROM pg_roles r WHERE r.rolname = ANY(%s)",
+        [list(names)],
+    ).fetchall()
+    found: dict[str, bool] = {str(row[0]): bool(row[1]) for row in rows}
+    for name in names:
+        if name not in found:
+            raise ProviderError(f"role {name} does not exist on target {target.name}")
+        if found[name]:
+            raise ProviderError(
+                f"role {name} on target {target.name} has or inherits SUPERUSER or CREATEROLE; "
+                "jitgate will not hand it out"
+            )
+
+
+def reassign_to_problem(name: str, target: Target) -> str | None:
+    """What is wrong with ``reassign_to`` as a name, without a server; the rest is ``owner_problem``."""
+    if problem := role_problem(name, target):
+        return problem
+    if name.startswith("pg_") or name == "postgres":
+        return (
+            f"{name} is a built-in role; name a role with no special powers that exists only to own"
+            " what logins leave behind"
+        )
+    return None
