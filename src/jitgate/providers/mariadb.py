@@ -65,6 +65,7 @@ from jitgate.providers.dsn import (
     pool_size_problem,
     scrub,
 )
+from jitgate.providers.mariadb_revocation import revoke_user
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,8 @@ class MariadbProvider(PooledProvider[Admin]):
             },
         )
 
-    def revoke(self, target: Target, handle: str) -> None:
+    def revoke(self, target: Target, handle: str) -> dict[str, Any] | None:
+        """End ``handle`` and drop what it defined; returns the objects dropped, for the audit."""
         login = checked_login(handle)
         settings = _settings(self._environ, target)
         with (
@@ -269,11 +271,14 @@ class MariadbProvider(PooledProvider[Admin]):
             _reported(target, f"revoking login {login}", settings),
             conn.cursor() as cur,
         ):
-            cur.execute("ALTER USER IF EXISTS %s@%s ACCOUNT LOCK", (login, settings.user_host))
-            cur.execute("KILL CONNECTION USER %s", (login,))
-            cur.execute("DROP USER IF EXISTS %s@%s", (login, settings.user_host))
-            cur.execute("KILL CONNECTION USER %s", (login,))
-        log.info("revoked login %s on target %s", login, target.name)
+            dropped = revoke_user(cur, login, settings.user_host)
+        log.info(
+            "revoked login %s on target %s, dropping %d object(s) it defined",
+            login,
+            target.name,
+            len(dropped),
+        )
+        return {"dropped": dropped} if dropped else None
 
     def check(self, target: Target) -> Health:
         try:

@@ -1,0 +1,163 @@
+"""Nothing a temporary MariaDB user defined keeps running after it is revoked.
+
+Routines, views, events and triggers carry a DEFINER, and with ``SQL SECURITY DEFINER`` (the
+default) run with the definer's privileges. Were they left behind when the user is dropped, each
+would wait for an account of the same name to appear and then run with its rights; triggers would
+meanwhile break every write to their table. So revocation drops every object whose definer is the
+user, found in ``information_schema``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from dbkit import MARIADB_ENV, MariadbEnv, issue_request, mariadb_role, mariadb_root, provider_context
+
+from jitgate.policy.model import Target
+from jitgate.providers.base import CredentialProvider, Issued
+from jitgate.providers.mariadb import create_provider
+
+pytestmark = pytest.mark.mariadb
+
+NO_SUCH_ROUTINE = 1305
+DEFINER_MISSING = 1449
+DEFINED = (
+    "SELECT 'routine', ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE DEFINER = %(d)s"
+    " UNION ALL SELECT 'view', TABLE_SCHEMA, TABLE_NAME FROM information_schema.VIEWS WHERE DEFINER = %(d)s"
+    " UNION ALL SELECT 'event', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE DEFINER = %(d)s"
+    " UNION ALL SELECT 'trigger', TRIGGER_SCHEMA, TRIGGER_NAME FROM information_schema.TRIGGERS"
+    " WHERE DEFINER = %(d)s ORDER BY 1, 3"
+)
+
+
+def make_target() -> Target:
+    return Target(name="shop-db", kind="mariadb", admin_dsn_env=MARIADB_ENV)
+
+
+@pytest.fixture
+def provider(mariadb_env: MariadbEnv, tmp_path: Path) -> CredentialProvider:
+    return create_provider(provider_context(tmp_path, {MARIADB_ENV: mariadb_env.admin_dsn()}))
+
+
+@pytest.fixture
+def handles(provider: CredentialProvider) -> Iterator[list[str]]:
+    issued: list[str] = []
+    yield issued
+    for handle in issued:
+        provider.revoke(make_target(), handle)
+
+
+def issue(provider: CredentialProvider, handles: list[str], *privileges: str) -> Issued:
+    request = issue_request(mariadb_role(privileges=privileges), make_target())
+    handle = provider.new_handle(request)
+    handles.append(handle)
+    return provider.issue(request, handle)
+
+
+def run(issued: Issued, *statements: str) -> list[tuple[Any, ...]]:
+    secret = issued.secret
+    with (
+        pymysql.connect(
+            host=str(secret["host"]),
+            port=int(secret["port"]),
+            user=str(secret["user"]),
+            password=str(secret["password"]),
+            database=str(secret["database"]),
+            autocommit=True,
+        ) as conn,
+        conn.cursor() as cur,
+    ):
+        rows: list[tuple[Any, ...]] = []
+        for statement in statements:
+            cur.execute(statement)
+            rows = list(cur.fetchall())
+        return rows
+
+
+def defined_by(login: str) -> list[tuple[str, str, str]]:
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute(DEFINED, {"d": f"{login}@%"})
+        return [(str(kind), str(schema), str(name)) for kind, schema, name in cur.fetchall()]
+
+
+@pytest.fixture
+def planted(mariadb_env: MariadbEnv, provider: CredentialProvider, handles: list[str]) -> Iterator[Issued]:
+    """A user that defined one of each kind of object, each running with its rights."""
+    db = mariadb_env.database
+    planter = issue(
+        provider,
+        handles,
+        f"SELECT, INSERT, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, EVENT, TRIGGER ON {db}.*",
+    )
+    run(
+        planter,
+        "CREATE SQL SECURITY DEFINER VIEW peek AS SELECT * FROM orders",
+        "CREATE PROCEDURE `le``ak`() SQL SECURITY DEFINER SELECT COUNT(*) FROM orders",
+        "CREATE FUNCTION tally() RETURNS int SQL SECURITY DEFINER RETURN (SELECT COUNT(*) FROM orders)",
+        "CREATE EVENT refill ON SCHEDULE EVERY 1 HOUR DO INSERT INTO orders VALUES (100, 'event')",
+        "CREATE TRIGGER stamp BEFORE INSERT ON orders FOR EACH ROW SET NEW.item = CONCAT(NEW.item, '!')",
+    )
+    assert defined_by(planter.handle) == [
+        ("event", db, "refill"),
+        ("routine", db, "le`ak"),
+        ("routine", db, "tally"),
+        ("trigger", db, "stamp"),
+        ("view", db, "peek"),
+    ]
+    yield planter
+    with mariadb_root() as root, root.cursor() as cur:
+        for statement in (
+            "DROP VIEW IF EXISTS {}.peek",
+            "DROP PROCEDURE IF EXISTS {}.`le``ak`",
+            "DROP FUNCTION IF EXISTS {}.tally",
+            "DROP EVENT IF EXISTS {}.refill",
+            "DROP TRIGGER IF EXISTS {}.stamp",
+        ):
+            cur.execute(statement.format(f"`{db}`"))
+        cur.execute(f"DELETE FROM `{db}`.orders WHERE id > 2")  # noqa: S608 - generated name
+
+
+def test_revocation_drops_every_routine_view_event_and_trigger_the_user_defined(
+    mariadb_env: MariadbEnv, provider: CredentialProvider, handles: list[str], planted: Issued
+) -> None:
+    outcome = provider.revoke(make_target(), planted.handle)
+
+    assert defined_by(planted.handle) == []
+    db = mariadb_env.database
+    assert outcome == {
+        "dropped": [
+            f"trigger {db}.stamp",
+            f"view {db}.peek",
+            f"procedure {db}.le`ak",
+            f"function {db}.tally",
+            f"event {db}.refill",
+        ]
+    }
+    with mariadb_root() as root, root.cursor() as cur:
+        # Writes to the table no longer run the dead user's trigger (which would fail every one).
+        cur.execute(f"INSERT INTO `{db}`.orders VALUES (3, 'cup')")  # noqa: S608 - generated name
+        cur.execute(f"SELECT item FROM `{db}`.orders WHERE id = 3")  # noqa: S608 - generated name
+        assert cur.fetchone() == ("cup",)
+    assert provider.revoke(make_target(), planted.handle) is None  # twice is fine
+
+
+def test_an_account_recreated_under_the_revoked_name_revives_nothing(
+    mariadb_env: MariadbEnv, provider: CredentialProvider, handles: list[str], planted: Issued
+) -> None:
+    db = mariadb_env.database
+    provider.revoke(make_target(), planted.handle)
+    caller = issue(provider, handles, f"EXECUTE ON {db}.*")
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute("CREATE USER %s@'%%' ACCOUNT LOCK", (planted.handle,))
+        cur.execute(f"GRANT SELECT, EXECUTE ON `{db}`.* TO %s@'%%'", (planted.handle,))
+    try:
+        with pytest.raises(pymysql.MySQLError) as failure:
+            run(caller, "CALL `le``ak`()")
+        assert failure.value.args[0] == NO_SUCH_ROUTINE
+    finally:
+        with mariadb_root() as root, root.cursor() as cur:
+            cur.execute("DROP USER IF EXISTS %s@'%%'", (planted.handle,))
