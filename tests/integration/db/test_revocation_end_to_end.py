@@ -304,6 +304,9 @@ roles:
         psycopg.connect(login["dsn"]).close()
     poll("the revocation to be recorded", lambda: not broker.metric("jitgate_pending_revocations"))
     revoked_for_good(broker, grant["id"], handle)
+    # What became of the login's objects is part of the record (nothing is ever handed to the admin).
+    (revoked,) = broker.audit("credential.revoked")
+    assert revoked["details"]["outcome"] == {"objects": "dropped", "databases": [pg_env.database]}
     no_secret_anywhere(broker, password, pg_env.admin_password)
 
 
