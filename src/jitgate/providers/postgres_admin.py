@@ -198,6 +198,6 @@ def reason_of(exc: psycopg.Error, secrets: Sequence[str]) -> str:
         if any(line.startswith("privileges for") for line in lines):
             hints.append("the admin needs the privileges of whoever granted them, e.g. the object owner")
         if any(" in database " in line for line in lines):
-            hints.append("list the other database under options.databases")
+            hints.append("the next attempt cleans that database too")
         text += f" ({'; '.join([lines[0] + more, *hints])})"
     return scrub(text, secrets)
