@@ -57,6 +57,7 @@ from jitgate.providers.dsn import PooledProvider, checked_login, new_login
 from jitgate.providers.mariadb_admin import (
     Admin,
     Settings,
+    admin_grants,
     alive,
     close,
     connect,
@@ -68,7 +69,14 @@ from jitgate.providers.mariadb_admin import (
     settings_of,
 )
 from jitgate.providers.mariadb_revocation import revoke_user
-from jitgate.providers.mariadb_safety import Privilege, parse_privilege, role_name, role_problem
+from jitgate.providers.mariadb_safety import (
+    DEFINING,
+    Privilege,
+    parse_privilege,
+    role_name,
+    role_problem,
+    unsweepable,
+)
 
 __all__ = ["MariadbProvider", "create_provider", "native_password_hash", "parse_privilege"]
 
@@ -223,6 +231,11 @@ def native_password_hash(password: str) -> str:
 def _create(conn: Admin, new: _NewUser, settings: Settings, target: Target) -> None:
     user = (new.login, new.host)
     with conn.cursor() as cur:
+        if any(DEFINING & set(grant.privileges) for grant in new.grants):
+            with reported(target, "checking the admin's privileges", settings):
+                held = admin_grants(cur)
+            if problem := unsweepable(new.grants, held, target):
+                raise ProviderError(problem)
         with reported(target, f"creating login {new.login}", settings, new.password):
             limit = new.connection_limit
             suffix = f" WITH MAX_USER_CONNECTIONS {int(limit)}" if limit is not None else ""

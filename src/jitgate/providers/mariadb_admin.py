@@ -27,7 +27,9 @@ from jitgate.policy.model import Target
 from jitgate.providers.dsn import POOL_SIZE, admin_dsn, pool_size_problem, scrub
 
 USER_HOST = re.compile(r"^[A-Za-z0-9.%_:-]{1,255}$")
-GLOBAL_GRANT = re.compile(r"^GRANT (?P<privileges>.+?) ON \*\.\* TO ")
+GRANT_LINE = re.compile(
+    r"^GRANT (?P<privileges>.+?) ON (?P<on>\*\.\*|`(?:[^`]|``)+`\.(?:\*|`(?:[^`]|``)+`)) TO "
+)
 KILL_PRIVILEGES = frozenset({"CONNECTION ADMIN", "SUPER", "ALL PRIVILEGES"})
 OPTIONS = frozenset({"user_host", "connect_timeout", "admin_connections"})
 # PyMySQL's own errors for a connection that failed or dropped (the server sends codes below 2000).
@@ -186,15 +188,33 @@ def reason_of(exc: pymysql.MySQLError, secrets: Sequence[str]) -> str:
 
 def _require_kill_privilege(cur: Cursor, target: Target) -> None:
     """Refuse an admin that could not end the login's connections (KILL would silently do nothing)."""
-    cur.execute("SHOW GRANTS")
-    held: set[str] = set()
-    for (line,) in cur.fetchall():
-        # Only the privilege list is read: these lines may carry the admin's password hash.
-        match = GLOBAL_GRANT.match(str(line))
-        if match:
-            held.update(part.strip().upper() for part in match["privileges"].split(","))
-    if not held & KILL_PRIVILEGES:
+    if not admin_grants(cur).get((None, None), set()) & KILL_PRIVILEGES:
         raise ProviderError(
             f"mariadb target {target.name}: the admin lacks CONNECTION ADMIN, so it could not end the "
             "login's connections"
         )
+
+
+def admin_grants(cur: Cursor) -> dict[tuple[str | None, str | None], set[str]]:
+    """The admin's own privileges by level: ``(None, None)`` global, ``(db, None)``, ``(db, table)``.
+
+    Privileges that reach the admin only through a role are not listed (``SHOW GRANTS`` shows what
+    is active), so this errs towards less.
+    """
+    cur.execute("SHOW GRANTS")
+    held: dict[tuple[str | None, str | None], set[str]] = {}
+    for (line,) in cur.fetchall():
+        # Only the privilege list and level are read: these lines may carry the password hash.
+        match = GRANT_LINE.match(str(line))
+        if match:
+            level = (None, None) if match["on"] == "*.*" else _level(match["on"])
+            held.setdefault(level, set()).update(
+                part.strip().upper() for part in match["privileges"].split(",")
+            )
+    return held
+
+
+def _level(on: str) -> tuple[str | None, str | None]:
+    database, _, table = on.partition("`.")
+    name = database[1:].replace("``", "`")
+    return name, None if table == "*" else table[1:-1].replace("``", "`")

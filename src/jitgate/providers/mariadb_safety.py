@@ -7,6 +7,7 @@ issue, before anything is created.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jitgate.errors import ProviderError
@@ -41,6 +42,10 @@ OBJECT_PRIVILEGES = frozenset(
         "DELETE HISTORY",
     }
 )
+# Privileges with which a login defines objects that run as their DEFINER, and those the admin
+# needs at the same level to see and drop such objects at revocation.
+DEFINING = frozenset({"CREATE VIEW", "CREATE ROUTINE", "EVENT", "TRIGGER"})
+SWEEPING = frozenset({"SHOW VIEW", "TRIGGER", "EVENT", "ALTER ROUTINE", "DROP"})
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 RESERVED_ROLES = frozenset({"public", "none"})
 
@@ -90,4 +95,26 @@ def role_problem(name: str, target: Target) -> str | None:
         return f"role name {name!r} for target {target.name} would need quoting; use letters, digits and _"
     if name.lower() in RESERVED_ROLES:
         return f"role name {name!r} for target {target.name} is reserved by MariaDB"
+    return None
+
+
+def unsweepable(
+    grants: Sequence[Privilege], held: Mapping[tuple[str | None, str | None], set[str]], target: Target
+) -> str | None:
+    """Why a login given ``grants`` could define objects the admin (holding ``held``) could not
+    find and drop at revocation; ``None`` when every such object would be in the admin's sight."""
+    for grant in grants:
+        if not DEFINING & set(grant.privileges):
+            continue
+        levels: list[tuple[str | None, str | None]] = [(None, None), (grant.database, None)]
+        if grant.table is not None:
+            levels.append((grant.database, grant.table))
+        have = set().union(*(held.get(level, set()) for level in levels))
+        if "ALL PRIVILEGES" in have or have >= SWEEPING:
+            continue
+        missing = ", ".join(sorted(SWEEPING - have))
+        return (
+            f"privilege spec {grant} on target {target.name}: the admin could not see or drop what"
+            f" the login defines there (it needs {missing} on {grant.database}.*)"
+        )
     return None

@@ -15,8 +15,17 @@ from typing import Any
 
 import pymysql
 import pytest
-from dbkit import MARIADB_ENV, MariadbEnv, issue_request, mariadb_role, mariadb_root, provider_context
+from dbkit import (
+    MARIADB_ENV,
+    MariadbEnv,
+    issue_request,
+    leftover_mariadb_logins,
+    mariadb_role,
+    mariadb_root,
+    provider_context,
+)
 
+from jitgate.errors import ProviderError
 from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued
 from jitgate.providers.mariadb import create_provider
@@ -58,7 +67,8 @@ def issue(provider: CredentialProvider, handles: list[str], *privileges: str) ->
     return provider.issue(request, handle)
 
 
-def run(issued: Issued, *statements: str) -> list[tuple[Any, ...]]:
+def run(issued: Issued, *statements: str, schema: str | None = None) -> list[tuple[Any, ...]]:
+    """Run ``statements`` as the issued login, in its database or in ``schema``."""
     secret = issued.secret
     with (
         pymysql.connect(
@@ -66,7 +76,7 @@ def run(issued: Issued, *statements: str) -> list[tuple[Any, ...]]:
             port=int(secret["port"]),
             user=str(secret["user"]),
             password=str(secret["password"]),
-            database=str(secret["database"]),
+            database=schema or str(secret["database"]),
             autocommit=True,
         ) as conn,
         conn.cursor() as cur,
@@ -161,3 +171,45 @@ def test_an_account_recreated_under_the_revoked_name_revives_nothing(
     finally:
         with mariadb_root() as root, root.cursor() as cur:
             cur.execute("DROP USER IF EXISTS %s@'%%'", (planted.handle,))
+
+
+@pytest.fixture
+def blind_schema(mariadb_env: MariadbEnv) -> Iterator[str]:
+    """A schema where the admin may hand out CREATE ROUTINE but could not see the routines made."""
+    name = f"{mariadb_env.database}_blind"
+    admin = f"`{mariadb_env.admin}`@'%'"
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+        cur.execute(f"GRANT CREATE ROUTINE ON `{name}`.* TO {admin} WITH GRANT OPTION")
+    yield name
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        cur.execute(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {admin}")
+        cur.execute(f"GRANT CREATE USER, CONNECTION ADMIN ON *.* TO {admin}")
+        cur.execute(f"GRANT ALL ON `{mariadb_env.database}`.* TO {admin} WITH GRANT OPTION")
+        cur.execute(f"GRANT `{mariadb_env.readonly}` TO {admin} WITH ADMIN OPTION")
+
+
+def test_no_login_may_define_objects_where_the_admin_could_not_find_them_again(
+    mariadb_env: MariadbEnv, provider: CredentialProvider, handles: list[str], blind_schema: str
+) -> None:
+    request = issue_request(mariadb_role(privileges=(f"CREATE ROUTINE ON {blind_schema}.*",)), make_target())
+    handle = provider.new_handle(request)
+    with pytest.raises(ProviderError) as failure:
+        provider.issue(request, handle)
+    assert str(failure.value) == (
+        f"privilege spec CREATE ROUTINE ON {blind_schema}.* on target shop-db: the admin could not see or"
+        f" drop what the login defines there (it needs ALTER ROUTINE, DROP, EVENT, SHOW VIEW, TRIGGER on"
+        f" {blind_schema}.*)"
+    )
+    assert handle not in leftover_mariadb_logins()
+
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute(
+            f"GRANT SHOW VIEW, TRIGGER, EVENT, ALTER ROUTINE, DROP ON `{blind_schema}`.*"
+            f" TO `{mariadb_env.admin}`@'%'"
+        )
+    definer = issue(provider, handles, f"CREATE ROUTINE ON {blind_schema}.*")
+    run(definer, "CREATE PROCEDURE hidden() SQL SECURITY DEFINER SELECT 1", schema=blind_schema)
+    assert provider.revoke(make_target(), definer.handle) == {"dropped": [f"procedure {blind_schema}.hidden"]}
+    assert defined_by(definer.handle) == []
