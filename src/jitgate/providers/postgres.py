@@ -74,8 +74,8 @@ from jitgate.providers.postgres_admin import (
 )
 from jitgate.providers.postgres_revocation import (
     clean,
+    databases_with_traces,
     objects_outcome,
-    other_databases,
     terminate_sessions,
 )
 from jitgate.providers.postgres_safety import check_member_of, owner_problem, role_name, role_problem
@@ -183,14 +183,19 @@ class PostgresProvider(PooledProvider[Connection]):
                 terminate_sessions(conn, login, target)
                 outcome, owner = objects_outcome(conn, login, settings, target)
                 here = conn.info.dbname
-                elsewhere = other_databases(conn, login, settings)
-                for database in elsewhere:
-                    with (
-                        self._admin(settings, target, database) as other,
-                        reported(target, f"cleaning login {login} in database {database}", settings),
-                    ):
-                        clean(other, login, owner, settings, target)
-                clean(conn, login, owner, settings, target, and_role=True)
+                elsewhere = [db for db in dict.fromkeys(settings.databases) if db != here]
+                self._clean_in(elsewhere, login, owner, settings, target)
+                try:
+                    clean(conn, login, owner, settings, target, and_role=True)
+                except pg_errors.DependentObjectsStillExist:
+                    # It left something in another database; the server's catalog says which. Found
+                    # only now, so the common case costs no extra round trip.
+                    more = [db for db in databases_with_traces(conn, login) if db not in {here, *elsewhere}]
+                    if not more:
+                        raise
+                    self._clean_in(more, login, owner, settings, target)
+                    elsewhere += more
+                    clean(conn, login, owner, settings, target, and_role=True)
             except pg_errors.UndefinedObject:
                 # Another broker replica may have finished this revocation meanwhile.
                 if _role_exists(conn, login):
@@ -198,6 +203,16 @@ class PostgresProvider(PooledProvider[Connection]):
                 return None
         log.info("revoked login %s on target %s; its objects %s", login, target.name, outcome["objects"])
         return {**outcome, "databases": sorted({here, *elsewhere})}
+
+    def _clean_in(
+        self, databases: Sequence[str], login: str, owner: str | None, settings: Settings, target: Target
+    ) -> None:
+        for database in databases:
+            with (
+                self._admin(settings, target, database) as other,
+                reported(target, f"cleaning login {login} in database {database}", settings),
+            ):
+                clean(other, login, owner, settings, target)
 
     def check(self, target: Target) -> Health:
         """Reachable, an admin that can create roles, and a ``reassign_to`` owner that is harmless."""

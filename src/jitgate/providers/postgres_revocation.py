@@ -7,7 +7,8 @@ admin at revocation would let the next caller act as the admin. So by default ev
 login owned is dropped, with what depends on it (``DROP OWNED BY ... CASCADE``: a trigger it put on
 someone else's table goes with its function), in every database where it owns something or holds
 a privilege. Those databases are read from ``pg_shdepend``, the cluster-wide catalog of what refers
-to a role, so no database is missed for not being listed in the policy.
+to a role, so no database is missed for not being listed in the policy; the provider reads it only
+when ``DROP ROLE`` reports objects elsewhere, so the common case costs no extra round trip.
 
 A target may instead name a ``reassign_to`` owner, for jobs whose tables should outlive them. It
 is checked at every revocation (``postgres_safety.owner_problem``); if it fails, the objects are
