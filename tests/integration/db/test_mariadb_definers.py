@@ -213,3 +213,30 @@ def test_no_login_may_define_objects_where_the_admin_could_not_find_them_again(
     run(definer, "CREATE PROCEDURE hidden() SQL SECURITY DEFINER SELECT 1", schema=blind_schema)
     assert provider.revoke(make_target(), definer.handle) == {"dropped": [f"procedure {blind_schema}.hidden"]}
     assert defined_by(definer.handle) == []
+
+
+def test_a_sweep_that_fails_half_way_keeps_the_user_locked_and_the_revocation_pending(
+    mariadb_env: MariadbEnv, provider: CredentialProvider, handles: list[str], blind_schema: str
+) -> None:
+    admin = f"`{mariadb_env.admin}`@'%'"
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute(f"GRANT SHOW VIEW, TRIGGER, EVENT, ALTER ROUTINE, DROP ON `{blind_schema}`.* TO {admin}")
+    definer = issue(provider, handles, f"CREATE ROUTINE ON {blind_schema}.*")
+    run(definer, "CREATE PROCEDURE kept_alive() SQL SECURITY DEFINER SELECT 1", schema=blind_schema)
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute(f"REVOKE ALTER ROUTINE ON `{blind_schema}`.* FROM {admin}")
+
+    with pytest.raises(ProviderError, match="revoking login") as failure:
+        provider.revoke(make_target(), definer.handle)
+    assert "\n" not in str(failure.value)
+    assert definer.handle in leftover_mariadb_logins()  # kept, so the retry finds its objects again
+    with pytest.raises(pymysql.MySQLError):
+        run(definer, "SELECT 1", schema=blind_schema)  # but locked already
+
+    with mariadb_root() as root, root.cursor() as cur:
+        cur.execute(f"GRANT ALTER ROUTINE ON `{blind_schema}`.* TO {admin}")
+    assert provider.revoke(make_target(), definer.handle) == {
+        "dropped": [f"procedure {blind_schema}.kept_alive"]
+    }
+    assert definer.handle not in leftover_mariadb_logins()
+    assert defined_by(definer.handle) == []
