@@ -28,15 +28,10 @@ RESERVED_ROLES = frozenset({"public", "none", "current_user", "current_role", "s
 SERVER_ACCESS_ROLES = frozenset(
     {"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"}
 )
-# Predefined roles whose members can read or write everything, reach the server's files or
-# programs, or end other sessions: an owner in any of them is no harmless owner.
-POWERFUL_PREDEFINED = (
-    "pg_execute_server_program",
-    "pg_read_server_files",
-    "pg_write_server_files",
-    "pg_read_all_data",
-    "pg_write_all_data",
-    "pg_signal_backend",
+# Predefined roles whose members can also read or write every table or end other sessions: an
+# owner in any of them, or in the ones above, is no harmless owner.
+POWERFUL_PREDEFINED = tuple(
+    sorted(SERVER_ACCESS_ROLES | {"pg_read_all_data", "pg_write_all_data", "pg_signal_backend"})
 )
 
 _OWNER_CHECK = """
