@@ -108,13 +108,6 @@ def databases_with_traces(conn: Connection, login: str) -> list[str]:
     return [str(name) for (name,) in rows]
 
 
-def other_databases(conn: Connection, login: str, settings: Settings) -> list[str]:
-    """The databases besides the connection's own to clean: those listed, then those with traces."""
-    here = conn.info.dbname
-    found = (*settings.databases, *databases_with_traces(conn, login))
-    return [database for database in dict.fromkeys(found) if database != here]
-
-
 def cleanup_statement(conn: Connection, login: str, owner: str | None, *, and_role: bool) -> sql.Composed:
     """One transaction's worth of SQL that leaves nothing of ``login`` in the connection's database.
 
