@@ -18,14 +18,15 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from jitgate import errors
 from jitgate.cli.config import STATUS_ERRORS, resolve
+from jitgate.domain import sshnames
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -35,6 +36,7 @@ SSH_KEYGEN = "ssh-keygen"
 PSQL = "psql"
 COMMAND_NOT_FOUND = 127
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+T = TypeVar("T")
 
 
 # -- the private directory ------------------------------------------------------------------------
@@ -155,11 +157,30 @@ class SessionKey:
             self._process.wait()
 
 
+def _one_line(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or any(c < " " or c == "\x7f" for c in value):
+        raise errors.InvalidInput(f"the broker sent {what} that is not one line of text")
+    return value
+
+
+def checked(check: Callable[[object], T], value: object, what: str) -> T:
+    """``value`` if it has the shape ``check`` wants, else a one-line refusal naming ``what``."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise errors.InvalidInput(f"the broker sent a bad {what}: {exc}") from None
+
+
 class Minted(NamedTuple):
-    """A certificate as the broker returned it, with where and as whom to connect."""
+    """A certificate as the broker returned it, with where and as whom to connect.
+
+    Nothing the broker sends reaches an ``ssh`` argument or a file unchecked: the address and port
+    must have the shapes the policy allows, and every principal must be bound to the target asked
+    for (a certificate for another target is of no use here, and a sign of a confused broker).
+    """
 
     certificate: str
-    principals: list[str]
+    logins: list[str]
     address: str
     port: int
     known_hosts: list[str]
@@ -167,26 +188,31 @@ class Minted(NamedTuple):
     valid_before: str
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> Minted:
-        target = data["target"]
-        if not target.get("address"):
-            raise errors.InvalidInput(f"target {target.get('name')} has no address")
+    def from_api(cls, data: dict[str, Any], target: str) -> Minted:
+        where = data["target"]
+        if not where.get("address"):
+            raise errors.InvalidInput(f"target {target} has no address")
+        if where.get("name") != target:
+            raise errors.InvalidInput(f"the broker answered for another target than {target}")
+        principals = data["principals"]
+        if not isinstance(principals, list) or not principals:
+            raise errors.InvalidInput("the broker sent a certificate without principals")
         return cls(
-            certificate=data["certificate"],
-            principals=list(data["principals"]),
-            address=str(target["address"]),
-            port=int(target["port"]),
-            known_hosts=list(data.get("known_hosts") or []),
+            certificate=_one_line(data["certificate"], "a certificate"),
+            logins=[checked(lambda p: sshnames.login_of(str(p), target), p, "principal") for p in principals],
+            address=checked(sshnames.check_address, where["address"], "address"),
+            port=checked(sshnames.check_port, where["port"], "port"),
+            known_hosts=[_one_line(line, "a known_hosts line") for line in data.get("known_hosts") or []],
             grant_id=str(data["grant_id"]),
             valid_before=str(data["valid_before"]),
         )
 
     def login(self, wanted: str | None) -> str:
         if wanted is None:
-            return self.principals[0]
-        if wanted not in self.principals:
+            return self.logins[0]
+        if wanted not in self.logins:
             raise errors.InvalidInput(
-                f"login {wanted!r} is not in the certificate; choose one of {', '.join(self.principals)}"
+                f"login {wanted!r} is not in the certificate; choose one of {', '.join(self.logins)}"
             )
         return wanted
 
@@ -315,8 +341,12 @@ def connect(
         finally:
             key.stop()
         if login is not None:
-            body["login"] = login  # the broker refuses a login outside the role before minting anything
-        minted = Minted.from_api(post_json(base_url, bearer, "/api/v1/ssh/certificates", body))
+            try:
+                body["login"] = sshnames.check_login(login)
+            except ValueError as exc:
+                raise errors.InvalidInput(str(exc)) from None
+            # the broker refuses a login outside the role before minting anything
+        minted = Minted.from_api(post_json(base_url, bearer, "/api/v1/ssh/certificates", body), target)
         user = minted.login(login)
         if accept_unknown_host:
             sys.stderr.write("warning: not checking the host's identity (--unsafe-accept-unknown-host)\n")

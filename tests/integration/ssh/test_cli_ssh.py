@@ -222,8 +222,10 @@ def world(
 
     user_ca = offline("ca", "show", "--data-dir", str(data)).stdout.splitlines()
     sshd.trust(user_ca)
+    sshd.serve("bare-1")
     factory = SshdFactory(tmp_path_factory)
     server_sshd = factory(
+        target="web-1",
         trusted_ca_lines=user_ca,
         revoked_keys=empty_krl(tmp),
         host_certificate=host_certificate,
@@ -301,7 +303,8 @@ def test_known_hosts_name_the_port_the_ssh_client_looks_up(world: World) -> None
     assert body["target"] == {"name": "web-1", "address": "127.0.0.1", "port": port}
     host_ca = world.ok("ca", "show", "--kind", "host", user=None).splitlines()
     assert body["known_hosts"] == [f"@cert-authority [127.0.0.1]:{port},[web-1]:{port} {x}" for x in host_ca]
-    assert body["principals"] == ["deploy", "ops"]
+    assert body["principals"] == ["deploy@web-1", "ops@web-1"]
+    assert body["logins"] == ["deploy", "ops"]
 
 
 def test_a_revoked_grant_s_certificate_is_refused_at_once_through_the_krl(world: World) -> None:
@@ -406,7 +409,7 @@ def test_ssh_cert_prints_a_certificate_ssh_keygen_reads(world: World) -> None:
     cert.write_text(line + "\n")
     shown = subprocess.run(["ssh-keygen", "-L", "-f", str(cert)], capture_output=True, text=True, check=True)
     assert "user certificate" in shown.stdout
-    assert "\n                deploy\n                ops\n" in shown.stdout
+    assert "\n                deploy@web-1\n                ops@web-1\n" in shown.stdout
     assert run_ssh(world.sshd, "ops", key, cert).stdout == "ops\n"
 
 
