@@ -12,11 +12,9 @@ import os
 import re
 import secrets
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,10 +28,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sshd import Sshd, SshdFactory, empty_krl, run_ssh
 
 from support import component_missing
+from support.broker import JITGATE, Server
 
 pytestmark = pytest.mark.sshd
 
-JITGATE = [sys.executable, "-m", "jitgate"]
 POLICY = """
 targets:
   - {{name: web-1, kind: ssh, address: 127.0.0.1, port: {port}, labels: {{env: prod}}}}
@@ -64,49 +62,10 @@ PG_SUPERUSER = "postgresql://postgres@127.0.0.1:5432/postgres"
 USERS = {"alice": ["engineers"], "carol": ["engineers"], "dave": ["engineers"], "erin": ["engineers"]}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def offline(*args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([*JITGATE, *args], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    @classmethod
-    def start(cls, data: Path, policy: Path, log: Path, env: dict[str, str]) -> Server:
-        port = free_port()
-        handle = log.open("ab")
-        process = subprocess.Popen(
-            [*JITGATE, "server", "--data-dir", str(data), "--policy", str(policy),
-             "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=handle, env={**os.environ, **env},
-        )  # fmt: skip
-        handle.close()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    return cls(process, url, log)
-            except httpx.HTTPError:
-                time.sleep(0.05)  # polling for the server to come up
-        process.kill()
-        process.wait()
-        pytest.fail("jitgate server did not start: " + log.read_text()[-2000:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
 
 
 @dataclass
