@@ -28,16 +28,15 @@ from jitgate import errors
 from jitgate.cli.client import ApiClient
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api
 from jitgate.cli.output import emit_json, err, fail
+from jitgate.cli.signals import ProgramMissing, SessionSignal, run_child, signals_end_session
 from jitgate.cli.sshsession import (
     COMMAND_NOT_FOUND,
     PSQL,
     KeyPair,
     Minted,
-    ProgramMissing,
     checked,
     connect,
     private_directory,
-    run_child,
     runtime_base,
     shred,
     write_credentials,
@@ -258,8 +257,11 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         writes a fresh key and certificate into $XDG_RUNTIME_DIR/jitgate (0700).
         """
         if mint_target is not None:
-            with api(url, token) as client:
-                mint_into(client, mint_target, runtime_base(into))
+            try:
+                with signals_end_session(), api(url, token) as client:
+                    mint_into(client, mint_target, runtime_base(into))
+            except SessionSignal as stopped:
+                raise typer.Exit(stopped.exit_code) from None
             return
         with api(url, token) as client:
             found = [ConfigTarget.from_api(t) for t in client.get("/api/v1/ssh/targets")]

@@ -12,20 +12,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from jitgate import errors
 from jitgate.cli.config import STATUS_ERRORS, resolve
+from jitgate.cli.signals import ProgramMissing, SessionSignal, run_child, signals_end_session
 from jitgate.domain import sshnames
 
 if TYPE_CHECKING:
@@ -35,17 +35,10 @@ SSH = "ssh"
 SSH_KEYGEN = "ssh-keygen"
 PSQL = "psql"
 COMMAND_NOT_FOUND = 127
-_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 T = TypeVar("T")
 
 
 # -- the private directory ------------------------------------------------------------------------
-
-
-class ProgramMissing(errors.JitgateError):
-    """The local program jitgate hands over to (ssh, psql) is not installed."""
-
-    code = "program_missing"
 
 
 def runtime_base(path: Path | None = None) -> Path:
@@ -92,17 +85,32 @@ def shred(path: Path) -> None:
     path.unlink()
 
 
-@contextlib.contextmanager
-def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterator[Path]:
-    """A fresh 0700 directory in ``base`` that is gone when the block ends, whatever ends it."""
-    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=runtime_base(base)))
-    try:
-        yield directory
-    finally:
+def _remove(directory: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
         for entry in directory.iterdir():
             if entry.is_file() and not entry.is_symlink():
                 shred(entry)
-        shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterator[Path]:
+    """A fresh 0700 directory in ``base`` that is gone when the block ends, whatever ends it.
+
+    Its name is chosen before it is made, so an interruption at any moment finds it to remove; an
+    interruption of the removal itself (the signal that ends the session, landing there) is
+    followed by the removal again (``signals_end_session`` raises only once).
+    """
+    directory = runtime_base(base) / f"{prefix}{secrets.token_hex(8)}"
+    try:
+        directory.mkdir(mode=0o700)
+        yield directory
+    finally:
+        try:
+            _remove(directory)
+        except BaseException:
+            _remove(directory)
+            raise
 
 
 class KeyPair(NamedTuple):
@@ -260,33 +268,6 @@ def ssh_argv(
     return argv
 
 
-def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
-    """Run ``argv`` in the foreground and return its exit status (128+N when killed by signal N).
-
-    Ctrl-C reaches the child from the terminal; a signal sent to us alone is passed on to it. We
-    stay until it has ended, so the caller's clean-up runs after the child stopped using the files.
-    """
-    try:
-        child = subprocess.Popen(argv, env=env)
-    except FileNotFoundError:
-        raise ProgramMissing(f"{argv[0]} is not installed or not on PATH") from None
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED_SIGNALS}
-    try:
-        code = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    return 128 - code if code < 0 else code
-
-
 def post_json(url: str, token: str | None, path: str, body: dict[str, Any], timeout: float = 30) -> Any:
     """POST to the broker; an error response becomes the matching ``JitgateError``.
 
@@ -330,7 +311,27 @@ def connect(
     url: str | None = None,
     token: str | None = None,
 ) -> int:
-    """Mint, connect, clean up; returns ssh's exit status. Refusals raise ``JitgateError``."""
+    """Mint, connect, clean up; returns ssh's exit status. Refusals raise ``JitgateError``.
+
+    SIGINT, SIGTERM or SIGHUP at any moment end the session with 128+N, the key directory removed.
+    """
+    try:
+        with signals_end_session():
+            return _session(target, command, login, options, accept_unknown_host, url, token)
+    except SessionSignal as stopped:
+        sys.stderr.write(f"error: stopped by {stopped.name}; the session key is removed\n")
+        return stopped.exit_code
+
+
+def _session(
+    target: str,
+    command: Sequence[str],
+    login: str | None,
+    options: Sequence[str],
+    accept_unknown_host: bool,
+    url: str | None,
+    token: str | None,
+) -> int:
     base_url, bearer = resolve(url, token)
     with private_directory() as directory:
         key = SessionKey(directory, "id_ed25519")

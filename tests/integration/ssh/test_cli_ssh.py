@@ -286,7 +286,14 @@ def test_a_revoked_grant_s_certificate_is_refused_at_once_through_the_krl(world:
     assert world.run("ssh", "web-1", "--", "true").returncode == 0  # alice's grant is untouched
 
 
-def test_nothing_usable_is_left_on_disk_even_after_ctrl_c(world: World) -> None:
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGHUP, False)],
+    ids=["ctrl-c", "sigterm-to-jitgate", "sighup-to-jitgate"],
+)
+def test_nothing_usable_is_left_on_disk_after_a_signal_during_the_session(
+    world: World, signum: signal.Signals, to_group: bool
+) -> None:
     base = world.runtime_base("alice")
     accepted = world.sshd.log().count("Accepted publickey for deploy")
     session = subprocess.Popen(
@@ -309,7 +316,10 @@ def test_nothing_usable_is_left_on_disk_even_after_ctrl_c(world: World) -> None:
         assert files == ["id_ed25519", "id_ed25519-cert.pub", "id_ed25519.known_hosts"]
         assert all(stat.S_IMODE((directory / f).stat().st_mode) == 0o600 for f in files)
 
-        os.killpg(session.pid, signal.SIGINT)
+        if to_group:
+            os.killpg(session.pid, signum)
+        else:
+            session.send_signal(signum)  # passed on to ssh; jitgate cleans up once ssh has gone
         _, stderr = session.communicate(timeout=20)
     finally:
         if session.poll() is None:
