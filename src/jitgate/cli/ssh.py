@@ -11,7 +11,9 @@ key overwritten first, however the session ends.
 through jitgate: a ``Match … exec`` line mints a certificate into the per-user runtime directory
 just before each connection, and a ``Host`` block points ``ssh`` at it. There the short-lived key
 and certificate stay in that directory between connections (each connection replaces them); the
-certificate is dead within minutes and the key is trusted nowhere else.
+certificate is dead within minutes and the key is trusted nowhere else. Every value the broker
+sends for a stanza (name, address, port, login) is checked against ``domain/sshnames`` first: a
+newline in an address would otherwise add a ``ProxyCommand`` to the user's ssh configuration.
 """
 
 from __future__ import annotations

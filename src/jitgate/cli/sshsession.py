@@ -4,7 +4,9 @@ client run with both from a private directory that is gone afterwards.
 Only the standard library is imported up front, so that ``jitgate ssh`` starts in a fraction of the
 time the full command line takes (see ``cli/entry.py``). The session key is made by ``ssh-keygen``
 straight into the private directory, the only place its private half is ever written (``ssh`` has
-to read it from there), while this process goes on loading the HTTP client.
+to read it from there), while this process goes on loading the HTTP client. From the start of a
+session to its end SIGINT, SIGTERM and SIGHUP remove that directory too (``cli/signals.py``), and
+nothing the broker answers reaches ``ssh``'s arguments or a file unchecked (``Minted.from_api``).
 """
 
 from __future__ import annotations
