@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import stat
 import subprocess
@@ -103,7 +102,7 @@ def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterato
     interruption of the removal itself (the signal that ends the session, landing there) is
     followed by the removal again (``signals_end_session`` raises only once).
     """
-    directory = runtime_base(base) / f"{prefix}{secrets.token_hex(8)}"
+    directory = runtime_base(base) / f"{prefix}{os.urandom(8).hex()}"
     try:
         directory.mkdir(mode=0o700)
         yield directory

@@ -13,7 +13,6 @@ target name can hold an ``@``, so a principal names exactly one login on exactly
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 SEPARATOR = "@"
@@ -21,6 +20,8 @@ _TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _LOGIN = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _ADDRESS_CHARACTERS = re.compile(r"[A-Za-z0-9_.:-]{1,253}")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 def _shown(value: object) -> str:
@@ -53,6 +54,8 @@ def check_address(value: object) -> str:
     if not isinstance(value, str) or not _ADDRESS_CHARACTERS.fullmatch(value):
         raise ValueError(f"{_shown(value)} is not a host name or IP address")
     if ":" in value:
+        import ipaddress  # here: the ``jitgate ssh`` fast path rarely meets IPv6 and pays for imports
+
         try:
             ipaddress.IPv6Address(value)
         except ValueError:
@@ -61,11 +64,9 @@ def check_address(value: object) -> str:
     labels = value.split(".")
     if not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError(f"{_shown(value)} is not a host name or IP address")
-    if labels[-1].isdigit():  # all-numeric: it must be an IPv4 address, not something ssh guesses at
-        try:
-            ipaddress.IPv4Address(value)
-        except ValueError:
-            raise ValueError(f"{_shown(value)} is not a valid IPv4 address") from None
+    if labels[-1].isdigit() and not _IPV4.fullmatch(value):
+        # all-numeric: it must be an IPv4 address (dotted quad), not something resolvers guess at
+        raise ValueError(f"{_shown(value)} is not a valid IPv4 address")
     return value
 
 
