@@ -1,7 +1,10 @@
 """A throwaway real OpenSSH sshd on a loopback port, and the real ssh client to talk to it.
 
-Loaded as fixtures by ``tests/integration/ssh/conftest.py`` (import the names from here to reuse
-them elsewhere). Needs root: it creates the login users ``deploy`` and ``ops`` when missing.
+Configured as ``docs/operations.md`` says a target is: ``TrustedUserCAKeys`` for the broker's user
+CA, ``AuthorizedPrincipalsFile DIR/principals/%u`` listing for each login only the principal bound
+to this sshd's target (``deploy@web-1``), ``AuthorizedKeysFile none``. Loaded as fixtures by
+``tests/integration/ssh/conftest.py`` (import the names from here to reuse them elsewhere).
+Needs root: it creates the login users ``deploy`` and ``ops`` when missing.
 Without sshd the tests skip, except in CI (``CI=true``) where they fail: a CI run that quietly
 proved nothing is worse than a red one.
 """
@@ -13,8 +16,9 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +62,7 @@ def _free_port() -> int:
 
 @dataclass
 class Sshd:
-    """One running sshd. ``trust`` and ``revoke`` rewrite files sshd reads at every login."""
+    """One running sshd. ``trust``, ``revoke`` and ``serve`` rewrite files sshd reads at every login."""
 
     directory: Path
     port: int
@@ -67,6 +71,11 @@ class Sshd:
     revoked_keys_file: Path | None
     log_file: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    principals_dir: Path = field(default=Path("/nonexistent"))
+
+    def serve(self, target: str, logins: Sequence[str] = LOGINS) -> None:
+        """Be the target ``target``: each login's principals file names ``LOGIN@TARGET`` only."""
+        write_principals(self.principals_dir, {login: [f"{login}@{target}"] for login in logins})
 
     def trust(self, public_lines: Sequence[str]) -> None:
         self.trusted_ca_file.write_text("".join(f"{line}\n" for line in public_lines))
@@ -90,17 +99,48 @@ class Sshd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        shutil.rmtree(self.principals_dir, ignore_errors=True)
+
+
+def principals_directory() -> Path:
+    """A directory for principals files that the logins can read.
+
+    sshd reads ``AuthorizedPrincipalsFile`` as the user logging in, and pytest's temporary
+    directories are private to root; in production it is ``/etc/ssh/jitgate/principals`` (0755).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="jitgate-principals-"))
+    directory.chmod(0o755)
+    return directory
+
+
+def write_principals(directory: Path, principals: Mapping[str, Sequence[str]]) -> None:
+    """One file per login (0644), as ``AuthorizedPrincipalsFile DIR/%u`` reads them; others removed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.iterdir():
+        if stale.name not in principals:
+            stale.unlink()
+    for login, lines in principals.items():
+        path = directory / login
+        path.write_text("".join(f"{line}\n" for line in lines))
+        path.chmod(0o644)
 
 
 def start_sshd(
     directory: Path,
     *,
+    target: str = "web-1",
+    auth_lines: Sequence[str] | None = None,
     trusted_ca_lines: Sequence[str] = (),
     revoked_keys: bytes | None = None,
     host_certificate: str | None = None,
     host_key: Path | None = None,
 ) -> Sshd:
-    """Start ``sshd -D -e`` with its own config in ``directory``; returns once it listens."""
+    """Start ``sshd -D -e`` with its own config in ``directory``; returns once it listens.
+
+    It serves ``target`` (see ``Sshd.serve``). ``auth_lines`` replace the CA and principals lines
+    (``TrustedUserCAKeys``, ``AuthorizedPrincipalsFile``, ``AuthorizedKeysFile``), for a test that
+    configures sshd exactly as ``jitgate target sshd-config`` says.
+    """
     require_openssh()
     directory.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -112,12 +152,19 @@ def start_sshd(
         )
     trusted = directory / "trusted_user_ca.pub"
     trusted.write_text("".join(f"{line}\n" for line in trusted_ca_lines))
+    principals = principals_directory()
+    write_principals(principals, {login: [f"{login}@{target}"] for login in LOGINS})
+    if auth_lines is None:
+        auth_lines = [
+            f"TrustedUserCAKeys {trusted}",
+            f"AuthorizedPrincipalsFile {principals}/%u",
+            "AuthorizedKeysFile none",
+        ]
     lines = [
         "ListenAddress 127.0.0.1",
         f"HostKey {host_key}",
         f"PidFile {directory / 'sshd.pid'}",
-        f"TrustedUserCAKeys {trusted}",
-        "AuthorizedKeysFile none",
+        *auth_lines,
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
@@ -149,10 +196,11 @@ def start_sshd(
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and process.poll() is None:
             if f"listening on 127.0.0.1 port {port}" in log_file.read_text(errors="replace"):
-                return Sshd(directory, port, host_key, trusted, revoked_file, log_file, process)
+                return Sshd(directory, port, host_key, trusted, revoked_file, log_file, process, principals)
             time.sleep(0.02)  # polling for sshd to come up, not waiting for time to pass
         process.kill()
         process.wait(timeout=5)
+    shutil.rmtree(principals, ignore_errors=True)
     raise RuntimeError(f"sshd did not start: {log_file.read_text(errors='replace')[-500:]}")
 
 
@@ -232,6 +280,8 @@ class SshdFactory:
     def __call__(
         self,
         *,
+        target: str = "web-1",
+        auth_lines: Sequence[str] | None = None,
         trusted_ca_lines: Sequence[str] = (),
         revoked_keys: bytes | None = None,
         host_certificate: str | None = None,
@@ -239,6 +289,8 @@ class SshdFactory:
     ) -> Sshd:
         server = start_sshd(
             self._tmp.mktemp("sshd"),
+            target=target,
+            auth_lines=auth_lines,
             trusted_ca_lines=trusted_ca_lines,
             revoked_keys=revoked_keys,
             host_certificate=host_certificate,

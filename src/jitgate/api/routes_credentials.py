@@ -22,6 +22,7 @@ from jitgate.api.deps import Caller, Ctx, caller, json_body, runtime
 from jitgate.api.group_commit import GroupCommit
 from jitgate.api.schemas import DbCredentialCreate, HostCertificateCreate, SshCertificateCreate
 from jitgate.auth.base import authenticate
+from jitgate.domain import sshnames
 from jitgate.domain.durations import parse_duration
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import RequestState
@@ -115,6 +116,7 @@ async def ssh_certificate(request: Request) -> JSONResponse:
         "grant_id": minted.grant.id,
         "serial": issued.record["serial"],
         "principals": issued.record["principals"],
+        "logins": [sshnames.login_of(p, target.name) for p in issued.record["principals"]],
         "valid_after": _iso(issued.valid_after),
         "valid_before": _iso(issued.valid_before),
         "target": {"name": target.name, "address": target.address, "port": target.effective_port},

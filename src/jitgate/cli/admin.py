@@ -185,6 +185,7 @@ Try, in another shell:
   JITGATE_TOKEN=<bob's token> jitgate approve <request id> --comment ok
   jitgate grants                                             # time left, counting from approval
   jitgate ca show                                            # the line for sshd's TrustedUserCAKeys
+  jitgate target sshd-config web-1 --policy {policy_path}   # web-1's sshd lines and principals
   jitgate audit                                              # alice's own trail (admin sees all)
   jitgate audit verify --data-dir {data_dir}                 # the hash chain is intact
 API docs: {url}/docs""",

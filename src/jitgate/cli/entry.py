@@ -43,7 +43,8 @@ def fast_ssh(args: list[str]) -> int | None:
 
     from jitgate import errors
     from jitgate.cli.exitcodes import exit_code
-    from jitgate.cli.sshsession import COMMAND_NOT_FOUND, ProgramMissing, connect
+    from jitgate.cli.signals import ProgramMissing
+    from jitgate.cli.sshsession import COMMAND_NOT_FOUND, connect
 
     try:
         return connect(

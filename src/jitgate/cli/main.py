@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jitgate.cli import access, admin, ssh
+from jitgate.cli import access, admin, ssh, targets
 
 app = typer.Typer(
     name="jitgate",
@@ -16,3 +16,4 @@ app = typer.Typer(
 admin.register(app)
 access.register(app)
 ssh.register(app)
+targets.register(app)

@@ -11,7 +11,9 @@ key overwritten first, however the session ends.
 through jitgate: a ``Match … exec`` line mints a certificate into the per-user runtime directory
 just before each connection, and a ``Host`` block points ``ssh`` at it. There the short-lived key
 and certificate stay in that directory between connections (each connection replaces them); the
-certificate is dead within minutes and the key is trusted nowhere else.
+certificate is dead within minutes and the key is trusted nowhere else. Every value the broker
+sends for a stanza (name, address, port, login) is checked against ``domain/sshnames`` first: a
+newline in an address would otherwise add a ``ProxyCommand`` to the user's ssh configuration.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -28,24 +30,25 @@ from jitgate import errors
 from jitgate.cli.client import ApiClient
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api
 from jitgate.cli.output import emit_json, err, fail
+from jitgate.cli.signals import ProgramMissing, SessionSignal, run_child, signals_end_session
 from jitgate.cli.sshsession import (
     COMMAND_NOT_FOUND,
     PSQL,
     KeyPair,
     Minted,
-    ProgramMissing,
+    checked,
     connect,
     private_directory,
-    run_child,
     runtime_base,
     shred,
     write_credentials,
 )
+from jitgate.domain import sshnames
 
 
 def mint(client: ApiClient, target: str, public_line: str) -> Minted:
     return Minted.from_api(
-        client.post("/api/v1/ssh/certificates", {"target": target, "public_key": public_line})
+        client.post("/api/v1/ssh/certificates", {"target": target, "public_key": public_line}), target
     )
 
 
@@ -53,9 +56,36 @@ def mint(client: ApiClient, target: str, public_line: str) -> Minted:
 
 
 def _config_word(value: str) -> str:
-    """A value for ssh_config: percent signs escaped (ssh expands %-tokens), quoted if it has spaces."""
+    """A value for ssh_config: percent signs escaped (ssh expands %-tokens), quoted if it has spaces.
+
+    A control character (a newline above all) or a double quote cannot be held in one ssh_config
+    value and is refused.
+    """
+    if any(c < " " or c in '"\x7f' for c in value):
+        raise errors.InvalidInput(f"{value[:80]!r} cannot be written into an ssh_config line")
     value = value.replace("%", "%%")
     return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+class ConfigTarget(NamedTuple):
+    """A target from ``GET /api/v1/ssh/targets``, checked: the broker's answer is not trusted."""
+
+    name: str
+    address: str
+    port: int
+    logins: list[str]
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ConfigTarget:
+        logins = data.get("logins")
+        if not isinstance(logins, list) or not logins:
+            raise errors.InvalidInput("the broker sent an ssh target without logins")
+        return cls(
+            name=checked(sshnames.check_target_name, data.get("name"), "target name"),
+            address=checked(sshnames.check_address, data.get("address"), "address"),
+            port=checked(sshnames.check_port, data.get("port"), "port"),
+            logins=[checked(sshnames.check_login, login, "login") for login in logins],
+        )
 
 
 def jitgate_command() -> list[str]:
@@ -66,14 +96,16 @@ def jitgate_command() -> list[str]:
     return [sys.executable, "-m", "jitgate"]
 
 
-def config_stanza(target: dict[str, Any], login: str, base: Path, url: str) -> str:
-    name = target["name"]
+def config_stanza(target: ConfigTarget, login: str, base: Path, url: str) -> str:
+    name = target.name
+    login = checked(sshnames.check_login, login, "login")
     mint_command = shlex.join(
         [*jitgate_command(), "ssh-config", "--url", url, "--mint", name, "--into", str(base)]
     )
-    if '"' in mint_command:
+    if any(c < " " or c in '"\x7f' for c in mint_command):
         raise errors.InvalidInput(
-            "the jitgate command path contains a double quote; ssh_config cannot hold it"
+            "the jitgate command (its path, the broker URL or the runtime directory) contains a "
+            "double quote or a control character; ssh_config cannot hold it"
         )
     files = base / name
     return "\n".join(
@@ -81,8 +113,8 @@ def config_stanza(target: dict[str, Any], login: str, base: Path, url: str) -> s
             f"# {name}: a certificate is minted by jitgate just before each connection",
             f'Match originalhost {name} exec "{mint_command.replace("%", "%%")}"',
             f"Host {name}",
-            f"    HostName {target['address']}",
-            f"    Port {target['port']}",
+            f"    HostName {target.address}",
+            f"    Port {target.port}",
             f"    User {login}",
             f"    IdentityFile {_config_word(str(files))}",
             f"    CertificateFile {_config_word(f'{files}-cert.pub')}",
@@ -111,6 +143,10 @@ def mint_into(client: ApiClient, target: str, base: Path) -> Minted:
     If no certificate can be had, the earlier files are removed too: ``ssh`` then fails right after
     the error, instead of connecting with a certificate from before (from another grant, maybe).
     """
+    try:
+        sshnames.check_target_name(target)  # it names files in base
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc)) from None
     key = KeyPair.generate()
     try:
         minted = mint(client, target, key.public_line)
@@ -223,19 +259,22 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         writes a fresh key and certificate into $XDG_RUNTIME_DIR/jitgate (0700).
         """
         if mint_target is not None:
-            with api(url, token) as client:
-                mint_into(client, mint_target, runtime_base(into))
+            try:
+                with signals_end_session(), api(url, token) as client:
+                    mint_into(client, mint_target, runtime_base(into))
+            except SessionSignal as stopped:
+                raise typer.Exit(stopped.exit_code) from None
             return
         with api(url, token) as client:
-            found = client.get("/api/v1/ssh/targets")
+            found = [ConfigTarget.from_api(t) for t in client.get("/api/v1/ssh/targets")]
             base = runtime_base()
-            known = {t["name"]: t for t in found}
+            known = {t.name: t for t in found}
             chosen = targets or list(known)
             stanzas = []
             for name in chosen:
                 if name not in known:
                     raise errors.NotFound(f"no ssh target {name!r} you can ask for")
-                logins = known[name]["logins"]
+                logins = known[name].logins
                 user = login or logins[0]
                 if user not in logins:
                     raise errors.InvalidInput(f"login {user!r} is not offered on {name}")

@@ -4,7 +4,9 @@ client run with both from a private directory that is gone afterwards.
 Only the standard library is imported up front, so that ``jitgate ssh`` starts in a fraction of the
 time the full command line takes (see ``cli/entry.py``). The session key is made by ``ssh-keygen``
 straight into the private directory, the only place its private half is ever written (``ssh`` has
-to read it from there), while this process goes on loading the HTTP client.
+to read it from there), while this process goes on loading the HTTP client. From the start of a
+session to its end SIGINT, SIGTERM and SIGHUP remove that directory too (``cli/signals.py``), and
+nothing the broker answers reaches ``ssh``'s arguments or a file unchecked (``Minted.from_api``).
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from jitgate import errors
 from jitgate.cli.config import STATUS_ERRORS, resolve
+from jitgate.cli.signals import ProgramMissing, SessionSignal, run_child, signals_end_session
+from jitgate.domain import sshnames
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -34,16 +36,10 @@ SSH = "ssh"
 SSH_KEYGEN = "ssh-keygen"
 PSQL = "psql"
 COMMAND_NOT_FOUND = 127
-_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+T = TypeVar("T")
 
 
 # -- the private directory ------------------------------------------------------------------------
-
-
-class ProgramMissing(errors.JitgateError):
-    """The local program jitgate hands over to (ssh, psql) is not installed."""
-
-    code = "program_missing"
 
 
 def runtime_base(path: Path | None = None) -> Path:
@@ -90,17 +86,32 @@ def shred(path: Path) -> None:
     path.unlink()
 
 
-@contextlib.contextmanager
-def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterator[Path]:
-    """A fresh 0700 directory in ``base`` that is gone when the block ends, whatever ends it."""
-    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=runtime_base(base)))
-    try:
-        yield directory
-    finally:
+def _remove(directory: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
         for entry in directory.iterdir():
             if entry.is_file() and not entry.is_symlink():
                 shred(entry)
-        shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_directory(base: Path | None = None, prefix: str = "ssh-") -> Iterator[Path]:
+    """A fresh 0700 directory in ``base`` that is gone when the block ends, whatever ends it.
+
+    Its name is chosen before it is made, so an interruption at any moment finds it to remove; an
+    interruption of the removal itself (the signal that ends the session, landing there) is
+    followed by the removal again (``signals_end_session`` raises only once).
+    """
+    directory = runtime_base(base) / f"{prefix}{os.urandom(8).hex()}"
+    try:
+        directory.mkdir(mode=0o700)
+        yield directory
+    finally:
+        try:
+            _remove(directory)
+        except BaseException:
+            _remove(directory)
+            raise
 
 
 class KeyPair(NamedTuple):
@@ -155,11 +166,30 @@ class SessionKey:
             self._process.wait()
 
 
+def _one_line(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or any(c < " " or c == "\x7f" for c in value):
+        raise errors.InvalidInput(f"the broker sent {what} that is not one line of text")
+    return value
+
+
+def checked(check: Callable[[object], T], value: object, what: str) -> T:
+    """``value`` if it has the shape ``check`` wants, else a one-line refusal naming ``what``."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise errors.InvalidInput(f"the broker sent a bad {what}: {exc}") from None
+
+
 class Minted(NamedTuple):
-    """A certificate as the broker returned it, with where and as whom to connect."""
+    """A certificate as the broker returned it, with where and as whom to connect.
+
+    Nothing the broker sends reaches an ``ssh`` argument or a file unchecked: the address and port
+    must have the shapes the policy allows, and every principal must be bound to the target asked
+    for (a certificate for another target is of no use here, and a sign of a confused broker).
+    """
 
     certificate: str
-    principals: list[str]
+    logins: list[str]
     address: str
     port: int
     known_hosts: list[str]
@@ -167,26 +197,31 @@ class Minted(NamedTuple):
     valid_before: str
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> Minted:
-        target = data["target"]
-        if not target.get("address"):
-            raise errors.InvalidInput(f"target {target.get('name')} has no address")
+    def from_api(cls, data: dict[str, Any], target: str) -> Minted:
+        where = data["target"]
+        if not where.get("address"):
+            raise errors.InvalidInput(f"target {target} has no address")
+        if where.get("name") != target:
+            raise errors.InvalidInput(f"the broker answered for another target than {target}")
+        principals = data["principals"]
+        if not isinstance(principals, list) or not principals:
+            raise errors.InvalidInput("the broker sent a certificate without principals")
         return cls(
-            certificate=data["certificate"],
-            principals=list(data["principals"]),
-            address=str(target["address"]),
-            port=int(target["port"]),
-            known_hosts=list(data.get("known_hosts") or []),
+            certificate=_one_line(data["certificate"], "a certificate"),
+            logins=[checked(lambda p: sshnames.login_of(str(p), target), p, "principal") for p in principals],
+            address=checked(sshnames.check_address, where["address"], "address"),
+            port=checked(sshnames.check_port, where["port"], "port"),
+            known_hosts=[_one_line(line, "a known_hosts line") for line in data.get("known_hosts") or []],
             grant_id=str(data["grant_id"]),
             valid_before=str(data["valid_before"]),
         )
 
     def login(self, wanted: str | None) -> str:
         if wanted is None:
-            return self.principals[0]
-        if wanted not in self.principals:
+            return self.logins[0]
+        if wanted not in self.logins:
             raise errors.InvalidInput(
-                f"login {wanted!r} is not in the certificate; choose one of {', '.join(self.principals)}"
+                f"login {wanted!r} is not in the certificate; choose one of {', '.join(self.logins)}"
             )
         return wanted
 
@@ -234,33 +269,6 @@ def ssh_argv(
     return argv
 
 
-def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
-    """Run ``argv`` in the foreground and return its exit status (128+N when killed by signal N).
-
-    Ctrl-C reaches the child from the terminal; a signal sent to us alone is passed on to it. We
-    stay until it has ended, so the caller's clean-up runs after the child stopped using the files.
-    """
-    try:
-        child = subprocess.Popen(argv, env=env)
-    except FileNotFoundError:
-        raise ProgramMissing(f"{argv[0]} is not installed or not on PATH") from None
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED_SIGNALS}
-    try:
-        code = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    return 128 - code if code < 0 else code
-
-
 def post_json(url: str, token: str | None, path: str, body: dict[str, Any], timeout: float = 30) -> Any:
     """POST to the broker; an error response becomes the matching ``JitgateError``.
 
@@ -304,7 +312,27 @@ def connect(
     url: str | None = None,
     token: str | None = None,
 ) -> int:
-    """Mint, connect, clean up; returns ssh's exit status. Refusals raise ``JitgateError``."""
+    """Mint, connect, clean up; returns ssh's exit status. Refusals raise ``JitgateError``.
+
+    SIGINT, SIGTERM or SIGHUP at any moment end the session with 128+N, the key directory removed.
+    """
+    try:
+        with signals_end_session():
+            return _session(target, command, login, options, accept_unknown_host, url, token)
+    except SessionSignal as stopped:
+        sys.stderr.write(f"error: stopped by {stopped.name}; the session key is removed\n")
+        return stopped.exit_code
+
+
+def _session(
+    target: str,
+    command: Sequence[str],
+    login: str | None,
+    options: Sequence[str],
+    accept_unknown_host: bool,
+    url: str | None,
+    token: str | None,
+) -> int:
     base_url, bearer = resolve(url, token)
     with private_directory() as directory:
         key = SessionKey(directory, "id_ed25519")
@@ -315,8 +343,12 @@ def connect(
         finally:
             key.stop()
         if login is not None:
-            body["login"] = login  # the broker refuses a login outside the role before minting anything
-        minted = Minted.from_api(post_json(base_url, bearer, "/api/v1/ssh/certificates", body))
+            try:
+                body["login"] = sshnames.check_login(login)
+            except ValueError as exc:
+                raise errors.InvalidInput(str(exc)) from None
+            # the broker refuses a login outside the role before minting anything
+        minted = Minted.from_api(post_json(base_url, bearer, "/api/v1/ssh/certificates", body), target)
         user = minted.login(login)
         if accept_unknown_host:
             sys.stderr.write("warning: not checking the host's identity (--unsafe-accept-unknown-host)\n")

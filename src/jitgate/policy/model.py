@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from jitgate.domain import sshnames
 from jitgate.domain.durations import parse_duration
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -36,7 +37,9 @@ class Strict(BaseModel):
 
 
 class Target(Strict):
-    name: str = Field(pattern=NAME)
+    """Name, address and port reach ssh_config lines and ssh arguments: ``domain/sshnames`` shapes only."""
+
+    name: str
     kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     labels: dict[str, str] = Field(default_factory=dict)
     address: str | None = None
@@ -44,6 +47,16 @@ class Target(Strict):
     admin_dsn_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     host_principals: tuple[str, ...] = ()
     options: dict[str, Any] = Field(default_factory=dict)
+
+    _name_check = field_validator("name")(sshnames.check_target_name)
+    _address_check = field_validator("address")(sshnames.check_address)
+
+    @field_validator("host_principals")
+    @classmethod
+    def _host_principals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            sshnames.check_address(name)
+        return value
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Target:
@@ -86,8 +99,7 @@ class SshAccess(Strict):
     @classmethod
     def _logins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for login in value:
-            if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", login):
-                raise ValueError(f"{login!r} is not a valid login name")
+            sshnames.check_login(login)
         return value
 
     @field_validator("extensions")

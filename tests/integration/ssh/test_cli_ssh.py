@@ -12,11 +12,9 @@ import os
 import re
 import secrets
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,10 +28,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sshd import Sshd, SshdFactory, empty_krl, run_ssh
 
 from support import component_missing
+from support.broker import JITGATE, Server
 
 pytestmark = pytest.mark.sshd
 
-JITGATE = [sys.executable, "-m", "jitgate"]
 POLICY = """
 targets:
   - {{name: web-1, kind: ssh, address: 127.0.0.1, port: {port}, labels: {{env: prod}}}}
@@ -64,49 +62,10 @@ PG_SUPERUSER = "postgresql://postgres@127.0.0.1:5432/postgres"
 USERS = {"alice": ["engineers"], "carol": ["engineers"], "dave": ["engineers"], "erin": ["engineers"]}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def offline(*args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([*JITGATE, *args], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    @classmethod
-    def start(cls, data: Path, policy: Path, log: Path, env: dict[str, str]) -> Server:
-        port = free_port()
-        handle = log.open("ab")
-        process = subprocess.Popen(
-            [*JITGATE, "server", "--data-dir", str(data), "--policy", str(policy),
-             "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=handle, env={**os.environ, **env},
-        )  # fmt: skip
-        handle.close()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    return cls(process, url, log)
-            except httpx.HTTPError:
-                time.sleep(0.05)  # polling for the server to come up
-        process.kill()
-        process.wait()
-        pytest.fail("jitgate server did not start: " + log.read_text()[-2000:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
 
 
 @dataclass
@@ -222,8 +181,10 @@ def world(
 
     user_ca = offline("ca", "show", "--data-dir", str(data)).stdout.splitlines()
     sshd.trust(user_ca)
+    sshd.serve("bare-1")
     factory = SshdFactory(tmp_path_factory)
     server_sshd = factory(
+        target="web-1",
         trusted_ca_lines=user_ca,
         revoked_keys=empty_krl(tmp),
         host_certificate=host_certificate,
@@ -301,7 +262,8 @@ def test_known_hosts_name_the_port_the_ssh_client_looks_up(world: World) -> None
     assert body["target"] == {"name": "web-1", "address": "127.0.0.1", "port": port}
     host_ca = world.ok("ca", "show", "--kind", "host", user=None).splitlines()
     assert body["known_hosts"] == [f"@cert-authority [127.0.0.1]:{port},[web-1]:{port} {x}" for x in host_ca]
-    assert body["principals"] == ["deploy", "ops"]
+    assert body["principals"] == ["deploy@web-1", "ops@web-1"]
+    assert body["logins"] == ["deploy", "ops"]
 
 
 def test_a_revoked_grant_s_certificate_is_refused_at_once_through_the_krl(world: World) -> None:
@@ -324,7 +286,14 @@ def test_a_revoked_grant_s_certificate_is_refused_at_once_through_the_krl(world:
     assert world.run("ssh", "web-1", "--", "true").returncode == 0  # alice's grant is untouched
 
 
-def test_nothing_usable_is_left_on_disk_even_after_ctrl_c(world: World) -> None:
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGHUP, False)],
+    ids=["ctrl-c", "sigterm-to-jitgate", "sighup-to-jitgate"],
+)
+def test_nothing_usable_is_left_on_disk_after_a_signal_during_the_session(
+    world: World, signum: signal.Signals, to_group: bool
+) -> None:
     base = world.runtime_base("alice")
     accepted = world.sshd.log().count("Accepted publickey for deploy")
     session = subprocess.Popen(
@@ -347,7 +316,10 @@ def test_nothing_usable_is_left_on_disk_even_after_ctrl_c(world: World) -> None:
         assert files == ["id_ed25519", "id_ed25519-cert.pub", "id_ed25519.known_hosts"]
         assert all(stat.S_IMODE((directory / f).stat().st_mode) == 0o600 for f in files)
 
-        os.killpg(session.pid, signal.SIGINT)
+        if to_group:
+            os.killpg(session.pid, signum)
+        else:
+            session.send_signal(signum)  # passed on to ssh; jitgate cleans up once ssh has gone
         _, stderr = session.communicate(timeout=20)
     finally:
         if session.poll() is None:
@@ -406,7 +378,7 @@ def test_ssh_cert_prints_a_certificate_ssh_keygen_reads(world: World) -> None:
     cert.write_text(line + "\n")
     shown = subprocess.run(["ssh-keygen", "-L", "-f", str(cert)], capture_output=True, text=True, check=True)
     assert "user certificate" in shown.stdout
-    assert "\n                deploy\n                ops\n" in shown.stdout
+    assert "\n                deploy@web-1\n                ops@web-1\n" in shown.stdout
     assert run_ssh(world.sshd, "ops", key, cert).stdout == "ops\n"
 
 

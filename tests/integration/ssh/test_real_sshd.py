@@ -131,6 +131,20 @@ def test_login_outside_the_principals_is_refused(
     assert "Permission denied" in stderr
 
 
+def test_a_certificate_for_one_target_is_refused_by_the_sshd_of_another(
+    server: Sshd, provider: SshCertificateProvider, tmp_path: Path
+) -> None:
+    minted = mint(provider, tmp_path)  # for web-1
+    server.serve("web-2")  # the same login, another host
+    try:
+        code, _, stderr = login(server, minted)
+    finally:
+        server.serve("web-1")
+    assert code == 255
+    assert "Permission denied (publickey)" in stderr
+    assert login(server, minted)[:2] == (0, "deploy")
+
+
 def test_certificate_from_an_untrusted_ca_is_refused(server: Sshd, tmp_path: Path) -> None:
     stranger = SshCertificateProvider(CaStore(tmp_path / "other-ca"), CLOCK)
     code, _, stderr = login(server, mint(stranger, tmp_path))
@@ -203,8 +217,8 @@ def test_ssh_keygen_reads_every_field_as_intended(provider: SshCertificateProvid
         Serial: {record["serial"]}
         Valid: from {minted.issued.valid_after.strftime(fmt)} to {minted.issued.valid_before.strftime(fmt)}
         Principals: 
-                deploy
-                ops
+                deploy@web-1
+                ops@web-1
         Critical Options: 
                 force-command /usr/bin/uptime
                 source-address 10.0.0.0/8,192.0.2.7
@@ -214,7 +228,7 @@ def test_ssh_keygen_reads_every_field_as_intended(provider: SshCertificateProvid
 """  # noqa: W291 - ssh-keygen prints the trailing spaces
     assert out.split("\n", 1)[1] == expected
     assert record["ca_fingerprint"] == signer.fingerprint
-    assert record["principals"] == ["deploy", "ops"]
+    assert record["principals"] == ["deploy@web-1", "ops@web-1"]
 
 
 def test_rotation_keeps_old_and_new_certificates_valid_through_the_overlap(

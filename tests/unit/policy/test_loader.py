@@ -107,3 +107,53 @@ def test_the_demo_policy_is_valid() -> None:
     from importlib.resources import files
 
     parse_policy((files("jitgate") / "demo" / "policy.yaml").read_text(), "demo.yaml")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error"),
+    [
+        ("address", '"10.0.0.5\\n  ProxyCommand touch /tmp/owned"', "is not a host name or IP address"),
+        ("address", "-oProxyCommand=x", "is not a host name or IP address"),
+        ("address", '"10.0.0.5 -p 2222"', "is not a host name or IP address"),
+        ("address", "'web\"1'", "is not a host name or IP address"),
+        ("address", "web-%h", "is not a host name or IP address"),
+        ("address", "'10.0.0.5,*'", "is not a host name or IP address"),
+        ("address", "'fe80::1%eth0'", "is not a host name or IP address"),
+        ("address", "'[::1]'", "is not a host name or IP address"),
+        ("address", "10.0.0.500", "is not a valid IPv4 address"),
+        ("address", "'1::2::3'", "is not a valid IPv6 address"),
+        ("address", "-web.example.com", "is not a host name or IP address"),
+        ("port", "0", "greater than or equal to 1"),
+        ("port", "65536", "less than or equal to 65535"),
+        ("name", "web@1", "is not a target name"),
+        ("name", "'web-1\\n  ProxyCommand x'", "is not a target name"),
+        ("host_principals", "['web-1', 'a b']", "is not a host name or IP address"),
+    ],
+)
+def test_what_reaches_an_ssh_config_line_or_argument_is_refused_with_its_line(
+    key: str, value: str, error: str
+) -> None:
+    line = 2 if key == "name" else 4
+    text = BASE.replace("    kind: ssh\n", f"    kind: ssh\n    {key}: {value}\n")
+    if key == "address":
+        text = text.replace("    address: 10.0.0.5\n", "")
+    if key == "name":
+        text = BASE.replace("  - name: web-prod-1\n", f"  - name: {value}\n")
+    found = problems(text)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"policy.yaml:{line}: targets[0].{key}: "), found
+    assert error in found[0]
+    assert "\n" not in found[0]
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5", "web-1.example.com", "::1", "2001:db8::5", "db_1.internal"])
+def test_host_names_and_ip_literals_are_addresses(address: str) -> None:
+    assert parse_policy(BASE.replace("10.0.0.5", f"'{address}'")).targets[0].address == address
+
+
+@pytest.mark.parametrize(
+    "login", ["-oProxyCommand=x", "deploy@web-1", "Deploy", "de ploy", "a" * 33, "1deploy"]
+)
+def test_logins_are_conservative_posix_user_names(login: str) -> None:
+    found = problems(BASE.replace("logins: [deploy]", f"logins: ['{login}']"))
+    assert found == [f"policy.yaml:9: roles[0].ssh.logins: {login!r} is not a valid login name"]

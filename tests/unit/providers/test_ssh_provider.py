@@ -96,9 +96,19 @@ def test_is_a_credential_provider(provider: SshCertificateProvider) -> None:
 def test_a_session_can_narrow_the_certificate_to_one_login(provider: SshCertificateProvider) -> None:
     role = make_role(logins=("deploy", "ops"))
     _, cert = issue(provider, request(role, login="ops"))
-    assert cert.valid_principals == [b"ops"]
+    assert cert.valid_principals == [b"ops@web-1"]
     with pytest.raises(PolicyDenied, match="login 'root' is not one of the role's logins"):
         issue(provider, request(role, login="root"))
+
+
+def test_principals_name_only_the_target_the_certificate_is_minted_for(
+    provider: SshCertificateProvider,
+) -> None:
+    grant = dataclasses.replace(GRANT, targets=("web-1", "web-2"))
+    web_2 = Target(name="web-2", kind="ssh", address="10.0.0.6")
+    _, cert = issue(provider, request(make_role(logins=("deploy", "ops")), grant=grant, target=web_2))
+    assert cert.valid_principals == [b"deploy@web-2", b"ops@web-2"]
+    assert cert.key_id.endswith(b":target=web-2:role=prod-shell")
 
 
 def test_handles_are_random_nonzero_64_bit_serials(provider: SshCertificateProvider) -> None:
@@ -112,7 +122,7 @@ def test_certificate_says_what_grant_and_role_say(provider: SshCertificateProvid
     issued, cert = issue(provider, request(role))
     assert cert.type == SSHCertificateType.USER
     assert cert.serial == int(issued.handle)
-    assert cert.valid_principals == [b"deploy", b"ops"]
+    assert cert.valid_principals == [b"deploy@web-1", b"ops@web-1"]  # bound to this target only
     assert cert.key_id == b"jitgate:user=alice:grant=g1:request=r1:target=web-1:role=prod-shell"
     assert cert.valid_after == int((NOW - CLOCK_SKEW).timestamp())
     assert cert.valid_before == int((NOW + timedelta(minutes=5)).timestamp())
@@ -127,7 +137,7 @@ def test_certificate_says_what_grant_and_role_say(provider: SshCertificateProvid
         "type": "user",
         "fingerprint": parse_public_key(KEY_LINE).fingerprint,
         "key_type": "ssh-ed25519",
-        "principals": ["deploy", "ops"],
+        "principals": ["deploy@web-1", "ops@web-1"],
         "valid_after": (NOW - CLOCK_SKEW).isoformat(),
         "valid_before": (NOW + timedelta(minutes=5)).isoformat(),
         "critical_options": {"force-command": "uptime"},

@@ -4,7 +4,13 @@ Nothing is created at the target, so there is nothing to take back there (``revo
 False): a certificate lives only minutes and dies at its ``valid_before``. A grant revoked
 earlier is enforced through the KRL the broker serves from its credentials table (``krl``).
 Everything the certificate says comes from the grant and the role, never from the request: the
-request contributes only the public key and, when the role asks for it, the caller's address.
+request contributes only the public key, which of the role's logins it wants, and, when the role
+asks for it, the caller's address.
+
+The principals are ``LOGIN@TARGET`` for the one target the certificate is minted for (see
+``domain/sshnames``), never the bare login: a target's sshd lists in its
+``AuthorizedPrincipalsFile`` only the principals bound to itself, so a certificate for one host
+opens no other host that offers the same login.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitgate.clock import Clock, SystemClock, utc
+from jitgate.domain import sshnames
 from jitgate.errors import InvalidInput, JitgateError, PolicyDenied
 from jitgate.policy.model import Target
 from jitgate.providers.base import Health, Issued, IssueRequest, ProviderContext
@@ -95,7 +102,7 @@ class SshCertificateProvider:
                 f"unexpected parameter {unknown[0][:40]!r}: what a certificate says comes from the role"
             )
         public_key = self._public_key(request.params.get("public_key"))
-        principals = self._principals(role.ssh.logins, request.params.get("login"))
+        principals = self._principals(role.ssh.logins, request.params.get("login"), target.name)
         key_id = ":".join(
             (
                 "jitgate",
@@ -183,14 +190,17 @@ class SshCertificateProvider:
         return public_key
 
     @staticmethod
-    def _principals(logins: tuple[str, ...], wanted: Any) -> tuple[str, ...]:
-        """All of the role's logins, or only the one asked for (least privilege for the session)."""
-        if wanted is None:
-            return logins
-        if not isinstance(wanted, str) or wanted not in logins:
-            shown = wanted[:40] if isinstance(wanted, str) else type(wanted).__name__
-            raise PolicyDenied(f"login {shown!r} is not one of the role's logins ({', '.join(logins)})")
-        return (wanted,)
+    def _principals(logins: tuple[str, ...], wanted: Any, target: str) -> tuple[str, ...]:
+        """The role's logins, or only the one asked for (least privilege), bound to ``target``."""
+        if wanted is not None:
+            if not isinstance(wanted, str) or wanted not in logins:
+                shown = wanted[:40] if isinstance(wanted, str) else type(wanted).__name__
+                raise PolicyDenied(f"login {shown!r} is not one of the role's logins ({', '.join(logins)})")
+            logins = (wanted,)
+        try:
+            return tuple(sshnames.principal(login, target) for login in logins)
+        except ValueError as exc:  # a policy built around the loader; refuse rather than mint
+            raise InvalidInput(str(exc)) from None
 
     @staticmethod
     def _source_address(allowed: tuple[str, ...], caller: Any) -> str:
