@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     oidc_username_claim: str = "preferred_username"
     oidc_groups_claim: str = "groups"
     oidc_admin_groups: list[str] = Field(default_factory=list)
+    oidc_namespace: str = Field(default="oidc", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    token_lifetime_seconds: int = Field(default=30 * 86400, gt=0)
+    token_max_lifetime_seconds: int = Field(default=365 * 86400, gt=0)
+    web_session_idle_seconds: int = Field(default=8 * 3600, gt=0)
+    web_session_max_seconds: int = Field(default=12 * 3600, gt=0)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None

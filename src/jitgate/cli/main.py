@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jitgate.cli import access, admin, ssh
+from jitgate.cli import access, accounts, admin, ssh
 
 app = typer.Typer(
     name="jitgate",
@@ -14,5 +14,6 @@ app = typer.Typer(
     add_completion=False,
 )
 admin.register(app)
+accounts.register(app)
 access.register(app)
 ssh.register(app)
