@@ -222,3 +222,23 @@ def test_policy_names_an_oidc_identity_by_namespace_and_subject(
         headers=_bearer(token(sub="u-8", preferred_username="u-9")),
     )
     assert other.status_code == 403
+
+
+def test_an_oidc_web_session_shows_the_display_name_and_ends_with_the_token(
+    broker: tuple[TestClient, dict[str, str]],
+) -> None:
+    import re
+
+    client, _ = broker
+    page = client.get("/ui/login")
+    form = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert form is not None
+    short = token(sub="u-9", preferred_username="<b>bob</b>", exp=int(time.time()) + 2)
+    signed_in = client.post("/ui/login", data={"token": short, "csrf": form.group(1)})
+    assert "&lt;b&gt;bob&lt;/b&gt; (oidc:u-9)" in signed_in.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if client.get("/ui/", follow_redirects=False).status_code == 303:
+            break
+        time.sleep(0.2)
+    assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
