@@ -53,6 +53,14 @@ class Settings(BaseSettings):
             raise ValueError("JITGATE_CA_PASSPHRASE is empty or a placeholder; set a real one or unset it")
         return self
 
+    @model_validator(mode="after")
+    def _lifetimes_in_order(self) -> Settings:
+        if self.token_lifetime_seconds > self.token_max_lifetime_seconds:
+            raise ValueError("JITGATE_TOKEN_LIFETIME_SECONDS exceeds JITGATE_TOKEN_MAX_LIFETIME_SECONDS")
+        if self.web_session_idle_seconds > self.web_session_max_seconds:
+            raise ValueError("JITGATE_WEB_SESSION_IDLE_SECONDS exceeds JITGATE_WEB_SESSION_MAX_SECONDS")
+        return self
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'jitgate.db'}"
