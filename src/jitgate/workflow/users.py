@@ -125,17 +125,21 @@ def set_disabled(ctx: WorkflowContext, identity: Identity, name: str, *, disable
                 raise Conflict(f"user {name} is already {'disabled' if disabled else 'enabled'}")
             accounts.set_user_disabled(conn, name, disabled)
             details: dict[str, object] = {"name": name}
+            revoked: list[str] = []
             if disabled:
-                details.update(_end_everything_of(ctx, conn, name, actor=identity.name, now=now))
+                sessions, revoked, cancelled = _end_everything_of(ctx, conn, name, identity.name, now)
+                details.update(sessions_ended=sessions, grants_revoked=revoked, requests_cancelled=cancelled)
             ctx.audit_event(conn, identity.name, action, details=details)
             changed = accounts.locked_user(conn, name)
         ctx.wake_scheduler()  # revocations queued for the grants that ended
+        for grant_id in revoked:
+            ctx.notifier.send("revoked", {"grant": grant_id, "holder": name, "by": identity.name})
         return changed
 
 
 def _end_everything_of(
-    ctx: WorkflowContext, conn: Connection, name: str, *, actor: str, now: datetime
-) -> dict[str, object]:
+    ctx: WorkflowContext, conn: Connection, name: str, actor: str, now: datetime
+) -> tuple[int, list[str], list[str]]:
     """Delete the user's web sessions, revoke their grants in force or scheduled, cancel their
     open requests — in the transaction that disables them."""
     sessions = accounts.delete_sessions_of(conn, name)
@@ -160,7 +164,7 @@ def _end_everything_of(
                 details={"why": f"user {name} disabled"},
             )
             cancelled.append(req.id)
-    return {"sessions_ended": sessions, "grants_revoked": revoked, "requests_cancelled": cancelled}
+    return sessions, revoked, cancelled
 
 
 def change_groups(
