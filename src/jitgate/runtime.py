@@ -75,6 +75,11 @@ class Runtime:
     authenticators: list[Authenticator]
     policy_digest: str
 
+    @property
+    def tokens(self) -> TokenAuthenticator:
+        """The local token authenticator (always present), for cache invalidation after changes."""
+        return next(a for a in self.authenticators if isinstance(a, TokenAuthenticator))
+
     def close(self) -> None:
         self.scheduler.stop()
         self.ctx.db.dispose()
@@ -148,14 +153,14 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         settings=settings,
         ctx=ctx,
         scheduler=scheduler,
-        authenticators=authenticators(settings, db),
+        authenticators=authenticators(settings, db, clock),
         policy_digest=digest,
     )
 
 
-def authenticators(settings: Settings, db: Database) -> list[Authenticator]:
+def authenticators(settings: Settings, db: Database, clock: Clock | None = None) -> list[Authenticator]:
     """Local API tokens always; OIDC bearer tokens when an issuer is configured."""
-    found: list[Authenticator] = [TokenAuthenticator(db)]
+    found: list[Authenticator] = [TokenAuthenticator(db, clock=clock)]
     if settings.oidc_issuer:
         if not settings.oidc_audience:
             raise PolicyFileError("JITGATE_OIDC_AUDIENCE must be set with JITGATE_OIDC_ISSUER")
@@ -168,6 +173,7 @@ def authenticators(settings: Settings, db: Database) -> list[Authenticator]:
                 username_claim=settings.oidc_username_claim,
                 groups_claim=settings.oidc_groups_claim,
                 admin_groups=settings.oidc_admin_groups,
+                namespace=settings.oidc_namespace,
             )
         )
     return found

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     oidc_username_claim: str = "preferred_username"
     oidc_groups_claim: str = "groups"
     oidc_admin_groups: list[str] = Field(default_factory=list)
+    oidc_namespace: str = Field(default="oidc", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    token_lifetime_seconds: int = Field(default=30 * 86400, gt=0)
+    token_max_lifetime_seconds: int = Field(default=365 * 86400, gt=0)
+    web_session_idle_seconds: int = Field(default=8 * 3600, gt=0)
+    web_session_max_seconds: int = Field(default=12 * 3600, gt=0)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
@@ -46,6 +51,14 @@ class Settings(BaseSettings):
             self.webhook_secret = SecretStr(self.webhook_secret_file.read_text().strip())
         if self.ca_passphrase is not None and self.ca_passphrase.get_secret_value() in {"", "changeme"}:
             raise ValueError("JITGATE_CA_PASSPHRASE is empty or a placeholder; set a real one or unset it")
+        return self
+
+    @model_validator(mode="after")
+    def _lifetimes_in_order(self) -> Settings:
+        if self.token_lifetime_seconds > self.token_max_lifetime_seconds:
+            raise ValueError("JITGATE_TOKEN_LIFETIME_SECONDS exceeds JITGATE_TOKEN_MAX_LIFETIME_SECONDS")
+        if self.web_session_idle_seconds > self.web_session_max_seconds:
+            raise ValueError("JITGATE_WEB_SESSION_IDLE_SECONDS exceeds JITGATE_WEB_SESSION_MAX_SECONDS")
         return self
 
     @property

@@ -30,7 +30,13 @@ def _states(raw: list[str] | None) -> tuple[RequestState, ...]:
 
 @router.get("/whoami")
 def whoami(identity: Caller) -> dict[str, Any]:
-    return {"name": identity.name, "groups": sorted(identity.groups), "admin": identity.admin}
+    return {
+        "name": identity.name,
+        "display_name": identity.display_name,
+        "source": identity.source,
+        "groups": sorted(identity.groups),
+        "admin": identity.admin,
+    }
 
 
 @router.get("/roles")

@@ -2,21 +2,27 @@
 
 Only asymmetric algorithms are accepted (never ``none`` or a shared-secret HMAC, which would let
 anyone holding the JWKS forge tokens). Issuer, audience, expiry and not-before are required.
+
+The identity is named after the issuer's subject (``sub``), which the issuer keeps unique and
+stable, in a namespace of its own (``oidc:SUBJECT``): a local user's name never has a ``:``, so an
+OIDC caller can never be taken for local ``bob``. ``preferred_username`` (or the configured
+claim) is only the display name; it decides nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import jwt
 
-from jitgate.domain.identity import Identity
+from jitgate.domain.identity import NAMESPACE, Identity, namespaced_name
 from jitgate.errors import Unauthenticated
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+_DISPLAY = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 
 
 class OidcAuthenticator:
@@ -30,7 +36,11 @@ class OidcAuthenticator:
         groups_claim: str = "groups",
         admin_groups: Sequence[str] = (),
         leeway_seconds: int = 30,
+        namespace: str = "oidc",
     ) -> None:
+        if not NAMESPACE.match(namespace):
+            raise ValueError(f"{namespace!r} is not a valid OIDC namespace (a-z, 0-9, -; 16 at most)")
+        self._namespace = namespace
         self._issuer = issuer
         self._audience = audience
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
@@ -61,14 +71,23 @@ class OidcAuthenticator:
             raise Unauthenticated("cannot fetch the identity provider's keys to check this token") from None
         except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise Unauthenticated(f"OIDC token refused: {_reason(exc)}") from None
-        name = claims.get(self._username_claim) or claims.get("sub")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise Unauthenticated(f"OIDC token has no usable {self._username_claim} claim")
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject or len(subject) > 255:
+            raise Unauthenticated("OIDC token has no usable sub claim")
+        display = claims.get(self._username_claim)
+        display = display if isinstance(display, str) and _DISPLAY.match(display) else None
         raw_groups = claims.get(self._groups_claim, [])
         if not isinstance(raw_groups, list) or not all(isinstance(g, str) for g in raw_groups):
             raise Unauthenticated(f"OIDC token's {self._groups_claim} claim is not a list of names")
         groups = frozenset(raw_groups)
-        return Identity(name=name, groups=groups, admin=bool(groups & self._admin_groups), source="oidc")
+        return Identity(
+            name=namespaced_name(self._namespace, subject),
+            groups=groups,
+            admin=bool(groups & self._admin_groups),
+            source="oidc",
+            display_name=display,
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        )
 
 
 def _reason(exc: Exception) -> str:

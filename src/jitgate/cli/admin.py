@@ -1,5 +1,4 @@
-"""Commands that run the broker or work on its data directory: server, demo, init, users, policy,
-audit, ca."""
+"""Commands that run the broker or work on its data directory: server, demo, init, policy, audit, ca."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from jitgate import errors
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, offline
 from jitgate.cli.output import emit_json, err, out, table, when
 from jitgate.clock import SystemClock
-from jitgate.domain.identity import SYSTEM, Identity, IdentityKind
+from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.policy.decision import explain
 from jitgate.policy.loader import load_policy
 from jitgate.settings import Settings
@@ -31,7 +30,6 @@ DbUrlOpt = Annotated[
     typer.Option("--database-url", envvar="JITGATE_DATABASE_URL", help="Database URL (default SQLite)"),
 ]
 
-users_app = typer.Typer(help="Local users and service accounts.", no_args_is_help=True)
 policy_app = typer.Typer(help="Check and explain policy files.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", invoke_without_command=True)
 ca_app = typer.Typer(help="The SSH certificate authorities.", no_args_is_help=True)
@@ -87,7 +85,6 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
 
 
 def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function per command
-    app.add_typer(users_app, name="users")
     app.add_typer(policy_app, name="policy")
     app.add_typer(audit_app, name="audit")
     app.add_typer(ca_app, name="ca")
@@ -192,44 +189,6 @@ API docs: {url}/docs""",
             markup=False,
         )
         _serve(settings, access_log=True)
-
-    @users_app.command("add")
-    def users_add(
-        name: str,
-        group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Group (repeatable)")] = None,
-        admin: Annotated[bool, typer.Option("--admin", help="May administer the broker")] = False,
-        service: Annotated[bool, typer.Option("--service", help="A service account, not a person")] = False,
-        data_dir: DataDirOpt = Path("data"),
-        database_url: DbUrlOpt = None,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Add a user with an API token; the token is printed once and stored only as a hash."""
-        from jitgate.runtime import open_audit, open_database
-        from jitgate.workflow.users import add_user
-
-        with offline():
-            settings = _settings(data_dir, database_url)
-            db = open_database(settings)
-            try:
-                identity, token = add_user(
-                    db,
-                    open_audit(settings),
-                    SystemClock(),
-                    actor=os.environ.get("USER", "local-admin"),
-                    name=name,
-                    groups=group or [],
-                    admin=admin,
-                    kind=IdentityKind.SERVICE if service else IdentityKind.USER,
-                )
-            finally:
-                db.dispose()
-        if as_json:
-            emit_json(
-                {"name": identity.name, "groups": sorted(identity.groups), "admin": admin, "token": token}
-            )
-        else:
-            out.print(f"added {identity.name}; token (shown once):")
-            print(token)
 
     @policy_app.command("check")
     def policy_check(file: Path) -> None:

@@ -1,9 +1,29 @@
-"""Who is acting: a user or service account with groups, however it proved itself."""
+"""Who is acting: a user or service account with groups, however it proved itself.
+
+Names are the keys of authorization (grant holder, requester, reviewer, ``user:NAME`` in policy),
+so they come from one namespace that nobody can step into by choosing a display name:
+
+- local users have plain names (``alice``), never containing ``:``;
+- OIDC identities are named ``NAMESPACE:SUBJECT`` after the issuer's stable subject claim, one
+  namespace per trusted issuer (``oidc:…`` by default), so they can never equal a local name;
+- the broker's own actors (``RESERVED_NAMES``) are refused as user names.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+
+LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+"""A local user, service account or group name: no ``:``, which namespaced names always hold."""
+NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+_SUBJECT = re.compile(r"^[A-Za-z0-9_.@+-]{1,100}$")
+
+RESERVED_NAMES = frozenset({"jitgate", "system", "local-admin", "anonymous"})
+"""Names the broker writes as actors in the audit log itself; no user may be called one of them."""
 
 
 class IdentityKind(StrEnum):
@@ -13,13 +33,19 @@ class IdentityKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """An authenticated caller. ``source`` says how it was proven (``token``, ``oidc``, ``local``)."""
+    """An authenticated caller. ``source`` says how it was proven (``token``, ``oidc``, ``local``).
+
+    ``display_name`` is for people to read (an OIDC ``preferred_username``); it never decides
+    anything. ``expires_at`` is when the credential that proved the identity ends, if known.
+    """
 
     name: str
     groups: frozenset[str] = field(default_factory=frozenset)
     admin: bool = False
     kind: IdentityKind = IdentityKind.USER
     source: str = "token"
+    display_name: str | None = None
+    expires_at: datetime | None = None
 
     @property
     def principals(self) -> frozenset[str]:
@@ -28,6 +54,28 @@ class Identity:
 
     def matches(self, subjects: tuple[str, ...] | list[str]) -> bool:
         return not self.principals.isdisjoint(subjects)
+
+
+def namespaced_name(namespace: str, subject: str) -> str:
+    """The stable name of an external identity: ``NAMESPACE:SUBJECT``.
+
+    A subject outside the plain character set (or too long) is named by its SHA-256 instead,
+    ``NAMESPACE:sha256-<32 hex>``, so that every subject still gets exactly one name.
+    """
+    if not NAMESPACE.match(namespace):
+        raise ValueError(f"{namespace!r} is not a valid identity namespace")
+    if _SUBJECT.match(subject):
+        return f"{namespace}:{subject}"
+    return f"{namespace}:sha256-{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+
+
+def local_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a local user's name, or None if it can."""
+    if not LOCAL_NAME.match(name):
+        return f"{name!r} is not a valid user name"
+    if name.lower() in RESERVED_NAMES:
+        return f"{name!r} is reserved for the broker itself"
+    return None
 
 
 SYSTEM = Identity(name="jitgate", kind=IdentityKind.SERVICE, source="system")

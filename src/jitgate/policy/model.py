@@ -16,7 +16,8 @@ from jitgate.domain import sshnames
 from jitgate.domain.durations import parse_duration
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-SUBJECT = re.compile(r"^(user|group):[A-Za-z0-9_.@+-]{1,128}$")
+SUBJECT = re.compile(r"^(user:([a-z][a-z0-9-]{0,15}:)?|group:)[A-Za-z0-9_.@+-]{1,128}$")
+"""``user:NAME`` (a local user), ``user:NAMESPACE:SUBJECT`` (an OIDC identity), ``group:NAME``."""
 
 
 def _duration(value: Any) -> Any:
@@ -167,7 +168,7 @@ class AutoApproveRule(Strict):
 def _subjects(value: tuple[str, ...]) -> tuple[str, ...]:
     for subject in value:
         if not SUBJECT.match(subject):
-            raise ValueError(f"{subject!r} is not user:NAME or group:NAME")
+            raise ValueError(f"{subject!r} is not user:NAME, user:oidc:SUBJECT or group:NAME")
     return value
 
 

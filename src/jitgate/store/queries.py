@@ -26,7 +26,6 @@ from jitgate.domain.model import (
 )
 from jitgate.errors import NotFound
 from jitgate.store.tables import (
-    api_tokens,
     credentials,
     grants,
     requests,
@@ -61,27 +60,6 @@ def get_identity(conn: Connection, name: str) -> Identity | None:
 def list_users(conn: Connection) -> list[Identity]:
     rows = conn.execute(sa.select(users).order_by(users.c.name)).mappings()
     return [_identity(row) for row in rows]
-
-
-def insert_token(conn: Connection, *, token_id: str, token_hash: str, user: str, now: datetime) -> None:
-    conn.execute(
-        api_tokens.insert().values(id=token_id, token_hash=token_hash, user_name=user, created_at=now)
-    )
-
-
-def identity_for_token_hash(conn: Connection, token_hash: str) -> Identity | None:
-    row = (
-        conn.execute(
-            sa.select(users)
-            .join(api_tokens, api_tokens.c.user_name == users.c.name)
-            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
-        )
-        .mappings()
-        .first()
-    )
-    if row is None or row["disabled"]:
-        return None
-    return _identity(row, source="token")
 
 
 def _identity(row: RowMapping, source: str = "local") -> Identity:

@@ -58,9 +58,29 @@ api_tokens = sa.Table(
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("user_name", sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("user_name", sa.ForeignKey("users.name"), nullable=False, index=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    # Coarse: written at most once per ``auth.tokens.TOUCH_EVERY``, never on every request.
+    sa.Column("last_used_at", UTCDateTime),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    # SHA-256 of the session id in the cookie; the id itself is never stored.
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(128), nullable=False, index=True),
+    # The API token that opened the session (local users): revoking it ends the session.
+    sa.Column("token_id", sa.String(32)),
+    # Who signed in, as proven then (groups of an OIDC identity are not kept anywhere else).
+    sa.Column("identity", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    # One message the broker wrote for the next page, shown once.
+    sa.Column("flash", sa.JSON),
 )
 
 requests = sa.Table(

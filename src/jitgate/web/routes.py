@@ -1,9 +1,14 @@
 """The web pages: sign in with an API token, review, request, revoke, read the audit trail.
 
-Pages call the same workflow services as the API. The session is the caller's token in a cookie
-that scripts cannot read (HttpOnly), that other sites cannot send (SameSite=Strict) and that is
-only sent under ``/ui``. Every form also carries a token derived from the session (CSRF), every
-response forbids framing and inline scripts, and Jinja escapes everything it prints.
+Pages call the same workflow services as the API. Signing in opens a server-side session
+(``auth/sessions.py``); the cookie holds only its id, cannot be read by scripts (HttpOnly), is not
+sent by other sites (SameSite=Strict) and only under ``/ui``, and means nothing to ``/api/v1``.
+The sign-in form itself is protected against cross-site posting: the login page sets a random
+pre-session cookie and the form carries a token derived from it (double submit), and a POST
+whose ``Origin`` is another site is refused before any credential is looked at. Every other form
+carries a token derived from the session (CSRF). Every response forbids framing and inline
+scripts, and Jinja escapes everything it prints. Messages on a page are only those the broker
+wrote: kept in the session for the next page, or a fixed text chosen by a code in the URL.
 """
 
 from __future__ import annotations
@@ -11,18 +16,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
+from datetime import timedelta
 from importlib.resources import files
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from jitgate.audit.query import query
-from jitgate.auth.base import authenticate
+from jitgate.auth.sessions import WebSession, WebSessions, sign_in_identity
 from jitgate.domain.durations import format_duration
-from jitgate.domain.identity import Identity
 from jitgate.domain.model import RequestState, Verdict
 from jitgate.errors import JitgateError, Unauthenticated
 from jitgate.policy.decision import may_request
@@ -33,7 +39,14 @@ from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 COOKIE = "jitgate_session"
+LOGIN_COOKIE = "jitgate_login"
 AUDITORS = "auditors"
+STALE_FORM = "this form is stale or came from another site; reload the page"
+LOGIN_MESSAGES = {
+    "signed_out": ("notice", "You have signed out."),
+    "session_ended": ("error", "Your session has ended; sign in again."),
+}
+"""The only texts the sign-in page shows for a code in its URL; any other code shows nothing."""
 _templates = Environment(
     loader=FileSystemLoader(str(files("jitgate") / "web" / "templates")),
     autoescape=select_autoescape(["html"]),
@@ -52,8 +65,18 @@ def _runtime(request: Request) -> Runtime:
     return rt
 
 
-def csrf_token(session: str) -> str:
-    return hashlib.sha256(b"jitgate-csrf\x00" + session.encode()).hexdigest()[:32]
+def _sessions(request: Request) -> WebSessions:
+    rt = _runtime(request)
+    return WebSessions(
+        rt.ctx.db,
+        rt.ctx.clock,
+        idle=timedelta(seconds=rt.settings.web_session_idle_seconds),
+        maximum=timedelta(seconds=rt.settings.web_session_max_seconds),
+    )
+
+
+def csrf_token(secret: str, purpose: str = "session") -> str:
+    return hashlib.sha256(f"jitgate-csrf\x00{purpose}\x00{secret}".encode()).hexdigest()[:32]
 
 
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -61,59 +84,90 @@ def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
-def _back(notice: str = "", error: str = "", to: str = "/ui/") -> RedirectResponse:
-    params = f"?notice={quote(notice)}" if notice else f"?error={quote(error)}" if error else ""
-    return RedirectResponse(to + params, status_code=303, headers=HEADERS)
-
-
-def _session(request: Request) -> tuple[Identity, str] | None:
-    token = request.cookies.get(COOKIE)
-    if not token:
-        return None
-    try:
-        return authenticate(_runtime(request).authenticators, f"Bearer {token}"), token
-    except Unauthenticated:
-        return None
-
-
-def _checked(request: Request, csrf: str) -> tuple[Identity, str]:
-    found = _session(request)
-    if found is None:
-        raise Unauthenticated("your session has ended; sign in again")
-    if not hmac.compare_digest(csrf, csrf_token(found[1])):
-        raise Unauthenticated("this form is stale or came from another site; reload the page")
-    return found
-
-
-@router.get("/login")
-def login_page(request: Request) -> HTMLResponse:
-    return _page("login.html", title="sign in", error=request.query_params.get("error", ""))
-
-
-@router.post("/login")
-def login(request: Request, token: str = Form(max_length=4096)) -> Response:
-    try:
-        authenticate(_runtime(request).authenticators, f"Bearer {token.strip()}")
-    except Unauthenticated as exc:
-        return _page("login.html", status=401, title="sign in", error=exc.message)
-    response = RedirectResponse("/ui/", status_code=303, headers=HEADERS)
+def _cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
-        COOKIE,
-        token.strip(),
+        name,
+        value,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/ui",
-        max_age=12 * 3600,
+        max_age=max_age,
     )
+
+
+def _back(request: Request, session: WebSession, kind: str, text: str) -> RedirectResponse:
+    _sessions(request).set_flash(session, kind, text)
+    return RedirectResponse("/ui/", status_code=303, headers=HEADERS)
+
+
+def _ended() -> RedirectResponse:
+    return RedirectResponse("/ui/login?error=session_ended", status_code=303, headers=HEADERS)
+
+
+def _session(request: Request) -> WebSession | None:
+    return _sessions(request).resolve(request.cookies.get(COOKIE))
+
+
+def _check_csrf(request: Request, csrf: str) -> None:
+    if not hmac.compare_digest(csrf, csrf_token(request.cookies.get(COOKIE, ""))):
+        raise Unauthenticated(STALE_FORM)
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None  # an opaque origin is never ours
+    host = request.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    kind, text = LOGIN_MESSAGES.get(request.query_params.get("error", ""), ("", ""))
+    pre = request.cookies.get(LOGIN_COOKIE) or ""
+    if len(pre) != 43:
+        pre = secrets.token_urlsafe(32)
+    response = _page(
+        "login.html",
+        title="sign in",
+        csrf=csrf_token(pre, "login"),
+        error=text if kind == "error" else "",
+        notice=text if kind == "notice" else "",
+    )
+    _cookie(response, request, LOGIN_COOKIE, pre, max_age=3600)
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request, token: str = Form(max_length=4096), csrf: str = Form("", max_length=64)
+) -> Response:
+    pre = request.cookies.get(LOGIN_COOKIE) or ""
+    if not pre or not _same_origin(request) or not hmac.compare_digest(csrf, csrf_token(pre, "login")):
+        # Refused before the credential is looked at: nothing is checked, written or opened.
+        return _page("login.html", status=403, title="sign in", csrf="", error=STALE_FORM)
+    try:
+        identity, token_id = sign_in_identity(_runtime(request).authenticators, token.strip())
+    except Unauthenticated as exc:
+        return _page("login.html", status=401, title="sign in", csrf=csrf, error=exc.message)
+    session_id = _sessions(request).open(identity, token_id)
+    response = RedirectResponse("/ui/", status_code=303, headers=HEADERS)
+    _cookie(response, request, COOKIE, session_id, max_age=_runtime(request).settings.web_session_max_seconds)
+    response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
-    if _session(request) is not None:
-        _checked(request, csrf)
-    response = RedirectResponse("/ui/login", status_code=303, headers=HEADERS)
+    session = _session(request)
+    if session is not None:
+        try:
+            _check_csrf(request, csrf)
+        except Unauthenticated as exc:
+            return _back(request, session, "error", exc.message)
+        _sessions(request).end(request.cookies.get(COOKIE))
+    response = RedirectResponse("/ui/login?error=signed_out", status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, path="/ui")
     return response
 
@@ -123,7 +177,8 @@ def home(request: Request) -> Response:
     found = _session(request)
     if found is None:
         return RedirectResponse("/ui/login", status_code=303)
-    who, session = found
+    who = found.identity
+    flash = _sessions(request).take_flash(found) or {}
     ctx = _runtime(request).ctx
     now = ctx.clock.now()
     reviewable = requests.visible_requests(
@@ -148,13 +203,13 @@ def home(request: Request) -> Response:
         "home.html",
         title="access",
         who=who,
-        csrf=csrf_token(session),
+        csrf=csrf_token(request.cookies.get(COOKIE, "")),
         reviewable=[request_json(r) for r in reviewable],
         mine=[request_json(r) for r in mine[:50]],
         grants=shown,
         roles=roles,
-        notice=request.query_params.get("notice", ""),
-        error=request.query_params.get("error", ""),
+        notice=flash.get("text", "") if flash.get("kind") == "notice" else "",
+        error=flash.get("text", "") if flash.get("kind") == "error" else "",
     )
 
 
@@ -166,14 +221,17 @@ def create_request(
     duration: str = Form("", max_length=32),
     reason: str = Form("", max_length=2000),
 ) -> Response:
+    session = _session(request)
+    if session is None:
+        return _ended()
     try:
-        who, _ = _checked(request, csrf)
+        _check_csrf(request, csrf)
         made = requests.submit(
-            _runtime(request).ctx, who, role=role, reason=reason, duration=duration or None
+            _runtime(request).ctx, session.identity, role=role, reason=reason, duration=duration or None
         )
     except JitgateError as exc:
-        return _back(error=exc.message)
-    return _back(notice=f"request {made['id']} is {made['state']}")
+        return _back(request, session, "error", exc.message)
+    return _back(request, session, "notice", f"request {made['id']} is {made['state']}")
 
 
 @router.post("/requests/{request_id}/review")
@@ -184,24 +242,30 @@ def review(
     verdict: str = Form(pattern="^(approve|deny)$"),
     comment: str = Form("", max_length=2000),
 ) -> Response:
+    session = _session(request)
+    if session is None:
+        return _ended()
     try:
-        who, _ = _checked(request, csrf)
+        _check_csrf(request, csrf)
         done = requests.review(
-            _runtime(request).ctx, who, request_id, verdict=Verdict(verdict), comment=comment
+            _runtime(request).ctx, session.identity, request_id, verdict=Verdict(verdict), comment=comment
         )
     except JitgateError as exc:
-        return _back(error=exc.message)
-    return _back(notice=f"request {request_id} is {done['state']}")
+        return _back(request, session, "error", exc.message)
+    return _back(request, session, "notice", f"request {request_id} is {done['state']}")
 
 
 @router.post("/grants/{grant_id}/revoke")
 def revoke(request: Request, grant_id: str, csrf: str = Form("")) -> Response:
+    session = _session(request)
+    if session is None:
+        return _ended()
     try:
-        who, _ = _checked(request, csrf)
-        grants.revoke(_runtime(request).ctx, who, grant_id, comment="revoked from the web")
+        _check_csrf(request, csrf)
+        grants.revoke(_runtime(request).ctx, session.identity, grant_id, comment="revoked from the web")
     except JitgateError as exc:
-        return _back(error=exc.message)
-    return _back(notice=f"grant {grant_id} revoked")
+        return _back(request, session, "error", exc.message)
+    return _back(request, session, "notice", f"grant {grant_id} revoked")
 
 
 @router.get("/audit")
@@ -209,12 +273,17 @@ def audit(request: Request) -> Response:
     found = _session(request)
     if found is None:
         return RedirectResponse("/ui/login", status_code=303)
-    who, session = found
+    who = found.identity
     everyone = who.admin or AUDITORS in who.groups
     ctx = _runtime(request).ctx
     with ctx.db.read() as conn:
         events = query(conn, actor=None if everyone else who.name, limit=200, newest_first=True)
     rows = [{**e.to_json(), "details": json.dumps(e.details, sort_keys=True)[:300]} for e in events]
     return _page(
-        "audit.html", title="audit", who=who, csrf=csrf_token(session), events=rows, everyone=everyone
+        "audit.html",
+        title="audit",
+        who=who,
+        csrf=csrf_token(request.cookies.get(COOKIE, "")),
+        events=rows,
+        everyone=everyone,
     )

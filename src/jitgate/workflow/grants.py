@@ -17,6 +17,7 @@ from jitgate.domain.lifecycle import check_extension, check_transition, grant_wi
 from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
 from jitgate.errors import InvalidInput, PolicyDenied
 from jitgate.policy.decision import auto_approval, check_reason, may_approve
+from jitgate.store import accounts
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
 from jitgate.workflow.context import WorkflowContext
@@ -29,6 +30,9 @@ def activate(
     ctx: WorkflowContext, conn: Connection, req: AccessRequest, *, now: datetime, actor: str
 ) -> Grant:
     """Turn an approved request into a grant: active now, or scheduled for its requested start."""
+    if accounts.is_disabled(conn, req.requester):
+        # Disabling cancels open requests; this holds for one made in another process's cache window.
+        raise PolicyDenied(f"user {req.requester} is disabled")
     starts_at, expires_at = grant_window(now=now, start_at=req.start_at, duration=req.duration)
     state = S.ACTIVE if starts_at <= now else S.APPROVED
     check_transition(f"request {req.id}", req.state, state)

@@ -1,5 +1,6 @@
 """OIDC bearer tokens verified against a JWKS served over real HTTP: good tokens map to an identity
-with groups; forged, expired, wrong-audience and ``alg: none`` tokens are refused."""
+named after issuer and subject, with groups; forged, expired, wrong-audience and ``alg: none``
+tokens are refused; a display name never makes a caller into a local user."""
 
 from __future__ import annotations
 
@@ -8,15 +9,23 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fastapi.testclient import TestClient
 
+from jitgate.api.app import create_app
 from jitgate.auth.base import authenticate
 from jitgate.auth.oidc import OidcAuthenticator
 from jitgate.errors import Unauthenticated
+from jitgate.runtime import build_runtime
+from jitgate.settings import Settings
+from jitgate.workflow.users import add_user
 
 ISSUER = "https://idp.example"
 AUDIENCE = "jitgate"
@@ -71,7 +80,8 @@ def oidc(jwks_url: str) -> OidcAuthenticator:
 
 def test_a_valid_token_becomes_an_identity_with_groups(oidc: OidcAuthenticator) -> None:
     who = authenticate([oidc], f"Bearer {token()}")
-    assert who.name == "alice"
+    assert who.name == "oidc:u-1"
+    assert who.display_name == "alice"
     assert who.groups == {"engineers", "sre-leads"}
     assert who.admin
     assert who.source == "oidc"
@@ -105,3 +115,130 @@ def test_alg_none_and_hmac_with_the_public_key_are_refused(oidc: OidcAuthenticat
     forged = f"{header}.{token().split('.')[1]}.AAAA"
     with pytest.raises(Unauthenticated):
         authenticate([oidc], f"Bearer {forged}")
+
+
+def test_the_name_comes_from_the_subject_in_the_issuers_namespace(jwks_url: str) -> None:
+    plain = authenticate(
+        [OidcAuthenticator(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_url, namespace="corp")],
+        f"Bearer {token(sub='u-7', preferred_username='jitgate')}",
+    )
+    assert plain.name == "corp:u-7"
+    assert plain.display_name == "jitgate"  # a reserved name as display name decides nothing
+    odd = authenticate(
+        [OidcAuthenticator(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_url)],
+        f"Bearer {token(sub='repo:org/app:ref:refs/heads/main')}",
+    )
+    assert odd.name.startswith("oidc:sha256-")
+    assert ":" not in odd.name.removeprefix("oidc:")
+
+
+SHARED_POLICY = """
+targets:
+  - {name: web-1, kind: ssh, address: 127.0.0.1}
+roles:
+  - name: shell
+    targets: {names: [web-1]}
+    ssh: {logins: [deploy]}
+    max_duration: 1h
+    requesters: [user:alice, user:bob, user:oidc:u-9]
+    approvers: [user:bob]
+  - name: self-serve
+    targets: {names: [web-1]}
+    ssh: {logins: [deploy]}
+    max_duration: 1h
+    requesters: [user:bob]
+    approval: auto
+"""
+
+
+@pytest.fixture
+def broker(jwks_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SHARED_POLICY)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        policy_file=policy,
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        oidc_jwks_url=jwks_url,
+    )
+    rt = build_runtime(settings)
+    tokens = {}
+    for name in ("alice", "bob"):
+        _, tokens[name] = add_user(rt.ctx.db, rt.ctx.audit, rt.ctx.clock, actor="test", name=name, groups=[])
+    with TestClient(create_app(rt, run_scheduler=False)) as client:
+        yield client, tokens
+    rt.ctx.db.dispose()
+
+
+def _bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def test_an_oidc_caller_named_bob_gets_nothing_of_local_bob(
+    broker: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = broker
+    bob, alice = _bearer(tokens["bob"]), _bearer(tokens["alice"])
+    grant = client.post("/api/v1/requests", json={"role": "self-serve"}, headers=bob).json()["grant"]
+    pending = client.post("/api/v1/requests", json={"role": "shell"}, headers=alice).json()
+    impostor = _bearer(token(sub="u-evil", preferred_username="bob", groups=[]))
+
+    me = client.get("/api/v1/whoami", headers=impostor).json()
+    assert (me["name"], me["display_name"]) == ("oidc:u-evil", "bob")
+    assert client.get("/api/v1/grants", headers=impostor).json() == []
+    assert client.get(f"/api/v1/grants/{grant['id']}", headers=impostor).status_code == 404
+    assert client.post(f"/api/v1/grants/{grant['id']}/revoke", json={}, headers=impostor).status_code == 403
+    assert client.get(f"/api/v1/requests/{pending['id']}", headers=impostor).status_code == 404
+    vote = client.post(
+        f"/api/v1/requests/{pending['id']}/reviews", json={"verdict": "approve"}, headers=impostor
+    )
+    assert vote.status_code == 403
+    key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    cert = client.post(
+        "/api/v1/ssh/certificates", json={"target": "web-1", "public_key": key.decode()}, headers=impostor
+    )
+    assert cert.status_code == 403
+    assert client.post("/api/v1/requests", json={"role": "self-serve"}, headers=impostor).status_code == 403
+
+    assert client.get(f"/api/v1/grants/{grant['id']}", headers=bob).json()["state"] == "ACTIVE"
+    assert client.get(f"/api/v1/requests/{pending['id']}", headers=bob).json()["state"] == "PENDING"
+
+
+def test_policy_names_an_oidc_identity_by_namespace_and_subject(
+    broker: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, _ = broker
+    made = client.post(
+        "/api/v1/requests",
+        json={"role": "shell"},
+        headers=_bearer(token(sub="u-9", preferred_username="someone", groups=[])),
+    )
+    assert made.status_code == 201
+    assert made.json()["requester"] == "oidc:u-9"
+    other = client.post(
+        "/api/v1/requests",
+        json={"role": "shell"},
+        headers=_bearer(token(sub="u-8", preferred_username="u-9")),
+    )
+    assert other.status_code == 403
+
+
+def test_an_oidc_web_session_shows_the_display_name_and_ends_with_the_token(
+    broker: tuple[TestClient, dict[str, str]],
+) -> None:
+    import re
+
+    client, _ = broker
+    page = client.get("/ui/login")
+    form = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert form is not None
+    short = token(sub="u-9", preferred_username="<b>bob</b>", exp=int(time.time()) + 2)
+    signed_in = client.post("/ui/login", data={"token": short, "csrf": form.group(1)})
+    assert "&lt;b&gt;bob&lt;/b&gt; (oidc:u-9)" in signed_in.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if client.get("/ui/", follow_redirects=False).status_code == 303:
+            break
+        time.sleep(0.2)
+    assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"

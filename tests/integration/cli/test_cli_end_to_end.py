@@ -390,3 +390,63 @@ def test_workers_stop_when_the_server_process_is_killed_outright(tmp_path: Path)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, 9)
+
+
+def test_users_and_tokens_commands(broker: Broker) -> None:
+    reserved = offline("users", "add", "jitgate", "--data-dir", str(broker.data_dir))
+    assert reserved.returncode == 3
+    assert reserved.stderr.strip() == "error: 'jitgate' is reserved for the broker itself"
+    made = offline(
+        "users", "add", "root", "--admin", "--expires-in", "2d", "--data-dir", str(broker.data_dir), "--json"
+    )
+    assert made.returncode == 0, made.stderr
+    broker.tokens["root"] = json.loads(made.stdout)["token"]
+    too_long = offline("users", "add", "eve", "--expires-in", "400d", "--data-dir", str(broker.data_dir))
+    assert too_long.returncode == 3
+
+    (mine,) = broker.json("tokens", "list")
+    assert mine["user"] == "alice"
+    assert mine["state"] == "active"
+    assert mine["id"] in broker.run("tokens", "list", check=True).stdout
+    (bobs,) = broker.json("tokens", "list", "--user", "bob", user="root")
+    assert broker.run("tokens", "revoke", bobs["id"]).returncode == 6  # alice: not hers, not admin
+    assert broker.run("users", "disable", "bob").returncode == 5
+
+    rotated = broker.json("tokens", "rotate", mine["id"], "--expires-in", "1d")
+    assert rotated["replaces"] == mine["id"]
+    stale = broker.run("roles")
+    assert stale.returncode == 4
+    assert stale.stderr.strip() == "error: API token revoked"
+    broker.tokens["alice"] = rotated["token"]
+    assert broker.run("roles").returncode == 0
+
+    assert broker.json("users", "disable", "bob", user="root")["disabled"] is True
+    assert broker.run("requests", user="bob").returncode == 4
+    assert broker.json("users", "enable", "bob", user="root")["disabled"] is False
+    assert broker.run("requests", user="bob").returncode == 0
+    changed = broker.json("users", "groups", "alice", "--add", "oncall", "--remove", "engineers", user="root")
+    assert changed["groups"] == ["oncall"]
+    assert broker.run("request", "stage-shell", "--for", "5m").returncode == 5
+    listed = broker.json("users", "list", user="root")
+    assert [u["name"] for u in listed] == ["alice", "bob", "root"]
+    trail = {e["action"] for e in broker.json("audit", "--limit", "500", user="root")}
+    assert {"token.rotated", "user.disabled", "user.enabled", "user.groups_changed"} <= trail
+    verify = offline("audit", "verify", "--data-dir", str(broker.data_dir))
+    assert verify.returncode == 0, verify.stderr
+
+
+@pytest.mark.parametrize("broker", [2], indirect=True)
+def test_a_revoked_token_is_refused_by_every_worker_within_five_seconds(broker: Broker) -> None:
+    headers = {"Authorization": f"Bearer {broker.tokens['alice']}"}
+    for _ in range(20):  # both workers have the token in their caches
+        assert httpx.get(f"{broker.url}/api/v1/whoami", headers=headers).status_code == 200
+    (mine,) = broker.json("tokens", "list")
+    broker.run("tokens", "revoke", mine["id"], check=True)
+    revoked_at = time.monotonic()
+    seen: list[tuple[float, int]] = []
+    while time.monotonic() < revoked_at + 6.5:
+        started = time.monotonic() - revoked_at
+        seen.append((started, httpx.get(f"{broker.url}/api/v1/whoami", headers=headers).status_code))
+    late = [status for started, status in seen if started >= 5.0]
+    assert late, "no request was made after the bound"
+    assert set(late) == {401}, seen

@@ -1,5 +1,6 @@
 """The web pages through a real app: sign in with a token, review, request, revoke, audit — with
-the cookie, CSRF and escaping a browser-facing security tool needs."""
+the server-side session, cookie, CSRF (sign-in included) and escaping a browser-facing security
+tool needs, and only messages the broker wrote."""
 
 from __future__ import annotations
 
@@ -42,8 +43,16 @@ def browser(runtime: Runtime) -> TestClient:
     return TestClient(create_app(runtime, run_scheduler=False), base_url="https://jitgate.test")
 
 
+def login_form(client: TestClient) -> str:
+    page = client.get("/ui/login")
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert match is not None
+    return match.group(1)
+
+
 def sign_in(client: TestClient, token: str) -> str:
-    response = client.post("/ui/login", data={"token": token}, follow_redirects=False)
+    form = login_form(client)
+    response = client.post("/ui/login", data={"token": token, "csrf": form}, follow_redirects=False)
     assert response.status_code == 303
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie
@@ -59,9 +68,9 @@ def sign_in(client: TestClient, token: str) -> str:
 def test_pages_need_a_session(runtime: Runtime) -> None:
     with browser(runtime) as client:
         assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
-        bad = client.post("/ui/login", data={"token": "jg_" + "x" * 43})
+        bad = client.post("/ui/login", data={"token": "jg_" + "x" * 43, "csrf": login_form(client)})
         assert bad.status_code == 401
-        assert "unknown or revoked API token" in bad.text
+        assert "unknown API token" in bad.text
 
 
 def test_request_review_and_revoke_in_the_browser(runtime: Runtime, tokens: dict[str, str]) -> None:
@@ -114,3 +123,142 @@ def test_pages_forbid_framing_and_scripts(runtime: Runtime, tokens: dict[str, st
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert "script-src" not in headers["content-security-policy"]  # default-src 'none' covers scripts
         assert headers["x-content-type-options"] == "nosniff"
+
+
+def session_rows(runtime: Runtime) -> int:
+    import sqlalchemy as sa
+
+    from jitgate.store.tables import web_sessions
+
+    with runtime.ctx.db.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(web_sessions)).scalar_one())
+
+
+def audit_count(runtime: Runtime) -> int:
+    from jitgate.audit.query import query
+
+    with runtime.ctx.db.read() as conn:
+        return len(query(conn, limit=10_000))
+
+
+@pytest.mark.parametrize("forgery", ["no form token", "wrong form token", "no login cookie", "other origin"])
+def test_a_forged_sign_in_is_refused_before_the_token_is_looked_at(
+    runtime: Runtime, tokens: dict[str, str], forgery: str
+) -> None:
+    with browser(runtime) as client:
+        form = login_form(client)
+        data = {"token": tokens["alice"], "csrf": form}
+        headers = {}
+        if forgery == "no form token":
+            del data["csrf"]
+        elif forgery == "wrong form token":
+            data["csrf"] = "0" * 32
+        elif forgery == "no login cookie":
+            client.cookies.clear()
+        else:
+            headers["Origin"] = "https://evil.example"
+        before = audit_count(runtime)
+        refused = client.post("/ui/login", data=data, headers=headers, follow_redirects=False)
+        assert refused.status_code == 403
+        assert "stale or came from another site" in refused.text
+        assert "jitgate_session" not in refused.headers.get("set-cookie", "")
+        assert session_rows(runtime) == 0
+        assert audit_count(runtime) == before
+        assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+    with runtime.ctx.db.read() as conn:
+        from jitgate.store import accounts
+
+        assert all(t.last_used_at is None for t in accounts.list_tokens(conn, user="alice"))
+
+
+def test_the_cookie_holds_a_session_id_that_the_api_does_not_take(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    with browser(runtime) as client:
+        sign_in(client, tokens["alice"])
+        cookie = client.cookies["jitgate_session"]
+        assert cookie.startswith("jgs_")
+        assert tokens["alice"] not in cookie
+        assert session_rows(runtime) == 1
+        for headers in ({"Authorization": f"Bearer {cookie}"}, {"Cookie": f"jitgate_session={cookie}"}):
+            refused = client.get("/api/v1/whoami", headers=headers)
+            assert refused.status_code == 401
+
+
+def test_signing_out_ends_the_session_on_the_server(runtime: Runtime, tokens: dict[str, str]) -> None:
+    with browser(runtime) as client:
+        csrf = sign_in(client, tokens["alice"])
+        cookie = client.cookies["jitgate_session"]
+        out = client.post("/ui/logout", data={"csrf": csrf})
+        assert "You have signed out." in out.text
+        assert session_rows(runtime) == 0
+    with browser(runtime) as replay:
+        again = replay.get("/ui/", headers={"Cookie": f"jitgate_session={cookie}"}, follow_redirects=False)
+        assert again.headers["location"] == "/ui/login"
+
+
+def test_a_session_ends_when_idle_after_its_maximum_or_with_its_token(
+    runtime: Runtime, tokens: dict[str, str], clock: FrozenClock
+) -> None:
+    from datetime import timedelta
+
+    from jitgate.workflow import tokens as token_flow
+
+    with browser(runtime) as client:
+        sign_in(client, tokens["alice"])
+        clock.advance(timedelta(hours=8))
+        assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+    with browser(runtime) as client:
+        sign_in(client, tokens["alice"])
+        for _ in range(6):
+            clock.advance(timedelta(hours=2) - timedelta(seconds=1))
+            assert client.get("/ui/", follow_redirects=False).status_code == 200
+        clock.advance(timedelta(seconds=7))
+        assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+    with browser(runtime) as client:
+        sign_in(client, tokens["alice"])
+        alice = runtime.tokens.authenticate(tokens["alice"])
+        (mine,) = token_flow.list_tokens(runtime.ctx, alice)
+        token_flow.revoke(runtime.ctx, alice, mine.id)
+        assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+
+
+def test_a_disabled_users_web_session_ends_at_once(runtime: Runtime, tokens: dict[str, str]) -> None:
+    from jitgate.workflow import users
+
+    admin = users.add_user(
+        runtime.ctx.db,
+        runtime.ctx.audit,
+        runtime.ctx.clock,
+        actor="test",
+        name="root-admin",
+        groups=[],
+        admin=True,
+    )[0]
+    with browser(runtime) as client:
+        sign_in(client, tokens["bob"])
+        users.set_disabled(runtime.ctx, admin, "bob", disabled=True)
+        assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+        assert session_rows(runtime) == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["error=<script>alert(1)</script>", "error=Your+token+leaked,+paste+it+at+evil.example", "notice=hi"],
+)
+def test_only_messages_the_broker_wrote_are_shown(
+    runtime: Runtime, tokens: dict[str, str], query: str
+) -> None:
+    with browser(runtime) as client:
+        login = client.get(f"/ui/login?{query}")
+        assert 'role="alert"' not in login.text
+        assert 'role="status"' not in login.text
+        assert "evil.example" not in login.text
+        assert "alert(1)" not in login.text
+        sign_in(client, tokens["alice"])
+        home = client.get(f"/ui/?{query}")
+        assert 'role="alert"' not in home.text
+        assert 'role="status"' not in home.text
+        assert "evil.example" not in home.text
+        assert "alert(1)" not in home.text
+        assert "Your session has ended" in client.get("/ui/login?error=session_ended").text

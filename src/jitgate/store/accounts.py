@@ -1,0 +1,265 @@
+"""Query functions for accounts: users' state, API tokens and web sessions. They never commit.
+
+Kept apart from ``queries`` (requests, grants, revocations): these rows decide who is calling,
+not what they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from jitgate.domain.identity import Identity, IdentityKind
+from jitgate.errors import NotFound
+from jitgate.store.tables import api_tokens, users, web_sessions
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    name: str
+    kind: IdentityKind
+    groups: tuple[str, ...]
+    admin: bool
+    disabled: bool
+    created_at: datetime
+
+    def identity(self, source: str, expires_at: datetime | None = None) -> Identity:
+        return Identity(
+            name=self.name,
+            groups=frozenset(self.groups),
+            admin=self.admin,
+            kind=self.kind,
+            source=source,
+            expires_at=expires_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: str
+    user: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def usable_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+def _user(row: RowMapping) -> UserRow:
+    return UserRow(
+        name=row["name"],
+        kind=IdentityKind(row["kind"]),
+        groups=tuple(row["groups"]),
+        admin=bool(row["admin"]),
+        disabled=bool(row["disabled"]),
+        created_at=row["created_at"],
+    )
+
+
+def _token(row: RowMapping) -> TokenRow:
+    return TokenRow(
+        id=row["id"],
+        user=row["user_name"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def get_user(conn: Connection, name: str, *, lock: bool = False) -> UserRow | None:
+    query = sa.select(users).where(users.c.name == name)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return _user(row) if row is not None else None
+
+
+def locked_user(conn: Connection, name: str) -> UserRow:
+    found = get_user(conn, name, lock=True)
+    if found is None:
+        raise NotFound(f"no user {name}")
+    return found
+
+
+def all_users(conn: Connection) -> list[UserRow]:
+    return [_user(row) for row in conn.execute(sa.select(users).order_by(users.c.name)).mappings()]
+
+
+def set_user_disabled(conn: Connection, name: str, disabled: bool) -> None:
+    conn.execute(users.update().where(users.c.name == name).values(disabled=disabled))
+
+
+def set_user_groups(conn: Connection, name: str, groups: Sequence[str]) -> None:
+    conn.execute(users.update().where(users.c.name == name).values(groups=sorted(set(groups))))
+
+
+def is_disabled(conn: Connection, name: str) -> bool:
+    """True for a local user who is disabled; False for enabled users and external identities."""
+    found = conn.execute(sa.select(users.c.disabled).where(users.c.name == name)).scalar_one_or_none()
+    return bool(found)
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+def insert_token(
+    conn: Connection, *, token_id: str, token_hash: str, user: str, now: datetime, expires_at: datetime
+) -> None:
+    conn.execute(
+        api_tokens.insert().values(
+            id=token_id, token_hash=token_hash, user_name=user, created_at=now, expires_at=expires_at
+        )
+    )
+
+
+_TOKEN_BY_HASH = (
+    sa.select(api_tokens, users.c.kind, users.c.groups, users.c.admin, users.c.disabled)
+    .join(users, api_tokens.c.user_name == users.c.name)
+    .where(api_tokens.c.token_hash == sa.bindparam("token_hash"))
+)
+
+
+def token_by_hash(conn: Connection, token_hash: str) -> tuple[TokenRow, UserRow] | None:
+    """The token with this hash and its owner, whatever their state (the caller decides)."""
+    row = conn.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).mappings().first()
+    if row is None:
+        return None
+    owner = UserRow(
+        name=row["user_name"],
+        kind=IdentityKind(row["kind"]),
+        groups=tuple(row["groups"]),
+        admin=bool(row["admin"]),
+        disabled=bool(row["disabled"]),
+        created_at=row["created_at"],
+    )
+    return _token(row), owner
+
+
+def get_token(conn: Connection, token_id: str, *, lock: bool = False) -> TokenRow | None:
+    query = sa.select(api_tokens).where(api_tokens.c.id == token_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return _token(row) if row is not None else None
+
+
+def list_tokens(conn: Connection, *, user: str | None) -> list[TokenRow]:
+    query = sa.select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
+    if user is not None:
+        query = query.where(api_tokens.c.user_name == user)
+    return [_token(row) for row in conn.execute(query).mappings()]
+
+
+def revoke_token(conn: Connection, token_id: str, now: datetime) -> bool:
+    """Revoke a token that is not revoked yet; False if it already was."""
+    done = conn.execute(
+        api_tokens.update()
+        .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return done.rowcount == 1
+
+
+def touch_token(conn: Connection, token_id: str, now: datetime) -> None:
+    conn.execute(api_tokens.update().where(api_tokens.c.id == token_id).values(last_used_at=now))
+
+
+# --- web sessions ---------------------------------------------------------------------------
+
+
+def insert_session(
+    conn: Connection,
+    *,
+    id_hash: str,
+    identity: Identity,
+    token_id: str | None,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    conn.execute(
+        web_sessions.insert().values(
+            id_hash=id_hash,
+            user_name=identity.name,
+            token_id=token_id,
+            identity=identity_json(identity),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=expires_at,
+        )
+    )
+
+
+def get_session(conn: Connection, id_hash: str) -> RowMapping | None:
+    """The session row, with its token's end and revocation and its user's state when local."""
+    query = (
+        sa.select(
+            web_sessions,
+            api_tokens.c.revoked_at.label("token_revoked_at"),
+            api_tokens.c.expires_at.label("token_expires_at"),
+            users.c.disabled.label("user_disabled"),
+            users.c.groups.label("user_groups"),
+            users.c.admin.label("user_admin"),
+        )
+        .outerjoin(api_tokens, api_tokens.c.id == web_sessions.c.token_id)
+        .outerjoin(users, users.c.name == web_sessions.c.user_name)
+        .where(web_sessions.c.id_hash == id_hash)
+    )
+    return conn.execute(query).mappings().first()
+
+
+def touch_session(conn: Connection, id_hash: str, now: datetime) -> None:
+    conn.execute(web_sessions.update().where(web_sessions.c.id_hash == id_hash).values(last_seen_at=now))
+
+
+def set_flash(conn: Connection, id_hash: str, flash: dict[str, str] | None) -> None:
+    conn.execute(web_sessions.update().where(web_sessions.c.id_hash == id_hash).values(flash=flash))
+
+
+def delete_session(conn: Connection, id_hash: str) -> None:
+    conn.execute(web_sessions.delete().where(web_sessions.c.id_hash == id_hash))
+
+
+def delete_sessions_of(conn: Connection, user: str) -> int:
+    return conn.execute(web_sessions.delete().where(web_sessions.c.user_name == user)).rowcount
+
+
+def delete_sessions_of_token(conn: Connection, token_id: str) -> int:
+    return conn.execute(web_sessions.delete().where(web_sessions.c.token_id == token_id)).rowcount
+
+
+def delete_ended_sessions(conn: Connection, now: datetime) -> int:
+    return conn.execute(web_sessions.delete().where(web_sessions.c.expires_at <= now)).rowcount
+
+
+def identity_json(identity: Identity) -> dict[str, Any]:
+    return {
+        "name": identity.name,
+        "groups": sorted(identity.groups),
+        "admin": identity.admin,
+        "kind": identity.kind.value,
+        "source": identity.source,
+        "display_name": identity.display_name,
+    }
+
+
+def identity_from_json(data: dict[str, Any], expires_at: datetime | None) -> Identity:
+    return Identity(
+        name=data["name"],
+        groups=frozenset(data["groups"]),
+        admin=bool(data["admin"]),
+        kind=IdentityKind(data["kind"]),
+        source=data["source"],
+        display_name=data.get("display_name"),
+        expires_at=expires_at,
+    )
