@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = "groups"
     oidc_admin_groups: list[str] = Field(default_factory=list)
     webhook_url: str | None = None
+    max_pending_requests_per_requester: int = Field(default=10, ge=1, le=1000)
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
 

@@ -6,6 +6,7 @@ on SQLite the write transaction already holds the database's write lock.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -170,6 +171,26 @@ def list_requests(
     if roles is not None:
         query = query.where(requests.c.role.in_(list(roles)))
     return [_request(row) for row in conn.execute(query).mappings()]
+
+
+def pending_count_of(conn: Connection, requester: str) -> int:
+    """How many of ``requester``'s requests wait for review (extensions included)."""
+    query = sa.select(sa.func.count()).where(
+        requests.c.requester == requester, requests.c.state == RequestState.PENDING.value
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def lock_requester(conn: Connection, requester: str) -> None:
+    """Serialize this requester's submissions until the transaction ends.
+
+    SQLite's write transaction already holds the one write lock. On PostgreSQL a transaction-scoped
+    advisory lock keyed by the name works even for identities without a ``users`` row (OIDC).
+    """
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(b"jitgate-requester\x00" + requester.encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def pending_extensions(conn: Connection, grant_id: str) -> list[AccessRequest]:
@@ -619,3 +640,8 @@ def pending_revocations(conn: Connection, grant_ids: Sequence[str] | None = None
     if grant_ids is not None:
         query = query.where(revocations.c.grant_id.in_(list(grant_ids)))
     return list(conn.execute(query).mappings())
+
+
+# Row builders for the keyset pages in ``paging``.
+request_of_row = _request
+grant_of_row = _grant

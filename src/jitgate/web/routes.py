@@ -28,12 +28,14 @@ from jitgate.errors import JitgateError, Unauthenticated
 from jitgate.policy.decision import may_request
 from jitgate.runtime import Runtime
 from jitgate.store import queries as q
+from jitgate.store.paging import Page
 from jitgate.workflow import grants, requests
 from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 COOKIE = "jitgate_session"
 AUDITORS = "auditors"
+WEB_PAGE = 50
 _templates = Environment(
     loader=FileSystemLoader(str(files("jitgate") / "web" / "templates")),
     autoescape=select_autoescape(["html"]),
@@ -118,6 +120,18 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
     return response
 
 
+def _pager(request: Request, name: str, page: Page[Any]) -> dict[str, str]:
+    """Links to the older and newer pages of one list on a page, keeping the other lists' place."""
+    links = {}
+    for rel, param, value in (("older", "cursor", page.older), ("newer", "before", page.newer)):
+        if value is not None:
+            url = request.url.remove_query_params(
+                [f"{name}_cursor", f"{name}_before", "notice", "error"]
+            ).include_query_params(**{f"{name}_{param}": value})
+            links[rel] = f"{url.path}?{url.query}"
+    return links
+
+
 @router.get("/")
 def home(request: Request) -> Response:
     found = _session(request)
@@ -126,10 +140,27 @@ def home(request: Request) -> Response:
     who, session = found
     ctx = _runtime(request).ctx
     now = ctx.clock.now()
+    params = request.query_params
     reviewable = requests.visible_requests(
-        ctx, who, mine=False, reviewable=True, states=(RequestState.PENDING,)
+        ctx,
+        who,
+        mine=False,
+        reviewable=True,
+        states=(RequestState.PENDING,),
+        limit=WEB_PAGE,
+        older_than=params.get("queue_cursor"),
+        newer_than=params.get("queue_before"),
     )
-    mine = requests.visible_requests(ctx, who, mine=True, reviewable=False, states=())
+    mine = requests.visible_requests(
+        ctx,
+        who,
+        mine=True,
+        reviewable=False,
+        states=(),
+        limit=WEB_PAGE,
+        older_than=params.get("mine_cursor"),
+        newer_than=params.get("mine_before"),
+    )
     with ctx.db.read() as conn:
         held = q.list_grants(conn, holder=who.name, limit=50)
         pending = q.pending_revocations(conn, [g.id for g in held]) if held else []
@@ -149,8 +180,10 @@ def home(request: Request) -> Response:
         title="access",
         who=who,
         csrf=csrf_token(session),
-        reviewable=[request_json(r) for r in reviewable],
-        mine=[request_json(r) for r in mine[:50]],
+        reviewable=[request_json(r) for r in reviewable.items],
+        queue_pages=_pager(request, "queue", reviewable),
+        mine=[request_json(r) for r in mine.items],
+        mine_pages=_pager(request, "mine", mine),
         grants=shown,
         roles=roles,
         notice=request.query_params.get("notice", ""),
