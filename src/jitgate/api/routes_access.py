@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -41,8 +41,9 @@ def _link_pages(request: Request, response: Response, page: Page[Any]) -> None:
         response.headers["Link"] = ", ".join(links)
 
 
-Limit = Query(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE)
-Cursor = Query(default=None, max_length=200)
+# Annotated, not shared Query() defaults: FastAPI writes each parameter's name into its FieldInfo.
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+CursorParam = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("/whoami")
@@ -101,9 +102,9 @@ def list_requests(
     state: list[str] | None = Query(default=None),  # noqa: B008 - FastAPI's declaration style
     mine: bool = False,
     reviewable: bool = False,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-    before: str | None = Cursor,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: CursorParam = None,
+    before: CursorParam = None,
 ) -> list[dict[str, Any]]:
     """One page of requests, newest first; the ``Link`` header leads to the others."""
     page = requests.visible_requests(
@@ -143,9 +144,9 @@ def list_grants(
     ctx: Ctx,
     state: list[str] | None = Query(default=None),  # noqa: B008 - FastAPI's declaration style
     all_holders: bool = Query(default=False, alias="all"),
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-    before: str | None = Cursor,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: CursorParam = None,
+    before: CursorParam = None,
 ) -> list[dict[str, Any]]:
     """One page of grants, latest start first; the ``Link`` header leads to the others."""
     now = ctx.clock.now()
