@@ -36,6 +36,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 COOKIE = "jitgate_session"
 AUDITORS = "auditors"
 WEB_PAGE = 50
+WEB_AUDIT_PAGE = 200
 _templates = Environment(
     loader=FileSystemLoader(str(files("jitgate") / "web" / "templates")),
     autoescape=select_autoescape(["html"]),
@@ -245,9 +246,24 @@ def audit(request: Request) -> Response:
     who, session = found
     everyone = who.admin or AUDITORS in who.groups
     ctx = _runtime(request).ctx
+    before = request.query_params.get("before", "")
     with ctx.db.read() as conn:
-        events = query(conn, actor=None if everyone else who.name, limit=200, newest_first=True)
+        events = query(
+            conn,
+            actor=None if everyone else who.name,
+            limit=WEB_AUDIT_PAGE,
+            before_seq=int(before) if before.isdigit() else None,
+            newest_first=True,
+        )
     rows = [{**e.to_json(), "details": json.dumps(e.details, sort_keys=True)[:300]} for e in events]
+    older = f"/ui/audit?before={events[-1].seq}" if len(events) == WEB_AUDIT_PAGE else ""
     return _page(
-        "audit.html", title="audit", who=who, csrf=csrf_token(session), events=rows, everyone=everyone
+        "audit.html",
+        title="audit",
+        who=who,
+        csrf=csrf_token(session),
+        events=rows,
+        everyone=everyone,
+        older=older,
+        newest="/ui/audit" if before else "",
     )

@@ -157,3 +157,16 @@ def test_bad_page_parameters_are_one_line_errors(
     answer = client.get(f"/api/v1/requests?{query}", headers=auth(tokens["alice"]))
     assert answer.status_code in {400, 422}
     assert "\n" not in answer.json()["detail"]
+
+
+def test_the_audit_trail_pages_back_to_its_first_record(client: TestClient, tokens: dict[str, str]) -> None:
+    for _ in range(6):
+        client.post("/api/v1/requests", json={"role": "stage-shell"}, headers=auth(tokens["alice"]))
+    seqs: list[int] = []
+    next_url: str | None = "/api/v1/audit?limit=4"
+    while next_url:
+        answer = client.get(next_url, headers=auth(tokens["admin"]))
+        seqs += [e["seq"] for e in answer.json()]
+        next_url = answer.links.get("next", {}).get("url")
+    assert seqs == list(range(seqs[0], 0, -1))
+    assert len(seqs) > 12

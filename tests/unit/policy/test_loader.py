@@ -1,5 +1,6 @@
 """Policy files: validated, unknown keys refused, every error with its file and line."""
 
+import re
 import time
 from pathlib import Path
 
@@ -138,8 +139,13 @@ def test_aliases_are_refused_even_where_they_would_be_harmless() -> None:
 def test_an_oversized_policy_file_is_refused_before_parsing(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(BASE + "#" * (MAX_POLICY_BYTES + 1))
-    with pytest.raises(PolicyFileError, match=f"policy is larger than {MAX_POLICY_BYTES} bytes"):
+    # Refused by its size on disk (the message names the path), never read into memory.
+    with pytest.raises(PolicyFileError, match=f"^{re.escape(str(path))}: policy is larger than"):
         load_policy(path)
+    with pytest.raises(
+        PolicyFileError, match=f"^policy.yaml: policy is larger than {MAX_POLICY_BYTES} bytes"
+    ):
+        parse_policy(path.read_text(), "policy.yaml")
 
 
 def test_deep_nesting_is_one_clear_error() -> None:
