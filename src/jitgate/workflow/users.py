@@ -29,10 +29,11 @@ def add_user(
     kind: IdentityKind = IdentityKind.USER,
 ) -> tuple[Identity, str]:
     """Create a user with one API token; returns the token, which is never stored or shown again."""
-    if not _NAME.match(name):
+    # fullmatch: ``$`` alone would let a trailing newline through into every table and message.
+    if not _NAME.fullmatch(name):
         raise InvalidInput(f"{name!r} is not a valid user name")
     for group in groups:
-        if not _NAME.match(group):
+        if not _NAME.fullmatch(group):
             raise InvalidInput(f"{group!r} is not a valid group name")
     token = new_token()
     now = clock.now()

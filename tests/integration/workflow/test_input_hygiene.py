@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from jitgate.clock import FrozenClock
 from jitgate.domain.model import Verdict
-from jitgate.errors import InvalidText
+from jitgate.errors import InvalidInput, InvalidText
 from jitgate.store.tables import audit_events, grants, requests, reviews
 from jitgate.workflow import grants as grant_svc
 from jitgate.workflow import requests as svc
 from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.users import add_user
 from support import ALICE, BOB, CAROL
 
 ESCAPE = "INC-1 \x1b[2J\x1b[1;1Happroved by security"
@@ -107,3 +109,10 @@ def test_overlong_comments_are_refused_too(ctx: WorkflowContext) -> None:
 def test_chat_and_markup_characters_are_data_and_pass(ctx: WorkflowContext) -> None:
     made = svc.submit(ctx, ALICE, role="prod-shell", reason="INC-1 <!channel> [bold]x[/bold] & 東京")
     assert made["reason"] == "INC-1 <!channel> [bold]x[/bold] & 東京"
+
+
+def test_user_and_group_names_cannot_end_in_a_newline(ctx: WorkflowContext, clock: FrozenClock) -> None:
+    with pytest.raises(InvalidInput, match="is not a valid user name"):
+        add_user(ctx.db, ctx.audit, clock, actor="admin", name="alice\n", groups=["engineers"])
+    with pytest.raises(InvalidInput, match="is not a valid group name"):
+        add_user(ctx.db, ctx.audit, clock, actor="admin", name="alice", groups=["ops\n"])
