@@ -87,7 +87,7 @@ def _page(
         items = list(reversed(rows[:limit]))
         return Page(
             items,
-            older=key_of(items[-1]).encode() if items else newer_than,
+            older=key_of(items[-1]).encode() if items else None,
             newer=key_of(items[0]).encode() if more_newer else None,
         )
     if older_than is not None:

@@ -155,24 +155,6 @@ def set_request_state(
     return result.rowcount == 1
 
 
-def list_requests(
-    conn: Connection,
-    *,
-    requester: str | None = None,
-    states: Sequence[RequestState] = (),
-    roles: Sequence[str] | None = None,
-    limit: int = 200,
-) -> list[AccessRequest]:
-    query = sa.select(requests).order_by(requests.c.created_at.desc()).limit(limit)
-    if requester is not None:
-        query = query.where(requests.c.requester == requester)
-    if states:
-        query = query.where(requests.c.state.in_([s.value for s in states]))
-    if roles is not None:
-        query = query.where(requests.c.role.in_(list(roles)))
-    return [_request(row) for row in conn.execute(query).mappings()]
-
-
 def pending_count_of(conn: Connection, requester: str) -> int:
     """How many of ``requester``'s requests wait for review (extensions included)."""
     query = sa.select(sa.func.count()).where(

@@ -28,7 +28,7 @@ from jitgate.errors import JitgateError, Unauthenticated
 from jitgate.policy.decision import may_request
 from jitgate.runtime import Runtime
 from jitgate.store import queries as q
-from jitgate.store.paging import Page
+from jitgate.store.paging import Page, page_grants
 from jitgate.workflow import grants, requests
 from jitgate.workflow.views import grant_json, request_json
 
@@ -163,7 +163,14 @@ def home(request: Request) -> Response:
         newer_than=params.get("mine_before"),
     )
     with ctx.db.read() as conn:
-        held = q.list_grants(conn, holder=who.name, limit=50)
+        held_page = page_grants(
+            conn,
+            holder=who.name,
+            limit=WEB_PAGE,
+            older_than=params.get("grants_cursor"),
+            newer_than=params.get("grants_before"),
+        )
+        held = held_page.items
         pending = q.pending_revocations(conn, [g.id for g in held]) if held else []
     shown = []
     for grant in held:
@@ -186,6 +193,7 @@ def home(request: Request) -> Response:
         mine=[request_json(r) for r in mine.items],
         mine_pages=_pager(request, "mine", mine),
         grants=shown,
+        grants_pages=_pager(request, "grants", held_page),
         roles=roles,
         notice=request.query_params.get("notice", ""),
         error=request.query_params.get("error", ""),

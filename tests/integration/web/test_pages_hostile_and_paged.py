@@ -95,3 +95,20 @@ def test_the_review_queue_has_older_and_newer_pages(
         assert re.findall(r"<td><code>(r-[0-9a-f]+)</code>", back.text) == re.findall(
             r"<td><code>(r-[0-9a-f]+)</code>", pages[1].text
         )
+
+
+def test_my_grants_have_older_pages_too(runtime: Runtime, tokens: dict[str, str], clock: FrozenClock) -> None:
+    with browser(runtime) as alice:
+        csrf = sign_in(alice, tokens["alice"])
+        for _ in range(55):
+            clock.advance(timedelta(seconds=1))
+            alice.post("/ui/requests", data={"csrf": csrf, "role": "stage-shell", "duration": "20m"})
+        first = alice.get("/ui/")
+        grant_row = r"<td><code>(g-[0-9a-f]+)</code>"
+        shown = re.findall(grant_row, first.text)
+        older = re.search(r'<a href="(/ui/\?grants_cursor=[^"]+)">older', first.text)
+        assert older is not None
+        rest = re.findall(grant_row, alice.get(older.group(1).replace("&amp;", "&")).text)
+        assert len(shown) == 50
+        assert len(rest) == 5
+        assert not set(shown) & set(rest)
