@@ -75,3 +75,17 @@ def test_lists_follow_every_page(broker: Broker) -> None:
     assert {m["id"] for m in made} <= {r["id"] for r in requests}
     few = json.loads(broker.run("requests", "--mine", "--json", "--limit", "3", check=True).stdout)
     assert len(few) == 3
+
+
+def test_past_the_pending_cap_the_cli_exits_7_with_one_line(broker: Broker) -> None:
+    headers = {"Authorization": f"Bearer {broker.tokens['alice']}"}
+    with httpx.Client(base_url=broker.url, headers=headers, timeout=30) as client:
+        for n in range(10):  # the default cap
+            made = client.post("/api/v1/requests", json={"role": "prod-shell", "reason": f"INC-{n}"})
+            assert made.status_code == 201
+    refused = broker.run("request", "prod-shell", "--reason", "INC-11")
+    assert refused.returncode == 7
+    assert refused.stderr == (
+        "error: alice already has 10 requests waiting for review, the most allowed; "
+        "cancel one or wait for a decision\n"
+    )
