@@ -122,7 +122,9 @@ def test_the_review_queue_pages_until_the_oldest_request(
             clock.advance(timedelta(seconds=1))  # pairs share a creation time: the id breaks the tie
         body = {"role": "prod-shell", "reason": f"INC-{n}"}
         made.append(client.post("/api/v1/requests", json=body, headers=auth(tokens["alice"])).json()["id"])
-    ids, links = follow(client, "/api/v1/requests?reviewable=true&limit=50", tokens["bob"])
+    ids, links = follow(
+        client, "/api/v1/requests?reviewable=true&limit=49", tokens["bob"]
+    )  # odd: a tie on the edge
     assert len(links) == 3
     assert sorted(ids) == sorted(made)
     assert len(set(ids)) == len(ids)
