@@ -26,6 +26,12 @@ class InvalidInput(JitgateError):
     code = "invalid_input"
 
 
+class InvalidText(InvalidInput):
+    """Free text (a reason, a comment, a name) that could disguise itself to its readers."""
+
+    code = "invalid_text"
+
+
 class PolicyFileError(JitgateError):
     """A policy file that cannot be loaded; the message names file and line.
 
@@ -67,6 +73,12 @@ class InvalidTransition(Conflict):
     """A lifecycle step that the current state does not allow."""
 
     code = "invalid_transition"
+
+
+class TooManyPending(Conflict):
+    """The requester already has as many requests waiting for review as the broker allows."""
+
+    code = "too_many_pending"
 
 
 class ProviderError(JitgateError):

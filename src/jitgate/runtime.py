@@ -129,6 +129,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         revocation_backoff_seconds=settings.revocation_backoff_seconds,
         revocation_backoff_max_seconds=settings.revocation_backoff_max_seconds,
         audit_checkpoint=checkpoint.Writer(checkpoint.default_path(settings.data_dir)),
+        max_pending_per_requester=settings.max_pending_requests_per_requester,
     )
     scheduler = Scheduler(ctx, poll_seconds=settings.scheduler_poll_seconds)
     ctx.wake_scheduler = scheduler.wake

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     web_session_idle_seconds: int = Field(default=8 * 3600, gt=0)
     web_session_max_seconds: int = Field(default=12 * 3600, gt=0)
     webhook_url: str | None = None
+    max_pending_requests_per_requester: int = Field(default=10, ge=1, le=1000)
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
 

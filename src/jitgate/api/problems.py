@@ -17,6 +17,7 @@ from jitgate import errors
 
 STATUS: dict[type[errors.JitgateError], int] = {
     errors.InvalidInput: 400,
+    errors.InvalidText: 422,
     errors.PolicyFileError: 400,
     errors.Unauthenticated: 401,
     errors.PolicyDenied: 403,

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from jitgate.api.deps import Caller, Ctx
 from jitgate.api.schemas import ExtendBody, RequestCreate, ReviewCreate, RevokeBody
 from jitgate.domain.durations import format_duration
 from jitgate.domain.model import RequestState, Verdict
-from jitgate.errors import InvalidInput, NotFound
+from jitgate.errors import InvalidInput
 from jitgate.policy.decision import explain, may_approve, may_request
 from jitgate.store import queries as q
+from jitgate.store.paging import DEFAULT_PAGE, MAX_PAGE, Page, page_grants
 from jitgate.workflow import grants, requests
-from jitgate.workflow.views import grant_json, grant_view, request_json, request_view
+from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/api/v1")
 
@@ -26,6 +27,23 @@ def _states(raw: list[str] | None) -> tuple[RequestState, ...]:
         raise InvalidInput(
             f"unknown state in {raw}; use {', '.join(s.value for s in RequestState)}"
         ) from None
+
+
+def _link_pages(request: Request, response: Response, page: Page[Any]) -> None:
+    """RFC 8288 ``Link`` header to the pages beside this one (the body stays a plain list):
+    ``next`` goes on to older entries with ``cursor``, ``prev`` back to newer ones with ``before``."""
+    links = []
+    for rel, param, value in (("next", "cursor", page.older), ("prev", "before", page.newer)):
+        if value is not None:
+            url = request.url.remove_query_params(["cursor", "before"]).include_query_params(**{param: value})
+            links.append(f'<{url.path}?{url.query}>; rel="{rel}"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+
+
+# Annotated, not shared Query() defaults: FastAPI writes each parameter's name into its FieldInfo.
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+CursorParam = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("/whoami")
@@ -83,29 +101,35 @@ def create_request(body: RequestCreate, identity: Caller, ctx: Ctx) -> dict[str,
 
 @router.get("/requests")
 def list_requests(
+    request: Request,
+    response: Response,
     identity: Caller,
     ctx: Ctx,
     state: list[str] | None = Query(default=None),  # noqa: B008 - FastAPI's declaration style
     mine: bool = False,
     reviewable: bool = False,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: CursorParam = None,
+    before: CursorParam = None,
 ) -> list[dict[str, Any]]:
-    found = requests.visible_requests(ctx, identity, mine=mine, reviewable=reviewable, states=_states(state))
-    return [request_json(r) for r in found]
+    """One page of requests, newest first; the ``Link`` header leads to the others."""
+    page = requests.visible_requests(
+        ctx,
+        identity,
+        mine=mine,
+        reviewable=reviewable,
+        states=_states(state),
+        limit=limit,
+        older_than=cursor,
+        newer_than=before,
+    )
+    _link_pages(request, response, page)
+    return [request_json(r) for r in page.items]
 
 
 @router.get("/requests/{request_id}")
 def get_request(request_id: str, identity: Caller, ctx: Ctx) -> dict[str, Any]:
-    with ctx.db.read() as conn:
-        view = request_view(conn, request_id, ctx.clock.now())
-    role = ctx.policy.role(view["role"])
-    visible = (
-        view["requester"] == identity.name
-        or identity.admin
-        or (role is not None and may_approve(identity, role))
-    )
-    if not visible:
-        raise NotFound(f"no request {request_id}")
-    return view
+    return requests.visible_request_view(ctx, identity, request_id)
 
 
 @router.post("/requests/{request_id}/reviews")
@@ -120,15 +144,24 @@ def cancel(request_id: str, identity: Caller, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/grants")
 def list_grants(
+    request: Request,
+    response: Response,
     identity: Caller,
     ctx: Ctx,
     state: list[str] | None = Query(default=None),  # noqa: B008 - FastAPI's declaration style
     all_holders: bool = Query(default=False, alias="all"),
+    limit: Limit = DEFAULT_PAGE,
+    cursor: CursorParam = None,
+    before: CursorParam = None,
 ) -> list[dict[str, Any]]:
+    """One page of grants, latest start first; the ``Link`` header leads to the others."""
     now = ctx.clock.now()
     holder = None if (all_holders and identity.admin) else identity.name
     with ctx.db.read() as conn:
-        found = q.list_grants(conn, holder=holder, states=_states(state))
+        page = page_grants(
+            conn, holder=holder, states=_states(state), limit=limit, older_than=cursor, newer_than=before
+        )
+        found = page.items
         pending = q.pending_revocations(conn, [g.id for g in found]) if found else []
     by_grant: dict[str, list[dict[str, Any]]] = {}
     for row in pending:
@@ -140,17 +173,13 @@ def list_grants(
         item = grant_json(grant, now)
         item["pending_revocations"] = by_grant.get(grant.id, [])
         out.append(item)
+    _link_pages(request, response, page)
     return out
 
 
 @router.get("/grants/{grant_id}")
 def get_grant(grant_id: str, identity: Caller, ctx: Ctx) -> dict[str, Any]:
-    with ctx.db.read() as conn:
-        view = grant_view(conn, grant_id, ctx.clock.now())
-    role = ctx.policy.role(view["role"])
-    if not (view["holder"] == identity.name or identity.admin or (role and may_approve(identity, role))):
-        raise NotFound(f"no grant {grant_id}")
-    return view
+    return grants.visible_grant_view(ctx, identity, grant_id)
 
 
 @router.post("/grants/{grant_id}/revoke")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from jitgate.api.deps import Caller, Ctx
 from jitgate.audit.query import query
@@ -18,6 +18,8 @@ AUDITORS = "auditors"
 
 @router.get("/audit")
 def audit_events(
+    request: Request,
+    response: Response,
     identity: Caller,
     ctx: Ctx,
     *,
@@ -28,9 +30,13 @@ def audit_events(
     since: datetime | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
     after_seq: int | None = None,
+    before_seq: int | None = None,
     newest_first: bool = True,
 ) -> list[dict[str, Any]]:
-    """Events matching the filters; by default the newest ``limit`` of them, newest first."""
+    """Events matching the filters; by default the newest ``limit`` of them, newest first.
+
+    A full page carries a ``Link: rel="next"`` header to the page after it (older ones when
+    newest first, with ``before_seq``; newer ones otherwise, with ``after_seq``)."""
     if not (identity.admin or AUDITORS in identity.groups):
         actor = identity.name
     with ctx.db.read() as conn:
@@ -43,8 +49,13 @@ def audit_events(
             since=since,
             limit=limit,
             after_seq=after_seq,
+            before_seq=before_seq,
             newest_first=newest_first,
         )
+    if len(found) == limit:
+        param = "before_seq" if newest_first else "after_seq"
+        url = request.url.include_query_params(**{param: found[-1].seq})
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
     return [event.to_json() for event in found]
 
 

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jitgate.domain.text import MAX_TEXT_LENGTH
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -14,7 +16,7 @@ class Body(BaseModel):
 
 class RequestCreate(Body):
     role: str = Field(min_length=1, max_length=64)
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_TEXT_LENGTH)
     duration: str | None = Field(default=None, max_length=32, examples=["1h"])
     targets: list[str] = Field(default_factory=list, max_length=100)
     start_at: datetime | None = None
@@ -23,16 +25,16 @@ class RequestCreate(Body):
 
 class ReviewCreate(Body):
     verdict: Literal["approve", "deny"]
-    comment: str = Field(default="", max_length=2000)
+    comment: str = Field(default="", max_length=MAX_TEXT_LENGTH)
 
 
 class RevokeBody(Body):
-    comment: str = Field(default="", max_length=2000)
+    comment: str = Field(default="", max_length=MAX_TEXT_LENGTH)
 
 
 class ExtendBody(Body):
     duration: str = Field(min_length=1, max_length=32)
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_TEXT_LENGTH)
 
 
 class SshCertificateCreate(Body):

@@ -12,9 +12,12 @@ import typer
 from jitgate import errors
 from jitgate.cli.client import save_login
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api
-from jitgate.cli.output import emit_json, fail, left, out, table, when
+from jitgate.cli.output import emit_json, fail, left, say, table, when
 
 FINAL_OK = {"ACTIVE", "APPROVED", "EXPIRED"}
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Show at most this many (default: every page)")
+]
 
 
 def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function per command
@@ -27,7 +30,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         with api(url, token) as client:
             me = client.get("/api/v1/whoami")
         path = save_login(url, token)
-        out.print(f"logged in to {url} as {me['name']}; saved to {path}")
+        say(f"logged in to {url} as {me['name']}; saved to {path}")
 
     @app.command()
     def whoami(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
@@ -37,7 +40,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         if as_json:
             emit_json(me)
         else:
-            out.print(f"{me['name']} groups={','.join(me['groups']) or '-'} admin={me['admin']}")
+            say(f"{me['name']} groups={','.join(me['groups']) or '-'} admin={me['admin']}")
 
     @app.command()
     def roles(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
@@ -106,15 +109,15 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         mine: Annotated[bool, typer.Option("--mine", help="Only my own")] = False,
         reviewable: Annotated[bool, typer.Option("--reviewable", help="Only those I may review")] = False,
         state: Annotated[list[str] | None, typer.Option("--state", help="Filter by state")] = None,
+        limit: LimitOpt = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Requests you made or may review."""
+        """Requests you made or may review, newest first: all of them, page after page."""
+        params = {"mine": mine, "reviewable": reviewable, "state": state or []}
         with api(url, token) as client:
-            found = client.get(
-                "/api/v1/requests", params={"mine": mine, "reviewable": reviewable, "state": state or []}
-            )
+            found = list(client.pages("/api/v1/requests", params, at_most=limit))
         if as_json:
             emit_json(found)
             return
@@ -175,13 +178,15 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     def list_grants(
         all_holders: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
         state: Annotated[list[str] | None, typer.Option("--state", help="Filter by state")] = None,
+        limit: LimitOpt = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Your grants with time left, and revocations still pending."""
+        """Your grants with time left, and revocations still pending: all of them, page after page."""
+        params = {"all": all_holders, "state": state or []}
         with api(url, token) as client:
-            found = client.get("/api/v1/grants", params={"all": all_holders, "state": state or []})
+            found = list(client.pages("/api/v1/grants", params, at_most=limit))
         if as_json:
             emit_json(found)
             return
@@ -218,7 +223,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             emit_json(found)
         else:
             pending = _pending(found["pending_revocations"])
-            out.print(f"grant {found['id']} {found['state']}; pending revocations: {pending}")
+            say(f"grant {found['id']} {found['state']}; pending revocations: {pending}")
 
     @app.command()
     def extend(
@@ -269,4 +274,5 @@ def _print_request(found: dict[str, Any], as_json: bool) -> None:
             f"  grant {grant['id']}  {grant['state']}  from {when(grant['starts_at'])} "
             f"until {when(grant['expires_at'])}  left {left(grant['seconds_left'])}"
         )
-    out.print("\n".join(lines), markup=False, highlight=False)
+    for line in lines:
+        say(line)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -43,6 +44,22 @@ class ApiClient:
             cls = STATUS_ERRORS.get(response.status_code, errors.JitgateError)
             raise cls(str(detail))
         return response
+
+    def pages(self, path: str, params: dict[str, Any], *, at_most: int | None = None) -> Iterator[Any]:
+        """Every item of a paged list, following the ``Link: rel="next"`` pages; ``at_most`` stops early."""
+        page_size = 500 if at_most is None else max(1, min(at_most, 500))
+        response = self.raw("GET", path, params={**params, "limit": page_size})
+        given = 0
+        while True:
+            for item in response.json():
+                if at_most is not None and given >= at_most:
+                    return
+                given += 1
+                yield item
+            following = response.links.get("next", {}).get("url")
+            if not following or (at_most is not None and given >= at_most):
+                return
+            response = self.raw("GET", following)
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.call("GET", path, **kwargs)

@@ -71,7 +71,7 @@ def namespaced_name(namespace: str, subject: str) -> str:
 
 def local_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a local user's name, or None if it can."""
-    if not LOCAL_NAME.match(name):
+    if not LOCAL_NAME.fullmatch(name):
         return f"{name!r} is not a valid user name"
     if name.lower() in RESERVED_NAMES:
         return f"{name!r} is reserved for the broker itself"

@@ -31,6 +31,12 @@ def may_approve(identity: Identity, role: Role) -> bool:
     return identity.matches(role.approvers)
 
 
+def may_see(identity: Identity, owner: str, role: Role | None) -> bool:
+    """Whether ``identity`` may know that a request or grant of ``owner`` for ``role`` exists:
+    its owner, an admin, or an approver of the role. Everyone else is told it does not exist."""
+    return identity.name == owner or identity.admin or (role is not None and may_approve(identity, role))
+
+
 def check_requester(identity: Identity, role: Role) -> None:
     if not may_request(identity, role):
         raise PolicyDenied(

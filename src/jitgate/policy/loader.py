@@ -2,6 +2,10 @@
 
 PyYAML's node tree keeps the line of every key; pydantic's error locations are mapped back to it.
 Duplicate keys, which YAML loaders usually let the last one win, are refused.
+
+A policy is small and written out in full: aliases (``*name``) are refused where they appear, so a
+few hundred bytes cannot expand into billions of nodes ("billion laughs"), and a file larger than
+``MAX_POLICY_BYTES`` is refused before it is parsed.
 """
 
 from __future__ import annotations
@@ -16,12 +20,32 @@ from jitgate.errors import PolicyFileError
 from jitgate.policy.model import Policy
 
 Loc = tuple[str | int, ...]
+MAX_POLICY_BYTES = 1024 * 1024
+
+
+class _AliasFound(Exception):
+    def __init__(self, line: int, anchor: str) -> None:
+        super().__init__(anchor)
+        self.line = line
+        self.anchor = anchor
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader, refusing an alias as soon as the parser meets it (before any expansion)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call] # PyYAML's stubs leave it untyped
+            raise _AliasFound(event.start_mark.line + 1, str(event.anchor))
+        return super().compose_node(parent, index)
 
 
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file; raises ``PolicyFileError`` naming file and line."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyFileError(f"{path}: policy is larger than {MAX_POLICY_BYTES} bytes")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyFileError(f"{path}: cannot read policy: {exc.strerror}") from exc
@@ -31,8 +55,16 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def parse_policy(text: str, filename: str = "policy.yaml") -> Policy:
+    if len(text) > MAX_POLICY_BYTES:
+        raise PolicyFileError(f"{filename}: policy is larger than {MAX_POLICY_BYTES} bytes")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_NoAliasLoader)
+    except _AliasFound as exc:
+        raise PolicyFileError(
+            f"{filename}:{exc.line}: YAML alias *{exc.anchor} is not allowed in a policy; write the value out"
+        ) from None
+    except RecursionError:
+        raise PolicyFileError(f"{filename}: policy is nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise PolicyFileError(f"{filename}:{line}: malformed YAML: {exc.problem}") from exc

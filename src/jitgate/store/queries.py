@@ -6,6 +6,7 @@ on SQLite the write transaction already holds the database's write lock.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -132,21 +133,31 @@ def set_request_state(
     return result.rowcount == 1
 
 
-def list_requests(
-    conn: Connection,
-    *,
-    requester: str | None = None,
-    states: Sequence[RequestState] = (),
-    roles: Sequence[str] | None = None,
-    limit: int = 200,
-) -> list[AccessRequest]:
-    query = sa.select(requests).order_by(requests.c.created_at.desc()).limit(limit)
-    if requester is not None:
-        query = query.where(requests.c.requester == requester)
-    if states:
-        query = query.where(requests.c.state.in_([s.value for s in states]))
-    if roles is not None:
-        query = query.where(requests.c.role.in_(list(roles)))
+def pending_count_of(conn: Connection, requester: str) -> int:
+    """How many of ``requester``'s requests wait for review (extensions included)."""
+    query = sa.select(sa.func.count()).where(
+        requests.c.requester == requester, requests.c.state == RequestState.PENDING.value
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def lock_requester(conn: Connection, requester: str) -> None:
+    """Serialize this requester's submissions until the transaction ends.
+
+    SQLite's write transaction already holds the one write lock. On PostgreSQL a transaction-scoped
+    advisory lock keyed by the name works even for identities without a ``users`` row (OIDC).
+    """
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(b"jitgate-requester\x00" + requester.encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def pending_requests_of(conn: Connection, requester: str) -> list[AccessRequest]:
+    """Every request of ``requester`` still waiting for review, however many (no page limit)."""
+    query = sa.select(requests).where(
+        requests.c.requester == requester, requests.c.state == RequestState.PENDING.value
+    )
     return [_request(row) for row in conn.execute(query).mappings()]
 
 
@@ -308,8 +319,9 @@ def list_grants(
     *,
     holder: str | None = None,
     states: Sequence[RequestState] = (),
-    limit: int = 200,
+    limit: int | None = 200,
 ) -> list[Grant]:
+    """Grants newest first; ``limit=None`` for all of them (when every one must be acted on)."""
     query = sa.select(grants).order_by(grants.c.starts_at.desc()).limit(limit)
     if holder is not None:
         query = query.where(grants.c.holder == holder)
@@ -597,3 +609,8 @@ def pending_revocations(conn: Connection, grant_ids: Sequence[str] | None = None
     if grant_ids is not None:
         query = query.where(revocations.c.grant_id.in_(list(grant_ids)))
     return list(conn.execute(query).mappings())
+
+
+# Row builders for the keyset pages in ``paging``.
+request_of_row = _request
+grant_of_row = _grant

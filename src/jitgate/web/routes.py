@@ -34,6 +34,7 @@ from jitgate.errors import JitgateError, Unauthenticated
 from jitgate.policy.decision import may_request
 from jitgate.runtime import Runtime
 from jitgate.store import queries as q
+from jitgate.store.paging import Page, page_grants
 from jitgate.workflow import grants, requests
 from jitgate.workflow.views import grant_json, request_json
 
@@ -47,6 +48,8 @@ LOGIN_MESSAGES = {
     "session_ended": ("error", "Your session has ended; sign in again."),
 }
 """The only texts the sign-in page shows for a code in its URL; any other code shows nothing."""
+WEB_PAGE = 50
+WEB_AUDIT_PAGE = 200
 _templates = Environment(
     loader=FileSystemLoader(str(files("jitgate") / "web" / "templates")),
     autoescape=select_autoescape(["html"]),
@@ -172,6 +175,18 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
     return response
 
 
+def _pager(request: Request, name: str, page: Page[Any]) -> dict[str, str]:
+    """Links to the older and newer pages of one list on a page, keeping the other lists' place."""
+    links = {}
+    for rel, param, value in (("older", "cursor", page.older), ("newer", "before", page.newer)):
+        if value is not None:
+            url = request.url.remove_query_params(
+                [f"{name}_cursor", f"{name}_before", "notice", "error"]
+            ).include_query_params(**{f"{name}_{param}": value})
+            links[rel] = f"{url.path}?{url.query}"
+    return links
+
+
 @router.get("/")
 def home(request: Request) -> Response:
     found = _session(request)
@@ -181,12 +196,36 @@ def home(request: Request) -> Response:
     flash = _sessions(request).take_flash(found) or {}
     ctx = _runtime(request).ctx
     now = ctx.clock.now()
+    params = request.query_params
     reviewable = requests.visible_requests(
-        ctx, who, mine=False, reviewable=True, states=(RequestState.PENDING,)
+        ctx,
+        who,
+        mine=False,
+        reviewable=True,
+        states=(RequestState.PENDING,),
+        limit=WEB_PAGE,
+        older_than=params.get("queue_cursor"),
+        newer_than=params.get("queue_before"),
     )
-    mine = requests.visible_requests(ctx, who, mine=True, reviewable=False, states=())
+    mine = requests.visible_requests(
+        ctx,
+        who,
+        mine=True,
+        reviewable=False,
+        states=(),
+        limit=WEB_PAGE,
+        older_than=params.get("mine_cursor"),
+        newer_than=params.get("mine_before"),
+    )
     with ctx.db.read() as conn:
-        held = q.list_grants(conn, holder=who.name, limit=50)
+        held_page = page_grants(
+            conn,
+            holder=who.name,
+            limit=WEB_PAGE,
+            older_than=params.get("grants_cursor"),
+            newer_than=params.get("grants_before"),
+        )
+        held = held_page.items
         pending = q.pending_revocations(conn, [g.id for g in held]) if held else []
     shown = []
     for grant in held:
@@ -204,9 +243,12 @@ def home(request: Request) -> Response:
         title="access",
         who=who,
         csrf=csrf_token(request.cookies.get(COOKIE, "")),
-        reviewable=[request_json(r) for r in reviewable],
-        mine=[request_json(r) for r in mine[:50]],
+        reviewable=[request_json(r) for r in reviewable.items],
+        queue_pages=_pager(request, "queue", reviewable),
+        mine=[request_json(r) for r in mine.items],
+        mine_pages=_pager(request, "mine", mine),
         grants=shown,
+        grants_pages=_pager(request, "grants", held_page),
         roles=roles,
         notice=flash.get("text", "") if flash.get("kind") == "notice" else "",
         error=flash.get("text", "") if flash.get("kind") == "error" else "",
@@ -276,9 +318,17 @@ def audit(request: Request) -> Response:
     who = found.identity
     everyone = who.admin or AUDITORS in who.groups
     ctx = _runtime(request).ctx
+    before = request.query_params.get("before", "")
     with ctx.db.read() as conn:
-        events = query(conn, actor=None if everyone else who.name, limit=200, newest_first=True)
+        events = query(
+            conn,
+            actor=None if everyone else who.name,
+            limit=WEB_AUDIT_PAGE,
+            before_seq=int(before) if before.isdigit() else None,
+            newest_first=True,
+        )
     rows = [{**e.to_json(), "details": json.dumps(e.details, sort_keys=True)[:300]} for e in events]
+    older = f"/ui/audit?before={events[-1].seq}" if len(events) == WEB_AUDIT_PAGE else ""
     return _page(
         "audit.html",
         title="audit",
@@ -286,4 +336,6 @@ def audit(request: Request) -> Response:
         csrf=csrf_token(request.cookies.get(COOKIE, "")),
         events=rows,
         everyone=everyone,
+        older=older,
+        newest="/ui/audit" if before else "",
     )

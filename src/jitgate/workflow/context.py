@@ -63,6 +63,7 @@ class WorkflowContext:
     revocation_backoff_seconds: float = 2.0
     revocation_backoff_max_seconds: float = 300.0
     audit_checkpoint: checkpoint.Writer | None = None
+    max_pending_per_requester: int = 10
 
     @property
     def policy(self) -> Policy:

@@ -15,12 +15,14 @@ from jitgate.domain.durations import duration_argument, format_duration
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_extension, check_transition, grant_window
 from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
-from jitgate.errors import InvalidInput, PolicyDenied
-from jitgate.policy.decision import auto_approval, check_reason, may_approve
+from jitgate.domain.text import checked_text
+from jitgate.errors import InvalidInput, NotFound, PolicyDenied
+from jitgate.policy.decision import auto_approval, check_reason, may_see
 from jitgate.store import accounts
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
 from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.pending import check_room
 from jitgate.workflow.views import GrantView, RequestView, grant_view, request_view
 
 S = RequestState
@@ -140,20 +142,32 @@ def end(
     return True
 
 
+def locked_visible_grant(ctx: WorkflowContext, conn: Connection, identity: Identity, grant_id: str) -> Grant:
+    """The grant, row-locked, if ``identity`` may know of it; to anyone else the same ``NotFound``
+    as for an id that does not exist."""
+    grant = q.get_grant(conn, grant_id, lock=True)
+    if grant is None or not may_see(identity, grant.holder, ctx.policy.role(grant.role)):
+        raise NotFound(f"no grant {grant_id}")
+    return grant
+
+
+def visible_grant_view(ctx: WorkflowContext, identity: Identity, grant_id: str) -> GrantView:
+    """A grant with its pending revocations, if ``identity`` may see it; else ``NotFound``."""
+    with ctx.db.read() as conn:
+        view = grant_view(conn, grant_id, ctx.clock.now())
+    if not may_see(identity, view["holder"], ctx.policy.role(view["role"])):
+        raise NotFound(f"no grant {grant_id}")
+    return view
+
+
 def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: str = "") -> GrantView:
     """End a grant early: by its holder, an approver of its role, or an admin."""
     with ctx.refusals_audited(identity, "grant.revoke", grant_id=grant_id):
+        checked_text("comment", comment)
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            grant = q.locked_grant(conn, grant_id)
-            role = ctx.policy.role(grant.role)
-            allowed = (
-                identity.name == grant.holder
-                or identity.admin
-                or (role is not None and may_approve(identity, role))
-            )
-            if not allowed:
-                raise PolicyDenied(f"{identity.name} may not revoke grant {grant_id}")
+            # Whoever may see a grant may revoke it: its holder, an approver of its role, an admin.
+            grant = locked_visible_grant(ctx, conn, identity, grant_id)
             end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=identity.name, comment=comment)
             view = grant_view(conn, grant_id, now)
         ctx.wake_scheduler()  # after the commit, so the revocation loop finds the queued work
@@ -167,10 +181,11 @@ def extend(
     """Ask to lengthen an active grant. Goes through the role's approval rule like any request;
     the total length stays within the role's maximum."""
     with ctx.refusals_audited(identity, "grant.extend", grant_id=grant_id):
+        checked_text("reason", reason)
         extra = duration_argument(duration)
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            grant = q.locked_grant(conn, grant_id)
+            grant = locked_visible_grant(ctx, conn, identity, grant_id)
             if identity.name != grant.holder:
                 raise PolicyDenied(f"only {grant.holder} can extend grant {grant_id}")
             role = ctx.policy.role(grant.role)
@@ -190,6 +205,8 @@ def extend(
                 now=now,
             )
             rule = auto_approval(identity, role, new_expiry - grant.starts_at)
+            if rule is None:
+                check_room(conn, identity.name, limit=ctx.max_pending_per_requester)
             req = AccessRequest(
                 id=new_id("r"),
                 kind=RequestKind.EXTENSION,

@@ -2,6 +2,11 @@
 
 Sent from a background thread after the workflow's transaction has committed; a webhook that is
 down delays nothing and loses nothing that matters (the audit log is the record, not the webhook).
+
+The ``text`` is read by chat software as markup: every value put into it is escaped the way Slack
+documents (``&`` ``<`` ``>`` as entities), so a reason like ``<!channel>`` or ``<https://x|click>``
+arrives as plain characters, never as a mention or a link; control characters arrive as visible
+escapes. The other fields are JSON data and stay as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import time
 from typing import Any
 
 import httpx
+
+from jitgate.domain.text import printable
 
 log = logging.getLogger("jitgate.notify")
 
@@ -35,8 +42,13 @@ def signature(secret: str, body: bytes, timestamp: str) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def slack_escape(value: str) -> str:
+    """Text that chat software shows as typed: no mentions, links or formatting of its own."""
+    return printable(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def render_text(event: str, payload: dict[str, Any]) -> str:
-    template = _TEXT.get(event, event)
+    template = _TEXT.get(event, slack_escape(event).replace("{", "{{").replace("}", "}}"))
     values: dict[str, str | int] = {
         "request": "",
         "grant": "",
@@ -46,7 +58,8 @@ def render_text(event: str, payload: dict[str, Any]) -> str:
         "holder": "",
         "by": "",
     }
-    values.update({k: v for k, v in payload.items() if isinstance(v, str | int)})
+    values.update({k: v for k, v in payload.items() if isinstance(v, int)})
+    values.update({k: slack_escape(v) for k, v in payload.items() if isinstance(v, str)})
     return template.format(**values)
 
 

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from jitgate.domain.durations import duration_argument
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_duration, check_transition, decide_review
 from jitgate.domain.model import AccessRequest, Grant, RequestKind, RequestState, Review, Verdict
-from jitgate.errors import Conflict, InvalidInput, PolicyDenied
+from jitgate.domain.text import MAX_NAME_LENGTH, checked_text
+from jitgate.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from jitgate.policy.decision import (
     auto_approval,
     check_reason,
     check_requester,
     get_role,
     may_approve,
+    may_see,
     resolve_targets,
 )
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
+from jitgate.store.paging import DEFAULT_PAGE, Page, page_requests
 from jitgate.workflow import grants
 from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.pending import check_room
 from jitgate.workflow.views import RequestView, fresh_view, request_view
 
 S = RequestState
@@ -41,6 +48,12 @@ def submit(
 ) -> RequestView:
     """Ask for a role. Auto-approved and break-glass requests come back already ACTIVE."""
     with ctx.refusals_audited(identity, "request.create", role=role):
+        checked_text("role", role, max_length=MAX_NAME_LENGTH)
+        for name in targets:
+            checked_text("target", name, max_length=MAX_NAME_LENGTH)
+        if requester is not None:
+            checked_text("requester", requester, max_length=MAX_NAME_LENGTH)
+        checked_text("reason", reason)
         if requester is not None and requester != identity.name:
             raise PolicyDenied(f"{identity.name} cannot request access on behalf of {requester}")
         policy = ctx.policy
@@ -69,6 +82,8 @@ def submit(
             auto_approved_rule=rule,
         )
         with ctx.transaction() as conn:
+            if rule is None and not the_role.break_glass:
+                check_room(conn, identity.name, limit=ctx.max_pending_per_requester)
             q.insert_request(conn, req)
             ctx.audit_event(
                 conn,
@@ -128,9 +143,10 @@ def review(
 ) -> RequestView:
     """Approve or deny. Locks the request, then checks its state, then changes it."""
     with ctx.refusals_audited(identity, f"review.{verdict.value}", request_id=request_id):
+        checked_text("comment", comment)
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            req = q.locked_request(conn, request_id)
+            req = locked_visible_request(ctx, conn, identity, request_id)
             role = ctx.policy.role(req.role)
             if role is None:
                 raise Conflict(
@@ -179,7 +195,7 @@ def cancel(ctx: WorkflowContext, identity: Identity, request_id: str) -> Request
     with ctx.refusals_audited(identity, "request.cancel", request_id=request_id):
         now = ctx.clock.now()
         with ctx.transaction() as conn:
-            req = q.locked_request(conn, request_id)
+            req = locked_visible_request(ctx, conn, identity, request_id)
             if req.requester != identity.name:
                 raise PolicyDenied(f"only {req.requester} can cancel request {request_id}")
             check_transition(f"request {req.id}", req.state, S.CANCELLED)
@@ -192,9 +208,29 @@ def cancel(ctx: WorkflowContext, identity: Identity, request_id: str) -> Request
             return request_view(conn, req.id, now)
 
 
+def locked_visible_request(
+    ctx: WorkflowContext, conn: Connection, identity: Identity, request_id: str
+) -> AccessRequest:
+    """The request, row-locked, if ``identity`` may know of it; to anyone else the same
+    ``NotFound`` as for an id that does not exist, so ids tell outsiders nothing."""
+    req = q.get_request(conn, request_id, lock=True)
+    if req is None or not may_see(identity, req.requester, ctx.policy.role(req.role)):
+        raise NotFound(f"no request {request_id}")
+    return req
+
+
 def request_view_for(ctx: WorkflowContext, request_id: str) -> RequestView:
     with ctx.db.read() as conn:
         return request_view(conn, request_id, ctx.clock.now())
+
+
+def visible_request_view(ctx: WorkflowContext, identity: Identity, request_id: str) -> RequestView:
+    """A request with its reviews and grant, if ``identity`` may see it; else ``NotFound``."""
+    with ctx.db.read() as conn:
+        view = request_view(conn, request_id, ctx.clock.now())
+    if not may_see(identity, view["requester"], ctx.policy.role(view["role"])):
+        raise NotFound(f"no request {request_id}")
+    return view
 
 
 def visible_requests(
@@ -204,18 +240,22 @@ def visible_requests(
     mine: bool,
     reviewable: bool,
     states: tuple[RequestState, ...],
-) -> list[AccessRequest]:
-    """Requests this identity may see: their own, and those they could review (admins see all)."""
+    limit: int = DEFAULT_PAGE,
+    older_than: str | None = None,
+    newer_than: str | None = None,
+) -> Page[AccessRequest]:
+    """One page (newest first) of the requests this identity may see: their own, and those they
+    could review (admins see all). ``reviewable`` is the review queue: pending, not their own."""
     with ctx.db.read() as conn:
+
+        def page(**filters: Any) -> Page[AccessRequest]:
+            return page_requests(conn, limit=limit, older_than=older_than, newer_than=newer_than, **filters)
+
         if mine:
-            return q.list_requests(conn, requester=identity.name, states=states)
+            return page(requester=identity.name, states=states)
         if identity.admin and not reviewable:
-            return q.list_requests(conn, states=states)
+            return page(states=states)
         roles = [r.name for r in ctx.policy.roles if may_approve(identity, r)]
-        wanted = (states or (S.PENDING,)) if reviewable else states
-        found = q.list_requests(conn, states=wanted, roles=roles)
         if reviewable:
-            return [r for r in found if r.requester != identity.name and r.state is S.PENDING]
-        own = q.list_requests(conn, requester=identity.name, states=states)
-        merged = {r.id: r for r in [*own, *found]}
-        return sorted(merged.values(), key=lambda r: r.created_at, reverse=True)
+            return page(states=(S.PENDING,), roles=roles, not_requester=identity.name)
+        return page(states=states, roles=roles, or_requester=identity.name)

@@ -45,7 +45,7 @@ def checked_lifetime(
 
 def _checked_groups(groups: Sequence[str]) -> list[str]:
     for group in groups:
-        if not LOCAL_NAME.match(group):
+        if not LOCAL_NAME.fullmatch(group):
             raise InvalidInput(f"{group!r} is not a valid group name")
     return sorted(set(groups))
 
@@ -144,14 +144,16 @@ def _end_everything_of(
     open requests — in the transaction that disables them."""
     sessions = accounts.delete_sessions_of(conn, name)
     revoked = []
-    for held in q.list_grants(conn, holder=name, states=(RequestState.ACTIVE, RequestState.APPROVED)):
+    for held in q.list_grants(
+        conn, holder=name, states=(RequestState.ACTIVE, RequestState.APPROVED), limit=None
+    ):
         grant = q.locked_grant(conn, held.id)
         if grants.end(
             ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=actor, comment=f"user {name} disabled"
         ):
             revoked.append(grant.id)
     cancelled = []
-    for req in q.list_requests(conn, requester=name, states=(RequestState.PENDING,)):
+    for req in q.pending_requests_of(conn, name):
         if q.set_request_state(
             conn, req.id, expect=RequestState.PENDING, state=RequestState.CANCELLED, now=now
         ):

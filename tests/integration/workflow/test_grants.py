@@ -80,9 +80,10 @@ def test_each_expiry_runs_exactly_once_however_many_workers_race(
 
 def test_revocation_by_holder_approver_or_admin_only(ctx: WorkflowContext) -> None:
     first = active(ctx, role="prod-shell", who=CAROL)
-    with pytest.raises(PolicyDenied, match="mallory may not revoke"):
+    # Whoever may not revoke it may not know it exists either: the answer for a missing id.
+    with pytest.raises(NotFound, match=f"^no grant {first['id']}$"):
         grants.revoke(ctx, MALLORY, first["id"])
-    with pytest.raises(PolicyDenied, match="alice may not revoke"):
+    with pytest.raises(NotFound, match=f"^no grant {first['id']}$"):
         grants.revoke(ctx, ALICE, first["id"])
     assert grants.revoke(ctx, ERIN, first["id"], comment="done")["state"] == "REVOKED"
     with pytest.raises(InvalidTransition, match="REVOKED; cannot revoke"):

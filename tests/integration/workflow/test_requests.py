@@ -47,9 +47,9 @@ def test_requester_cannot_approve_their_own_request(ctx: WorkflowContext) -> Non
     assert "access.refused" in audit_actions(ctx)
 
 
-def test_non_approver_cannot_approve(ctx: WorkflowContext) -> None:
+def test_non_approver_cannot_approve_and_is_told_the_request_does_not_exist(ctx: WorkflowContext) -> None:
     req = svc.submit(ctx, ALICE, role="prod-shell", reason="INC-3")
-    with pytest.raises(PolicyDenied, match="carol is not an approver"):
+    with pytest.raises(NotFound, match=f"^no request {req['id']}$"):
         svc.review(ctx, CAROL, req["id"], verdict=Verdict.APPROVE)
     assert count(ctx, grants) == 0
 

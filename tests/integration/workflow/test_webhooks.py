@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from jitgate.domain.model import Verdict
 from jitgate.workflow import requests as svc
 from jitgate.workflow.context import WorkflowContext
-from jitgate.workflow.notify import WebhookNotifier
-from support import CAROL
+from jitgate.workflow.notify import WebhookNotifier, render_text
+from support import ALICE, BOB, CAROL
 
 SECRET = "webhook-test-secret"
 
@@ -59,3 +60,36 @@ def test_break_glass_sends_a_signed_notification(
     assert payload["request"] == req["id"]
     assert payload["approvers"] == ["group:sre-leads"]
     assert payload["text"].startswith("BREAK-GLASS: carol activated breakglass")
+
+
+HOSTILE = "INC-1 <!channel> <@U123> <https://evil.example|click here> & <!here>"
+
+
+def test_chat_markup_in_reasons_and_comments_arrives_inert(
+    ctx: WorkflowContext, receiver: tuple[str, queue.Queue[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, got = receiver
+    ctx.notifier = WebhookNotifier(url, SECRET)
+    req = svc.submit(ctx, ALICE, role="prod-shell", reason=HOSTILE)
+    svc.review(ctx, BOB, req["id"], verdict=Verdict.DENY, comment="no <!everyone> <#C1|ops>")
+    sent = [json.loads(got.get(timeout=10)[1]) for _ in range(2)]
+    assert [p["event"] for p in sent] == ["approval_needed", "denied"]
+    for payload in sent:
+        assert "<" not in payload["text"]
+        assert ">" not in payload["text"]
+    assert sent[0]["text"] == (
+        f"Approval needed: alice asks for prod-shell ({req['id']}): INC-1 &lt;!channel&gt; &lt;@U123&gt; "
+        "&lt;https://evil.example|click here&gt; &amp; &lt;!here&gt;"
+    )
+    assert sent[1]["text"].endswith("denied by bob")
+    # The JSON fields stay the data as typed; only the chat text is escaped.
+    assert sent[0]["reason"] == HOSTILE
+    assert sent[1]["comment"] == "no <!everyone> <#C1|ops>"
+
+
+def test_text_from_before_the_input_check_arrives_with_visible_escapes() -> None:
+    text = render_text("approval_needed", {"requester": "a\x1b[2Jb", "reason": "x\u202ey\nz"})
+    assert "\x1b" not in text
+    assert "\u202e" not in text
+    assert "\n" not in text
+    assert "a\\x1b[2Jb" in text

@@ -1,11 +1,13 @@
 """Policy files: validated, unknown keys refused, every error with its file and line."""
 
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from jitgate.errors import PolicyFileError
-from jitgate.policy.loader import load_policy, parse_policy
+from jitgate.policy.loader import MAX_POLICY_BYTES, load_policy, parse_policy
 
 BASE = """\
 targets:
@@ -157,3 +159,44 @@ def test_host_names_and_ip_literals_are_addresses(address: str) -> None:
 def test_logins_are_conservative_posix_user_names(login: str) -> None:
     found = problems(BASE.replace("logins: [deploy]", f"logins: ['{login}']"))
     assert found == [f"policy.yaml:9: roles[0].ssh.logins: {login!r} is not a valid login name"]
+
+
+BILLION_LAUGHS = "\n".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        *(f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+    ]
+)
+
+
+def test_an_alias_bomb_is_refused_at_once_with_its_line() -> None:
+    assert len(BILLION_LAUGHS) < 400
+    started = time.perf_counter()
+    found = problems(BILLION_LAUGHS)
+    assert time.perf_counter() - started < 0.5
+    assert found == ["policy.yaml:2: YAML alias *a is not allowed in a policy; write the value out"]
+
+
+def test_aliases_are_refused_even_where_they_would_be_harmless() -> None:
+    text = BASE.replace("    labels: {env: prod}\nroles:", "    labels: &prod {env: prod}\nroles:").replace(
+        "targets: {labels: {env: prod}}", "targets: {labels: *prod}"
+    )
+    assert problems(text) == [
+        "policy.yaml:8: YAML alias *prod is not allowed in a policy; write the value out"
+    ]
+
+
+def test_an_oversized_policy_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(BASE + "#" * (MAX_POLICY_BYTES + 1))
+    # Refused by its size on disk (the message names the path), never read into memory.
+    with pytest.raises(PolicyFileError, match=f"^{re.escape(str(path))}: policy is larger than"):
+        load_policy(path)
+    with pytest.raises(
+        PolicyFileError, match=f"^policy.yaml: policy is larger than {MAX_POLICY_BYTES} bytes"
+    ):
+        parse_policy(path.read_text(), "policy.yaml")
+
+
+def test_deep_nesting_is_one_clear_error() -> None:
+    assert problems("a: " + "[" * 5000 + "]" * 5000) == ["policy.yaml: policy is nested too deeply"]
