@@ -238,7 +238,8 @@ def test_a_grant_that_ended_while_the_broker_was_down_is_ended_when_it_starts_ag
 @pytest.mark.parametrize("broker", [2], indirect=True)
 def test_two_workers_share_one_database_one_audit_chain_and_one_expiry(broker: Broker) -> None:
     """``--workers 2``: certificates from both processes at once, one chain, each expiry once."""
-    req = broker.json("request", "stage-shell", "--for", "3s")
+    # Long enough for 48 certificates on a busy machine, short enough to wait for its end.
+    req = broker.json("request", "stage-shell", "--for", "8s")
     key = broker.data_dir.parent / "id.pub"
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key.with_suffix(""))], check=True
