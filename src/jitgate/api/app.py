@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gc
 import inspect
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -201,6 +202,8 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
             "version": __version__,
             "policy_sha256": rt.policy_digest,
             "audit_public_key": raw.hex(),
+            "worker": os.getpid(),
+            "scheduler": rt.scheduler.status(),
         }
 
     @app.get("/metrics", tags=["meta"])

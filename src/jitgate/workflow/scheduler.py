@@ -263,6 +263,8 @@ class _Loop:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.sleeping_until: datetime | None = None
+        # When the last pass that did all its work began (broker clock): work due before it is done.
+        self.completed_pass_started_at: datetime | None = None
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _pause(self) -> float:
@@ -275,8 +277,10 @@ class _Loop:
     def _run(self) -> None:
         while not self.stopping.is_set():
             self.wake.clear()
+            started = self._ctx.clock.now()
             try:
                 self._work(self._ctx)
+                self.completed_pass_started_at = started
                 pause = self._pause()
             except Exception:
                 log.exception("%s pass failed; retrying", self._name)
@@ -310,6 +314,15 @@ class Scheduler:
         planned = lifecycle.sleeping_until
         if planned is None or at < planned:
             lifecycle.wake.set()
+
+    def status(self) -> dict[str, str | None]:
+        """For each loop, when its last complete pass began: everything due before then is done."""
+        return {
+            loop.thread.name: (
+                loop.completed_pass_started_at.isoformat() if loop.completed_pass_started_at else None
+            )
+            for loop in self._loops
+        }
 
     def start(self) -> None:
         for loop in self._loops:

@@ -49,6 +49,11 @@ class Broker:
     url: str
     data_dir: Path
     tokens: dict[str, str]
+    server: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def run(
         self, *args: str, user: str | None = "alice", check: bool = False
@@ -78,6 +83,40 @@ def offline(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*JITGATE, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
+def start_server(
+    data: Path, policy: Path, port: int, log_path: Path, workers: str = "1"
+) -> subprocess.Popen[bytes]:
+    """A real ``jitgate server`` on ``port``, returned once ``/healthz`` answers."""
+    with log_path.open("a") as log_file:
+        server = subprocess.Popen(
+            [
+                *JITGATE,
+                "server",
+                "--data-dir",
+                str(data),
+                "--policy",
+                str(policy),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--workers",
+                workers,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)  # polling for the server to come up
+    server.kill()
+    server.wait()
+    pytest.fail("server did not start: " + log_path.read_text())
+
+
 @pytest.fixture
 def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Broker]:
     """A real ``jitgate server``; ``indirect`` parametrization gives its number of workers."""
@@ -92,43 +131,35 @@ def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Broker]:
         assert done.returncode == 0, done.stderr
         tokens[name] = json.loads(done.stdout)["token"]
     port = free_port()
-    log_file = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            *JITGATE,
-            "server",
-            "--data-dir",
-            str(data),
-            "--policy",
-            str(policy),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--workers",
-            workers,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log_file,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        server.kill()
-        server.wait()
-        log_file.close()
-        pytest.fail("server did not start: " + (tmp_path / "server.log").read_text())
-    yield Broker(url, data, tokens)
-    server.terminate()
-    server.wait(timeout=10)
-    log_file.close()
-    log = (tmp_path / "server.log").read_text()
+    log_path = tmp_path / "server.log"
+    holder = Broker(f"http://127.0.0.1:{port}", data, tokens)
+    holder.server = start_server(data, policy, port, log_path, workers)
+    yield holder
+    holder.server.terminate()
+    holder.server.wait(timeout=10)
+    log = log_path.read_text()
     for token in tokens.values():
         assert token not in log, "an API token reached the server log"
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def wait_for_both_schedulers_to_pass(broker: Broker, moment: datetime) -> None:
+    """Until /healthz, reached on fresh connections, shows two workers whose lifecycle loops have
+    each completed a pass that began after ``moment``: whatever either would do about a grant that
+    ended then, it has done."""
+    passed: set[int] = set()
+    deadline = time.monotonic() + 20
+    while len(passed) < 2 and time.monotonic() < deadline:
+        health = httpx.get(f"{broker.url}/healthz", headers={"Connection": "close"}).json()
+        began = health["scheduler"]["jitgate-lifecycle"]
+        if began is not None and _instant(began) > moment:
+            passed.add(health["worker"])
+        else:
+            time.sleep(0.05)  # polling for the next pass, not waiting for time
+    assert len(passed) == 2, f"only workers {passed} were seen past {moment}"
 
 
 def test_walk_through_request_approve_and_audit(broker: Broker) -> None:
@@ -171,10 +202,44 @@ def test_a_grant_ends_by_itself_within_a_few_seconds(broker: Broker) -> None:
     assert lag.returncode == 4
 
 
+def test_a_grant_that_ended_while_the_broker_was_down_is_ended_when_it_starts_again(
+    broker: Broker, tmp_path: Path
+) -> None:
+    req = broker.json("request", "stage-shell", "--for", "2s")
+    assert req["state"] == "ACTIVE"
+    assert broker.server is not None
+    broker.server.kill()  # down hard: no shutdown work of any kind
+    broker.server.wait(timeout=10)
+    ends = _instant(req["grant"]["expires_at"])
+    while datetime.now(UTC) <= ends:
+        time.sleep(0.1)  # the end-to-end window of a few seconds passes while nothing runs
+    with sqlite3.connect(broker.data_dir / "jitgate.db") as conn:
+        (state,) = conn.execute("SELECT state FROM grants WHERE id = ?", (req["grant"]["id"],)).fetchone()
+    assert state == "ACTIVE"  # nobody was there to end it
+    broker.server = start_server(
+        broker.data_dir, tmp_path / "policy.yaml", broker.port, tmp_path / "server.log"
+    )
+    deadline = time.monotonic() + 15
+    while broker.json("show", req["id"])["state"] == "ACTIVE" and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling for the restarted scheduler
+    assert broker.json("show", req["id"])["state"] == "EXPIRED"
+    with sqlite3.connect(broker.data_dir / "jitgate.db") as conn:
+        rows = conn.execute(
+            "SELECT body FROM audit_events WHERE action = 'grant.expired' AND grant_id = ?",
+            (req["grant"]["id"],),
+        ).fetchall()
+    assert len(rows) == 1
+    lag_ms = json.loads(rows[0][0])["details"]["lag_ms"]
+    assert lag_ms > 0  # ended late, by the restarted broker, and says so
+    verify = offline("audit", "verify", "--data-dir", str(broker.data_dir))
+    assert verify.returncode == 0, verify.stderr
+
+
 @pytest.mark.parametrize("broker", [2], indirect=True)
 def test_two_workers_share_one_database_one_audit_chain_and_one_expiry(broker: Broker) -> None:
     """``--workers 2``: certificates from both processes at once, one chain, each expiry once."""
-    req = broker.json("request", "stage-shell", "--for", "3s")
+    # Long enough for 48 certificates on a busy machine, short enough to wait for its end.
+    req = broker.json("request", "stage-shell", "--for", "8s")
     key = broker.data_dir.parent / "id.pub"
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key.with_suffix(""))], check=True
@@ -194,7 +259,7 @@ def test_two_workers_share_one_database_one_audit_chain_and_one_expiry(broker: B
     while broker.json("show", req["id"])["state"] == "ACTIVE" and time.monotonic() < deadline:
         time.sleep(0.25)
     assert broker.json("show", req["id"])["state"] == "EXPIRED"
-    time.sleep(1.5)  # both workers' schedulers have looked at the grant since it ended
+    wait_for_both_schedulers_to_pass(broker, _instant(req["grant"]["expires_at"]))
     with sqlite3.connect(broker.data_dir / "jitgate.db") as conn:
         (issued,) = conn.execute(
             "SELECT count(*) FROM audit_events WHERE action='credential.issued'"
