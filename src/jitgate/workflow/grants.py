@@ -2,7 +2,8 @@
 
 Ending a grant (by expiry or revocation) is one transaction: the grant's state, its request's state,
 the revocation work for every credential issued under it, and the audit record all commit together,
-so no revocation can be lost between them.
+so no revocation can be lost between them. It commits even while the audit log is broken, with its
+records parked (``WorkflowContext.transaction(parks_audit=True)``); activating and extending do not.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: 
     """End a grant early: by its holder, an approver of its role, or an admin."""
     with ctx.refusals_audited(identity, "grant.revoke", grant_id=grant_id):
         now = ctx.clock.now()
-        with ctx.transaction() as conn:
+        with ctx.transaction(parks_audit=True) as conn:
             grant = q.locked_grant(conn, grant_id)
             role = ctx.policy.role(grant.role)
             allowed = (
