@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from jitgate.audit import backlog
+from jitgate.audit import backlog, checkpoint
 from jitgate.audit.chain import read_head
 from jitgate.audit.repair import repair
 from jitgate.audit.verify import verify
@@ -338,3 +340,69 @@ def test_repair_refuses_to_paper_over_an_edited_record(ctx: WorkflowContext, clo
         repair(conn, ctx.audit, checkpoint_path=None, now=clock.now(), actor="ops", reason="INC-9")
     with ctx.db.read() as conn:
         assert conn.execute(sa.select(audit_head)).one() == before
+
+
+def test_a_scheduled_grant_can_still_be_cancelled(ctx: WorkflowContext, clock: FrozenClock) -> None:
+    later = svc.submit(
+        ctx, ALICE, role="stage-shell", duration="5m", start_at=clock.now() + timedelta(minutes=5)
+    )
+    edit_head(ctx)
+    assert svc.cancel(ctx, ALICE, later["id"])["state"] == "CANCELLED"
+    assert state_of(ctx, later["grant"]["id"]) == "CANCELLED"
+    assert parked_actions(ctx) == ["request.cancelled"]
+
+
+def test_brokers_racing_to_append_the_parked_records_append_them_once(
+    ctx: WorkflowContext, clock: FrozenClock
+) -> None:
+    for _ in range(5):
+        active(ctx, role="stage-shell")
+    head = edit_head(ctx)
+    clock.advance(timedelta(hours=1))
+    assert expire_due(ctx) == 5
+    put_back(ctx, head)
+
+    def broker() -> None:
+        audit_state.watch(ctx)
+
+    threads = [threading.Thread(target=broker) for _ in range(4)]
+    with ctx.db.write() as holder:
+        # On PostgreSQL, hold the head until every broker waits for it, so that they really race;
+        # on SQLite this transaction holds the only write lock and they wait for that.
+        holder.execute(sa.select(audit_head).with_for_update())
+        for t in threads:
+            t.start()
+        if ctx.db.locks_rows:
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            deadline = time.monotonic() + 30
+            while holder.execute(waiting).scalar_one() < 4:
+                holder.execute(
+                    sa.text("SELECT pg_stat_clear_snapshot()")
+                )  # else one snapshot per transaction
+                assert time.monotonic() < deadline, "the brokers never queued for the audit head"
+                time.sleep(0.01)
+    for t in threads:
+        t.join()
+    with ctx.db.read() as conn:
+        assert verify(conn, ctx.audit.public_key).ok
+        expired = conn.execute(
+            sa.select(sa.func.count()).where(audit_events.c.action == "grant.expired")
+        ).scalar_one()
+    assert expired == 5
+    assert chain_tail(ctx, 6) == ["audit.unparked"] + ["grant.expired"] * 5
+
+
+def test_a_head_the_broker_does_not_trust_is_never_copied_to_the_checkpoint(
+    ctx: WorkflowContext, tmp_path: Path
+) -> None:
+    ctx.audit_checkpoint = checkpoint.Writer(tmp_path / "checkpoint.json", interval=0)
+    active(ctx, role="stage-shell")
+    run_lifecycle(ctx)
+    saved = checkpoint.read(tmp_path / "checkpoint.json")
+    assert saved is not None
+    edit_head(ctx)
+    run_lifecycle(ctx)
+    assert checkpoint.read(tmp_path / "checkpoint.json") == saved
