@@ -236,16 +236,19 @@ class AuditLog:
             if last is not None:
                 raise _head_missing(last)
             return
-        self._check_head(head)
+        self._check_head(conn, head)
 
     def _lock_head(self, conn: Connection) -> SignedHead:
         head = read_head(conn, for_update=True)
         if head is None:
             head = self._create_head(conn)
-        self._check_head(head)
+        self._check_head(conn, head)
         return head
 
-    def _check_head(self, head: SignedHead) -> None:
+    def _check_head(self, conn: Connection, head: SignedHead) -> None:
+        """Whether ``head`` may be extended; every check an append makes belongs here, so that
+        ``check`` (health, the scheduler) sees what an append would refuse."""
+        del conn  # for checks that read more than the head
         if head == self._signed:
             return
         try:

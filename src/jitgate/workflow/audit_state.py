@@ -74,10 +74,11 @@ def status(ctx: WorkflowContext) -> AuditStatus:
         except AuditIntegrityError as exc:
             problem = exc.message
         parked = backlog.count(conn)
-    if problem is None:
-        ctx.audit_health.healthy()
-    else:
+    if problem is not None:
         ctx.audit_health.broken(problem)
+    elif parked == 0:
+        # With records parked, only appending them proves the log can be extended again.
+        ctx.audit_health.healthy()
     return AuditStatus(problem, parked)
 
 
@@ -92,6 +93,7 @@ def watch(ctx: WorkflowContext) -> AuditStatus:
     except AuditIntegrityError as exc:
         ctx.audit_health.broken(exc.message)
         return AuditStatus(exc.message, found.parked)
+    ctx.audit_health.healthy()
     if moved:
         log.warning("appended %d audit records parked while the audit log was broken", moved)
     return AuditStatus(None, 0)
