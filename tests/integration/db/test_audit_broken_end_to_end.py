@@ -149,6 +149,9 @@ roles:
         assert problem["code"] == "audit_broken"
         assert "\n" not in problem["detail"]
         assert "audit head" in problem["detail"]
+        with broker.client("alice") as http:
+            refused = http.post("/api/v1/db/credentials", json={"target": "orders-db"})
+        assert (refused.status_code, refused.json()["code"]) == (503, "audit_broken")
 
         # Taking access back does not: an admin's revoke and the holder's own.
         with broker.client("auditor") as http:

@@ -406,3 +406,25 @@ def test_a_head_the_broker_does_not_trust_is_never_copied_to_the_checkpoint(
     edit_head(ctx)
     run_lifecycle(ctx)
     assert checkpoint.read(tmp_path / "checkpoint.json") == saved
+
+
+def test_a_parked_record_that_can_no_longer_be_read_is_recorded_as_lost(
+    ctx: WorkflowContext, clock: FrozenClock
+) -> None:
+    for _ in range(2):
+        active(ctx, role="stage-shell")
+    head = edit_head(ctx)
+    clock.advance(timedelta(hours=1))
+    assert expire_due(ctx) == 2
+    with ctx.db.write() as conn:
+        first = conn.execute(sa.select(sa.func.min(audit_backlog.c.id))).scalar_one()
+        conn.execute(audit_backlog.update().where(audit_backlog.c.id == first).values(event={"action": "x"}))
+    put_back(ctx, head)
+    assert audit_state.watch(ctx).healthy
+    with ctx.db.read() as conn:
+        note = conn.execute(
+            sa.select(audit_events.c.body).where(audit_events.c.action == "audit.unparked")
+        ).scalar_one()
+    assert '"records":1' in note
+    assert f'"backlog_id":{first}' in note
+    assert chain_tail(ctx, 2) == ["audit.unparked", "grant.expired"]
