@@ -403,7 +403,7 @@ API docs: {url}/docs""",
                     )
             finally:
                 db.dispose()
-            if done.head is not None:
+            if done.problem and done.head is not None:
                 # Moved back on purpose, if the log was rolled back: the repair is on record.
                 checkpoint.write(path, done.head)
         if done.problem:
