@@ -98,3 +98,11 @@ class StorageUnavailable(JitgateError):
     """The broker's own database refused the work (locked, read-only, unreachable)."""
 
     code = "storage_unavailable"
+
+
+class AuditIntegrityError(StorageUnavailable):
+    """The audit log cannot be trusted to be extended: its head or chain was edited, deleted or
+    rolled back, or it is signed by another key. Every such refusal of the audit layer is one of
+    these, so that ending access can park its records instead of waiting for a repair."""
+
+    code = "audit_broken"

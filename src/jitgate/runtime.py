@@ -134,12 +134,12 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     scheduler = Scheduler(ctx, poll_seconds=settings.scheduler_poll_seconds)
     ctx.wake_scheduler = scheduler.wake
     try:
-        with db.write() as conn:
-            audit.append(
+        # Parked if the audit log is broken: a broker must start to end access even then.
+        with ctx.transaction(parks_audit=True) as conn:
+            ctx.audit_event(
                 conn,
-                at=clock.now(),
-                actor=SYSTEM.name,
-                action="policy.loaded",
+                SYSTEM.name,
+                "policy.loaded",
                 details={
                     "file": str(settings.policy_file),
                     "sha256": digest,

@@ -33,6 +33,7 @@ from jitgate.domain.model import RequestState
 from jitgate.runtime import Runtime
 from jitgate.store.tables import grants, requests, revocations
 from jitgate.web import routes as web_routes
+from jitgate.workflow import audit_state
 
 MAX_BODY = 64 * 1024
 
@@ -142,6 +143,17 @@ class StateCollector(Collector):
             "Revocations that failed at least once and are retried",
             value=failing,
         )
+        audit = audit_state.status(self._runtime.ctx)
+        yield GaugeMetricFamily(
+            "jitgate_audit_healthy",
+            "1 while the audit log can be extended and nothing is parked, else 0 (alert on it)",
+            value=int(audit.healthy),
+        )
+        yield GaugeMetricFamily(
+            "jitgate_audit_parked_records",
+            "Audit records parked while the audit log is broken, not yet in the chain",
+            value=audit.parked,
+        )
 
 
 def settle_heap() -> None:
@@ -194,17 +206,28 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
 
     @app.get("/healthz", tags=["meta"])
     def healthz(rt: RuntimeDep) -> dict[str, Any]:
+        """``status`` is ``ok``, or ``degraded`` while the audit log is broken or records are parked.
+
+        Degraded still answers 200: the broker goes on ending access then, and a load balancer
+        that took every replica out of service would take the revoke endpoint away with them.
+        """
         with rt.ctx.db.read() as conn:
             conn.exec_driver_sql("SELECT 1")
+        audit = audit_state.status(rt.ctx)
         raw = rt.ctx.audit.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return {
-            "status": "ok",
+        body: dict[str, Any] = {
+            "status": "ok" if audit.healthy else "degraded",
             "version": __version__,
             "policy_sha256": rt.policy_digest,
             "audit_public_key": raw.hex(),
             "worker": os.getpid(),
             "scheduler": rt.scheduler.status(),
+            "audit": "ok" if audit.problem is None else "broken",
+            "audit_parked_records": audit.parked,
         }
+        if audit.problem is not None:
+            body["audit_problem"] = audit.problem
+        return body
 
     @app.get("/metrics", tags=["meta"])
     def metrics() -> Response:

@@ -236,7 +236,7 @@ def _audit_refused_body(request: Request, code: str, detail: str) -> None:
         return  # an unidentified caller is answered but not audited: anyone could fill the log
     details = {"attempted": AUDITED_BODIES[request.url.path], "error": code, "reason": detail[:200]}
     try:
-        with rt.ctx.db.write() as conn:
+        with rt.ctx.transaction(parks_audit=True) as conn:
             rt.ctx.audit_event(conn, identity.name, "access.refused", details=details)
     except StorageUnavailable:
         log.exception("could not audit a refused request body from %s", identity.name)

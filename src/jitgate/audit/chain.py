@@ -34,7 +34,7 @@ from jitgate.audit.canonical import (
     normalize,
     record_hash,
 )
-from jitgate.errors import StorageUnavailable
+from jitgate.errors import AuditIntegrityError
 from jitgate.store.tables import audit_events, audit_head
 
 HEAD_ID = 1
@@ -146,8 +146,8 @@ class AuditLog:
         """Add one record in the transaction open on ``conn`` and return its ``seq``.
 
         Raises ``ValueError`` for a malformed record or details that look like a secret, and
-        ``StorageUnavailable`` if the stored chain no longer matches its signed head (tampering, or
-        a different audit key); in both cases the caller's transaction must roll back.
+        ``AuditIntegrityError`` if the stored chain no longer matches its signed head (tampering, or
+        a different audit key); in both cases nothing was appended.
         """
         event = Event.checked(
             at=at,
@@ -192,7 +192,7 @@ class AuditLog:
         try:
             conn.execute(_INSERT_EVENT, rows)
         except IntegrityError:
-            raise StorageUnavailable(
+            raise AuditIntegrityError(
                 f"audit record {head.seq + 1} already exists although the signed head says {head.seq}; "
                 "the audit log was tampered with, run `jitgate audit verify`"
             ) from None
@@ -204,22 +204,60 @@ class AuditLog:
         self._signed = new_head
         return [row["seq"] for row in rows]
 
+    def reseal(self, conn: Connection, *, seq: int, digest: str) -> SignedHead:
+        """Sign a new head over the stored chain as it ends now (record ``seq``, hash ``digest``).
+
+        Only for ``jitgate audit repair``, after an operator looked at the damage: the head is
+        replaced (or put back), no record is touched, and the repair appends a record of it.
+        """
+        if not conn.in_transaction():
+            raise RuntimeError("resealing happens inside the caller's transaction; begin one first")
+        head = self._sign(seq, digest)
+        values = {"new_seq": head.seq, "new_hash": head.hash, "new_signature": head.signature}
+        if conn.execute(_UPDATE_HEAD, values).rowcount == 0:
+            conn.execute(
+                audit_head.insert().values(id=HEAD_ID, seq=head.seq, hash=head.hash, signature=head.signature)
+            )
+        self._signed = head
+        return head
+
     def _sign(self, seq: int, digest: str) -> SignedHead:
         return SignedHead(seq, digest, self._key.sign(head_message(seq, digest)).hex())
+
+    def check(self, conn: Connection) -> None:
+        """Raise ``AuditIntegrityError`` if an append on ``conn`` would be refused now (no lock taken).
+
+        The same checks as an append, for health reports and for finding out that a broken log
+        was repaired; a missing head with no records is an empty log, which is fine.
+        """
+        head = read_head(conn)
+        if head is None:
+            last = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar_one()
+            if last is not None:
+                raise _head_missing(last)
+            return
+        self._check_head(conn, head)
 
     def _lock_head(self, conn: Connection) -> SignedHead:
         head = read_head(conn, for_update=True)
         if head is None:
             head = self._create_head(conn)
-        if head != self._signed:
-            try:
-                self._public.verify(bytes.fromhex(head.signature), head_message(head.seq, head.hash))
-            except (InvalidSignature, ValueError):
-                raise StorageUnavailable(
-                    f"the audit head (record {head.seq}) is not signed by this broker's audit key: "
-                    "wrong key file, or the head was edited; run `jitgate audit verify`"
-                ) from None
+        self._check_head(conn, head)
         return head
+
+    def _check_head(self, conn: Connection, head: SignedHead) -> None:
+        """Whether ``head`` may be extended; every check an append makes belongs here, so that
+        ``check`` (health, the scheduler) sees what an append would refuse."""
+        del conn  # for checks that read more than the head
+        if head == self._signed:
+            return
+        try:
+            self._public.verify(bytes.fromhex(head.signature), head_message(head.seq, head.hash))
+        except (InvalidSignature, ValueError):
+            raise AuditIntegrityError(
+                f"the audit head (record {head.seq}) is not signed by this broker's audit key: "
+                "wrong key file, or the head was edited; run `jitgate audit verify`"
+            ) from None
 
     def _create_head(self, conn: Connection) -> SignedHead:
         """Start an empty chain, or refuse if records exist without a head (it was deleted)."""
@@ -242,14 +280,18 @@ class AuditLog:
             # No head existed, committed or in flight; records now would mean it was deleted.
             last = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar_one()
             if last is not None:
-                raise StorageUnavailable(
-                    f"the audit head is missing but records up to {last} exist; "
-                    "the audit log was tampered with, run `jitgate audit verify`"
-                )
+                raise _head_missing(last)
         head = read_head(conn, for_update=True)
         if head is None:
-            raise StorageUnavailable("the audit head could not be created")
+            raise AuditIntegrityError("the audit head could not be created")
         return head
+
+
+def _head_missing(last: int) -> AuditIntegrityError:
+    return AuditIntegrityError(
+        f"the audit head is missing but records up to {last} exist; "
+        "the audit log was tampered with, run `jitgate audit verify`"
+    )
 
 
 def read_head(conn: Connection, *, for_update: bool = False) -> SignedHead | None:

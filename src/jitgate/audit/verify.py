@@ -39,18 +39,7 @@ class VerifyResult:
 def verify(conn: Connection, public_key: Ed25519PublicKey, *, batch: int = 5000) -> VerifyResult:
     """Verify the whole chain as seen by ``conn``'s transaction against ``public_key``."""
     head = read_head(conn)
-    query = sa.select(
-        audit_events.c.seq,
-        audit_events.c.at,
-        audit_events.c.actor,
-        audit_events.c.action,
-        audit_events.c.request_id,
-        audit_events.c.grant_id,
-        audit_events.c.role,
-        audit_events.c.body,
-        audit_events.c.prev_hash,
-        audit_events.c.hash,
-    ).order_by(audit_events.c.seq)
+    query = _records_query()
     if head is not None:
         # On PostgreSQL (read committed) appends may commit while we read; the head read first
         # bounds a snapshot that is complete, since every append commits with its head update.
@@ -62,6 +51,30 @@ def verify(conn: Connection, public_key: Ed25519PublicKey, *, batch: int = 5000)
     except _Broken as broken:
         return VerifyResult(False, broken.count, broken.seq, broken.problem)
     return VerifyResult(True, last, None, "")
+
+
+def verify_records(conn: Connection, *, batch: int = 5000) -> VerifyResult:
+    """Only the records, whatever the head says: numbering, hashes, links (for ``audit repair``)."""
+    try:
+        last, _ = _walk(conn, _records_query(), batch)
+    except _Broken as broken:
+        return VerifyResult(False, broken.count, broken.seq, broken.problem)
+    return VerifyResult(True, last, None, "")
+
+
+def _records_query() -> sa.Select[Any]:
+    return sa.select(
+        audit_events.c.seq,
+        audit_events.c.at,
+        audit_events.c.actor,
+        audit_events.c.action,
+        audit_events.c.request_id,
+        audit_events.c.grant_id,
+        audit_events.c.role,
+        audit_events.c.body,
+        audit_events.c.prev_hash,
+        audit_events.c.hash,
+    ).order_by(audit_events.c.seq)
 
 
 def _walk(conn: Connection, query: sa.Select[Any], batch: int) -> tuple[int, str]:

@@ -332,6 +332,45 @@ API docs: {url}/docs""",
             raise typer.Exit(10)
         out.print(f"audit log intact: {result.count} records; {anchored.problem}")
 
+    @audit_app.command("repair")
+    def audit_repair(
+        reason: Annotated[str, typer.Option("--reason", help="Why the log may be repaired (recorded)")],
+        data_dir: DataDirOpt = Path("data"),
+        database_url: DbUrlOpt = None,
+    ) -> None:
+        """After `audit verify` found damage and it was looked into: sign a new head over the records
+        as they are, record the damage and the reason, and append the records parked meanwhile.
+        Never edits a record; exit 10 if records themselves are damaged."""
+        from jitgate.audit import checkpoint
+        from jitgate.audit.repair import repair
+        from jitgate.runtime import open_audit, open_database
+
+        with offline():
+            settings = _settings(data_dir, database_url)
+            _require_existing(settings)
+            audit = open_audit(settings)
+            path = checkpoint.default_path(settings.data_dir)
+            db = open_database(settings)
+            try:
+                with db.write() as conn:
+                    done = repair(
+                        conn,
+                        audit,
+                        checkpoint_path=path,
+                        now=SystemClock().now(),
+                        actor=os.environ.get("USER", "local-admin"),
+                        reason=reason,
+                    )
+            finally:
+                db.dispose()
+            if done.problem and done.head is not None:
+                # Moved back on purpose, if the log was rolled back: the repair is on record.
+                checkpoint.write(path, done.head)
+        if done.problem:
+            out.print(f"audit log repaired: {done.problem}; {done.unparked} parked records appended")
+        else:
+            out.print(f"audit log intact; {done.unparked} parked records appended")
+
     @audit_app.command("export")
     def audit_export(
         data_dir: DataDirOpt = Path("data"),

@@ -14,9 +14,11 @@ EXIT_CODES: dict[type[errors.JitgateError], int] = {
     errors.InvalidTransition: 7,
     errors.ProviderError: 8,
     errors.StorageUnavailable: 9,
+    errors.AuditIntegrityError: 10,
 }
 """Exit codes: 0 done, 1 unexpected, 2 usage, 3 bad input, 4 not authenticated, 5 refused by policy,
-6 not found, 7 conflicts with the current state, 8 target failed, 9 broker or database unavailable."""
+6 not found, 7 conflicts with the current state, 8 target failed, 9 broker or database unavailable,
+10 audit log broken."""
 
 
 def exit_code(exc: errors.JitgateError) -> int:

@@ -199,3 +199,14 @@ audit_head = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("signature", sa.String(128), nullable=False),
 )
+
+# Audit records of changes that ended access while the audit log could not be extended, waiting
+# to be appended once it is repaired (``audit/backlog.py``). ``event`` is the record's fields.
+audit_backlog = sa.Table(
+    "audit_backlog",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("parked_at", UTCDateTime, nullable=False),
+    sa.Column("why", sa.Text, nullable=False),
+    sa.Column("event", sa.JSON, nullable=False),
+)

@@ -11,14 +11,15 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
-from jitgate.audit import checkpoint
+from jitgate.audit import backlog, checkpoint
 from jitgate.audit.chain import AuditLog, Event
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
-from jitgate.errors import InvalidInput, JitgateError, ProviderError, StorageUnavailable
+from jitgate.errors import AuditIntegrityError, InvalidInput, JitgateError, ProviderError, StorageUnavailable
 from jitgate.policy.model import Policy, Target
 from jitgate.providers.base import CredentialProvider
 from jitgate.store.db import Database
+from jitgate.workflow.audit_state import AuditHealth
 
 log = logging.getLogger("jitgate.workflow")
 _PENDING = "jitgate_audit_pending"
@@ -64,6 +65,7 @@ class WorkflowContext:
     revocation_backoff_max_seconds: float = 300.0
     audit_checkpoint: checkpoint.Writer | None = None
     max_pending_per_requester: int = 10
+    audit_health: AuditHealth = field(default_factory=AuditHealth)
 
     @property
     def policy(self) -> Policy:
@@ -76,21 +78,45 @@ class WorkflowContext:
         return provider
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, parks_audit: bool = False) -> Iterator[Connection]:
         """A write transaction whose audit records are appended together just before it commits.
 
         Appending last keeps the audit head (the one row every audited change must lock) locked
         for the shortest time, and one head signature covers all of the transaction's records.
+
+        If the audit log cannot be trusted (``AuditIntegrityError``) the transaction fails, unless
+        ``parks_audit``: changes that take access away (or record a refusal) must not wait for a
+        repair, so they commit with their records parked (``audit/backlog.py``). Anything else,
+        including a database failure, still rolls the whole transaction back.
         """
         with self.db.write() as conn:
             pending: list[Event] = []
             conn.info[_PENDING] = pending
             try:
                 yield conn
-                self.audit.append_many(conn, pending)
+                if parks_audit:
+                    self._append_or_park(conn, pending)
+                else:
+                    try:
+                        self.audit.append_many(conn, pending)
+                    except AuditIntegrityError as exc:
+                        self.audit_health.broken(exc.message)
+                        raise
             finally:
                 # conn.info lives on the pooled DBAPI connection: never leave the list behind.
                 conn.info.pop(_PENDING, None)
+
+    def _append_or_park(self, conn: Connection, events: list[Event]) -> None:
+        if not events:
+            return
+        try:
+            # A savepoint, so that a refused append (even a failed INSERT, which aborts a
+            # PostgreSQL transaction) leaves the rest of the transaction to commit.
+            with conn.begin_nested():
+                self.audit.append_many(conn, events)
+        except AuditIntegrityError as exc:
+            backlog.park(conn, events, why=exc.message, now=self.clock.now())
+            self.audit_health.broken(exc.message)
 
     def audit_event(self, conn: Connection, actor: str, action: str, **fields: Any) -> None:
         """Record an audit event in ``conn``'s transaction (at its end, inside ``transaction()``)."""
@@ -130,7 +156,7 @@ class WorkflowContext:
             raise
         except JitgateError as exc:
             try:
-                with self.db.write() as conn:
+                with self.transaction(parks_audit=True) as conn:
                     self.record_events(conn, [self.refusal_event(identity, action, exc, **fields)])
             except StorageUnavailable:
                 log.exception("could not audit a refused %s by %s", action, identity.name)

@@ -13,7 +13,7 @@ from typing import Any
 
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
-from jitgate.errors import Conflict, JitgateError, NotFound, ProviderError
+from jitgate.errors import AuditIntegrityError, Conflict, JitgateError, NotFound, ProviderError
 from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued, IssueRequest
 from jitgate.store import queries as q
@@ -96,32 +96,46 @@ def _create_at_target(
             error=str(exc),
         )
         raise
-    with ctx.transaction() as conn:
-        current = q.get_grant(conn, grant.id, lock=True)
-        q.mark_credential_issued(
-            conn,
-            credential_id,
-            record=dict(issued.record),
-            valid_after=issued.valid_after,
-            valid_before=issued.valid_before,
-        )
-        _audit_issued(
-            ctx, conn, grant, target=target.name, kind=target.kind, issued=issued, actor=identity.name
-        )
-        if current is None or current.state is not RequestState.ACTIVE:
-            # The grant ended while the login was being created: take it back at once.
-            q.enqueue_revocation(
+    try:
+        with ctx.transaction() as conn:
+            current = q.get_grant(conn, grant.id, lock=True)
+            q.mark_credential_issued(
                 conn,
-                credential_id=credential_id,
-                grant_id=grant.id,
-                target=target.name,
-                kind=target.kind,
-                handle=handle,
-                now=ctx.clock.now(),
+                credential_id,
+                record=dict(issued.record),
+                valid_after=issued.valid_after,
+                valid_before=issued.valid_before,
             )
-            ended = True
-        else:
-            ended = False
+            _audit_issued(
+                ctx, conn, grant, target=target.name, kind=target.kind, issued=issued, actor=identity.name
+            )
+            if current is None or current.state is not RequestState.ACTIVE:
+                # The grant ended while the login was being created: take it back at once.
+                q.enqueue_revocation(
+                    conn,
+                    credential_id=credential_id,
+                    grant_id=grant.id,
+                    target=target.name,
+                    kind=target.kind,
+                    handle=handle,
+                    now=ctx.clock.now(),
+                )
+                ended = True
+            else:
+                ended = False
+    except AuditIntegrityError as exc:
+        # The login exists, but handing it out unaudited would fail open: take it back instead.
+        _abandon(
+            ctx,
+            grant,
+            target=target.name,
+            kind=target.kind,
+            handle=handle,
+            credential_id=credential_id,
+            actor=identity.name,
+            error=f"not handed out: {exc.message}"[:500],
+        )
+        raise
     if ended:
         ctx.wake_scheduler()
         raise Conflict(f"grant {grant.id} ended while the credential was being issued")
@@ -156,7 +170,7 @@ def _abandon(
     error: str,
 ) -> None:
     """Creation failed part-way: queue a revocation so nothing half-made is left at the target."""
-    with ctx.transaction() as conn:
+    with ctx.transaction(parks_audit=True) as conn:
         q.enqueue_revocation(
             conn,
             credential_id=credential_id,

@@ -2,7 +2,8 @@
 
 Ending a grant (by expiry or revocation) is one transaction: the grant's state, its request's state,
 the revocation work for every credential issued under it, and the audit record all commit together,
-so no revocation can be lost between them.
+so no revocation can be lost between them. It commits even while the audit log is broken, with its
+records parked (``WorkflowContext.transaction(parks_audit=True)``); activating and extending do not.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: 
     with ctx.refusals_audited(identity, "grant.revoke", grant_id=grant_id):
         checked_text("comment", comment)
         now = ctx.clock.now()
-        with ctx.transaction() as conn:
+        with ctx.transaction(parks_audit=True) as conn:
             # Whoever may see a grant may revoke it: its holder, an approver of its role, an admin.
             grant = locked_visible_grant(ctx, conn, identity, grant_id)
             end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=identity.name, comment=comment)

@@ -194,7 +194,7 @@ def cancel(ctx: WorkflowContext, identity: Identity, request_id: str) -> Request
     """The requester withdraws a request that is pending or scheduled but not yet started."""
     with ctx.refusals_audited(identity, "request.cancel", request_id=request_id):
         now = ctx.clock.now()
-        with ctx.transaction() as conn:
+        with ctx.transaction(parks_audit=True) as conn:
             req = locked_visible_request(ctx, conn, identity, request_id)
             if req.requester != identity.name:
                 raise PolicyDenied(f"only {req.requester} can cancel request {request_id}")

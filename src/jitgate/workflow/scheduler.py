@@ -9,6 +9,7 @@ replicas. The loop sleeps until the earliest deadline in the database or until w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -21,9 +22,9 @@ from sqlalchemy.engine import Connection
 from jitgate.audit.chain import read_head
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import GrantEnd, RequestState
-from jitgate.errors import JitgateError, ProviderError, TargetUnreachable
+from jitgate.errors import AuditIntegrityError, JitgateError, ProviderError, TargetUnreachable
 from jitgate.store import queries as q
-from jitgate.workflow import grants
+from jitgate.workflow import audit_state, grants
 from jitgate.workflow.context import WorkflowContext
 
 log = logging.getLogger("jitgate.scheduler")
@@ -40,7 +41,7 @@ REVOCATION_WORKERS = 4
 def expire_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
     """End every active grant whose ``expires_at`` has come; returns how many this call ended."""
     now = ctx.clock.now()
-    with ctx.transaction() as conn:
+    with ctx.transaction(parks_audit=True) as conn:
         due = q.due_grants(
             conn, state=S.ACTIVE, column="expires_at", now=now, limit=limit, skip_locked=ctx.db.locks_rows
         )
@@ -70,7 +71,7 @@ def time_out_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
     """Requests nobody reviewed before their deadline end as TIMED_OUT."""
     now = ctx.clock.now()
     count = 0
-    with ctx.transaction() as conn:
+    with ctx.transaction(parks_audit=True) as conn:
         for req in q.due_timeouts(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows):
             if q.set_request_state(conn, req.id, expect=S.PENDING, state=S.TIMED_OUT, now=now):
                 ctx.audit_event(conn, SYSTEM.name, "request.timed_out", request_id=req.id, role=req.role)
@@ -117,7 +118,7 @@ def run_revocations(
     """
     now = ctx.clock.now()
     until = now + REVOCATION_LEASE
-    with ctx.transaction() as conn:
+    with ctx.transaction(parks_audit=True) as conn:
         due = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
         for found in due:
             q.claim_revocation(conn, found["id"], until=until)
@@ -178,7 +179,7 @@ def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: t
         _record_failure(ctx, row, f"provider crashed: {type(exc).__name__}")
         return False
     done = ctx.clock.now()
-    with ctx.transaction() as conn:
+    with ctx.transaction(parks_audit=True) as conn:
         if not q.finish_revocation(conn, row["id"], done, claimed_until=row["claimed_until"]):
             log.info("revocation %s was queued again meanwhile; it will run once more", row["id"])
             return True
@@ -202,7 +203,7 @@ def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: t
 def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
     now = ctx.clock.now()
     attempts = row["attempts"] + 1
-    with ctx.transaction() as conn:
+    with ctx.transaction(parks_audit=True) as conn:
         q.retry_revocation(conn, row["id"], error=error, next_attempt_at=now + backoff(ctx, attempts))
         ctx.audit_event(
             conn,
@@ -217,12 +218,15 @@ def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
 
 def run_lifecycle(ctx: WorkflowContext) -> None:
     """One pass over the time-critical steps: scheduled starts, expiries, time-outs, warnings."""
-    start_due(ctx)
+    # Starting grants waits for a broken audit log (reported where it was found); ending does not.
+    with contextlib.suppress(AuditIntegrityError):
+        start_due(ctx)
     while expire_due(ctx) == BATCH:
         pass
     time_out_due(ctx)
     warn_expiring(ctx)
-    checkpoint_audit(ctx)
+    if audit_state.watch(ctx).problem is None:
+        checkpoint_audit(ctx)  # never copy out a head the broker does not trust
     ctx.db.checkpoint_wal()
 
 
