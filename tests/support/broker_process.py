@@ -38,6 +38,7 @@ class Process:
     port: int
     pid: int
     token: str
+    admin_token: str
     log: Path
 
     def descriptors(self) -> int:
@@ -59,13 +60,15 @@ def broker(tmp_path: Path, env: dict[str, str], *, soft_nofile: int | None = Non
     data = tmp_path / "data"
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    added = subprocess.run(
-        [*JITGATE, "users", "add", "alice", "--group=engineers", "--data-dir", str(data), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    token = json.loads(added.stdout)["token"]
+    tokens = {}
+    for name, flags in {"alice": ["--group=engineers"], "admin": ["--admin"]}.items():
+        added = subprocess.run(
+            [*JITGATE, "users", "add", name, *flags, "--data-dir", str(data), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        tokens[name] = json.loads(added.stdout)["token"]
     port = free_port()
 
     def limit_descriptors() -> None:
@@ -95,7 +98,7 @@ def broker(tmp_path: Path, env: dict[str, str], *, soft_nofile: int | None = Non
             if time.monotonic() > deadline or server.poll() is not None:
                 pytest.fail("server did not start: " + log.read_text())
             time.sleep(0.1)
-        yield Process(url, port, server.pid, token, log)
+        yield Process(url, port, server.pid, tokens["alice"], tokens["admin"], log)
     finally:
         server.terminate()
         try:

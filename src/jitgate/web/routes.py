@@ -24,11 +24,12 @@ from jitgate.auth.base import authenticate
 from jitgate.domain.durations import format_duration
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import RequestState, Verdict
-from jitgate.errors import JitgateError, Unauthenticated
+from jitgate.errors import JitgateError, TooManyFailures, Unauthenticated
 from jitgate.policy.decision import may_request
 from jitgate.runtime import Runtime
 from jitgate.store import queries as q
 from jitgate.workflow import grants, requests
+from jitgate.workflow.auth_failures import audit_throttled
 from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -92,9 +93,20 @@ def login_page(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 def login(request: Request, token: str = Form(max_length=4096)) -> Response:
+    rt = _runtime(request)
+    source = request.client.host if request.client else ""
     try:
-        authenticate(_runtime(request).authenticators, f"Bearer {token.strip()}")
+        rt.auth_throttle.check(source)
+    except TooManyFailures as exc:
+        page = _page("login.html", status=429, title="sign in", error=exc.message)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+    try:
+        authenticate(rt.authenticators, f"Bearer {token.strip()}")
     except Unauthenticated as exc:
+        started = rt.auth_throttle.failed(source)
+        if started is not None:
+            audit_throttled(rt.ctx, rt.auth_throttle, started, "web")
         return _page("login.html", status=401, title="sign in", error=exc.message)
     response = RedirectResponse("/ui/", status_code=303, headers=HEADERS)
     response.set_cookie(
