@@ -113,6 +113,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a connection cap, head and body deadlines, a head size limit.
 
     ``bounds`` is set on the subclass that ``protocol_class`` makes; one class per server.
+    The body deadline runs from the end of the head, also for a request pipelined behind another
+    (whose body uvicorn does not read until the first answer is sent); clients do not pipeline
+    requests with bodies, and the default deadline is long beside the broker's answers.
     """
 
     bounds: Bounds
@@ -183,7 +186,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or not self.cycle.response_started:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
             self.transport.write(answer)
         self.transport.close()
 
