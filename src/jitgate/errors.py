@@ -6,6 +6,8 @@ Every message is one line meant for the person who caused it; no secret ever goe
 
 from __future__ import annotations
 
+import math
+
 
 class JitgateError(Exception):
     """Base of every error jitgate raises on purpose."""
@@ -49,6 +51,19 @@ class Unauthenticated(JitgateError):
     """No identity, or a credential that does not prove one."""
 
     code = "unauthenticated"
+
+
+class TooManyFailures(Unauthenticated):
+    """Too many failed authentications from the caller's address; refused before any credential is
+    looked at, for ``retry_after`` whole seconds."""
+
+    code = "too_many_failures"
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"too many failed authentications from your address; try again in {self.retry_after} s"
+        )
 
 
 class PolicyDenied(JitgateError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jitgate.audit import checkpoint
@@ -17,6 +17,7 @@ from jitgate.audit import keys as audit_keys
 from jitgate.audit.chain import AuditLog
 from jitgate.auth.base import Authenticator
 from jitgate.auth.oidc import OidcAuthenticator
+from jitgate.auth.throttle import FailureThrottle
 from jitgate.auth.tokens import TokenAuthenticator
 from jitgate.clock import Clock, SystemClock
 from jitgate.domain.identity import SYSTEM
@@ -74,6 +75,7 @@ class Runtime:
     scheduler: Scheduler
     authenticators: list[Authenticator]
     policy_digest: str
+    auth_throttle: FailureThrottle = field(default_factory=FailureThrottle)
 
     @property
     def tokens(self) -> TokenAuthenticator:
@@ -156,6 +158,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         scheduler=scheduler,
         authenticators=authenticators(settings, db, clock),
         policy_digest=digest,
+        auth_throttle=FailureThrottle(
+            limit=settings.auth_failures_per_source, window_seconds=settings.auth_failure_window_seconds
+        ),
     )
 
 

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     max_pending_requests_per_requester: int = Field(default=10, ge=1, le=1000)
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
+    # Per worker process; see api/serving.py.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_keep_alive_timeout_seconds: float = Field(default=5.0, gt=0)
+    http_max_connections: int = Field(default=4096, ge=1)
+    http_max_header_bytes: int = Field(default=16384, ge=1024)
+    auth_failures_per_source: int = Field(default=20, ge=1)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Settings:

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -156,6 +156,21 @@ class StateCollector(Collector):
         )
 
 
+class AuthFailureCollector(Collector):
+    """Counters of this process's failed authentications and of attempts refused as throttled."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._throttle = runtime.auth_throttle
+
+    def collect(self) -> Any:
+        yield CounterMetricFamily(
+            "jitgate_auth_failures", "Failed authentications", value=self._throttle.failures
+        )
+        yield CounterMetricFamily(
+            "jitgate_auth_throttled", "Attempts refused: too many failures", value=self._throttle.refused
+        )
+
+
 def settle_heap() -> None:
     """Call once the app is built, before serving: fewer, cheaper garbage collections.
 
@@ -203,6 +218,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     registry = CollectorRegistry()
     registry.register(StateCollector(runtime))
+    registry.register(AuthFailureCollector(runtime))
 
     @app.get("/healthz", tags=["meta"])
     def healthz(rt: RuntimeDep) -> dict[str, Any]:

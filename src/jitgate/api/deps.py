@@ -17,7 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from jitgate.auth.base import authenticate
 from jitgate.auth.tokens import TokenAuthenticator
 from jitgate.domain.identity import Identity
+from jitgate.errors import Unauthenticated
 from jitgate.runtime import Runtime
+from jitgate.workflow.auth_failures import audit_throttled
 from jitgate.workflow.context import WorkflowContext
 
 B = TypeVar("B", bound=BaseModel)
@@ -39,7 +41,10 @@ async def context(request: Request) -> WorkflowContext:
 async def caller(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Identity:
-    authenticators = runtime(request).authenticators
+    rt = runtime(request)
+    source = peer(request)
+    rt.auth_throttle.check(source)
+    authenticators = rt.authenticators
     scheme, _, bearer = (authorization or "").partition(" ")
     if scheme.lower() == "bearer":
         for authenticator in authenticators:
@@ -47,7 +52,19 @@ async def caller(
                 found = authenticator.cached(bearer.strip())
                 if found is not None:
                     return found
-    return await run_in_threadpool(authenticate, authenticators, authorization)
+    try:
+        return await run_in_threadpool(authenticate, authenticators, authorization)
+    except Unauthenticated:
+        if authorization:  # a request without any credential is not a failed attempt
+            started = rt.auth_throttle.failed(source)
+            if started is not None:
+                await run_in_threadpool(audit_throttled, rt.ctx, rt.auth_throttle, started, "api")
+        raise
+
+
+def peer(request: Request) -> str:
+    """The address the connection comes from (proxy headers are not believed; see api/serving.py)."""
+    return request.client.host if request.client else ""
 
 
 async def json_body(request: Request, model: type[B]) -> B:

@@ -20,6 +20,7 @@ STATUS: dict[type[errors.JitgateError], int] = {
     errors.InvalidText: 422,
     errors.PolicyFileError: 400,
     errors.Unauthenticated: 401,
+    errors.TooManyFailures: 429,
     errors.PolicyDenied: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
@@ -36,8 +37,9 @@ def status_of(exc: errors.JitgateError) -> int:
     return 500
 
 
-def problem(status: int, code: str, detail: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(
         {"type": "about:blank", "status": status, "code": code, "detail": detail},
         status_code=status,
@@ -59,7 +61,8 @@ class BodyTooLarge(StarletteHTTPException):
 def install(app: FastAPI, on_refused_body: RefusedBodyHook | None = None) -> None:
     @app.exception_handler(errors.JitgateError)
     async def _jitgate(_request: Request, exc: errors.JitgateError) -> JSONResponse:
-        return problem(status_of(exc), exc.code, exc.message)
+        wait = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.TooManyFailures) else None
+        return problem(status_of(exc), exc.code, exc.message, wait)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,6 +29,7 @@ from types import FrameType
 from fastapi import FastAPI
 
 from jitgate.api.app import create_app, settle_heap
+from jitgate.api.serving import process_bounds, server_config
 from jitgate.errors import InvalidInput
 from jitgate.runtime import build_runtime
 from jitgate.settings import Settings
@@ -82,7 +83,7 @@ def _run_worker(sock: socket.socket, environment: dict[str, str], access_log: bo
 
     os.environ.update(environment)
     _stop_when_orphaned(os.getppid())
-    config = uvicorn.Config(app(), access_log=access_log, log_level="info")
+    config = server_config(app(), process_bounds(Settings()), access_log=access_log)
     uvicorn.Server(config).run(sockets=[sock])
 
 

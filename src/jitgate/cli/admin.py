@@ -47,12 +47,14 @@ def _serve(settings: Settings, access_log: bool) -> None:
     import uvicorn
 
     from jitgate.api.app import create_app, settle_heap
+    from jitgate.api.serving import process_bounds, server_config
     from jitgate.api.worker import LOG_FORMAT
     from jitgate.runtime import build_runtime
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     with offline():
         # Also with several workers: a bad policy or database fails here, once, with one line.
+        bounds = process_bounds(settings)
         runtime = build_runtime(settings)
     host, port = settings.host_port
     if settings.workers > 1:
@@ -65,7 +67,8 @@ def _serve(settings: Settings, access_log: bool) -> None:
     try:
         app = create_app(runtime)
         settle_heap()
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        config = server_config(app, bounds, access_log=access_log, host=host, port=port)
+        uvicorn.Server(config).run()
     finally:
         runtime.ctx.db.dispose()
 

@@ -21,6 +21,7 @@ STATUS_ERRORS: dict[int, type[errors.JitgateError]] = {
     409: errors.Conflict,
     413: errors.InvalidInput,
     422: errors.InvalidInput,
+    429: errors.Unauthenticated,
     502: errors.ProviderError,
     503: errors.StorageUnavailable,
 }

@@ -30,12 +30,13 @@ from jitgate.audit.query import query
 from jitgate.auth.sessions import WebSession, WebSessions, sign_in_identity
 from jitgate.domain.durations import format_duration
 from jitgate.domain.model import RequestState, Verdict
-from jitgate.errors import JitgateError, Unauthenticated
+from jitgate.errors import JitgateError, TooManyFailures, Unauthenticated
 from jitgate.policy.decision import may_request
 from jitgate.runtime import Runtime
 from jitgate.store import queries as q
 from jitgate.store.paging import Page, page_grants
 from jitgate.workflow import grants, requests
+from jitgate.workflow.auth_failures import audit_throttled
 from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -150,9 +151,20 @@ def login(
     if not pre or not _same_origin(request) or not hmac.compare_digest(csrf, csrf_token(pre, "login")):
         # Refused before the credential is looked at: nothing is checked, written or opened.
         return _page("login.html", status=403, title="sign in", csrf="", error=STALE_FORM)
+    rt = _runtime(request)
+    source = request.client.host if request.client else ""
     try:
-        identity, token_id = sign_in_identity(_runtime(request).authenticators, token.strip())
+        rt.auth_throttle.check(source)
+    except TooManyFailures as exc:
+        page = _page("login.html", status=429, title="sign in", csrf=csrf, error=exc.message)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+    try:
+        identity, token_id = sign_in_identity(rt.authenticators, token.strip())
     except Unauthenticated as exc:
+        started = rt.auth_throttle.failed(source)
+        if started is not None:
+            audit_throttled(rt.ctx, rt.auth_throttle, started, "web")
         return _page("login.html", status=401, title="sign in", csrf=csrf, error=exc.message)
     session_id = _sessions(request).open(identity, token_id)
     response = RedirectResponse("/ui/", status_code=303, headers=HEADERS)
