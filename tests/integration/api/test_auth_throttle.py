@@ -4,6 +4,7 @@ not believed, one audit record per throttled source, and a counter in ``/metrics
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -72,16 +73,25 @@ def test_a_request_without_a_token_is_not_counted_as_a_failed_attempt(throttled:
         assert [anonymous.get("/api/v1/whoami").status_code for _ in range(LIMIT + 2)] == [401] * (LIMIT + 2)
 
 
+def sign_in_form(browser: httpx.Client) -> str:
+    """The sign-in page's CSRF token (its pre-session cookie stays in ``browser``)."""
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', browser.get("/ui/login").text)
+    assert match is not None
+    return match.group(1)
+
+
 def test_the_web_sign_in_form_is_throttled_the_same_way(throttled: Process) -> None:
     with client(throttled, "127.0.0.5") as browser:
-        tries = [browser.post("/ui/login", data={"token": WRONG}) for _ in range(LIMIT + 1)]
+        csrf = sign_in_form(browser)
+        tries = [browser.post("/ui/login", data={"token": WRONG, "csrf": csrf}) for _ in range(LIMIT + 1)]
         assert [t.status_code for t in tries] == [401] * LIMIT + [429]
         assert "too many failed authentications" in tries[-1].text
         assert int(tries[-1].headers["Retry-After"]) >= 1
-        valid = browser.post("/ui/login", data={"token": throttled.token})
+        valid = browser.post("/ui/login", data={"token": throttled.token, "csrf": csrf})
         assert valid.status_code == 429
     with client(throttled, "127.0.0.12") as other:
-        assert other.post("/ui/login", data={"token": throttled.token}).status_code == 303
+        answer = other.post("/ui/login", data={"token": throttled.token, "csrf": sign_in_form(other)})
+        assert answer.status_code == 303
     events = [e for e in throttled_events(throttled) if e["details"]["source"] == "127.0.0.5"]
     assert [e["details"]["via"] for e in events] == ["web"]
 
