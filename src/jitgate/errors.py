@@ -86,3 +86,9 @@ class StorageUnavailable(JitgateError):
     """The broker's own database refused the work (locked, read-only, unreachable)."""
 
     code = "storage_unavailable"
+
+
+class InternalError(JitgateError):
+    """Something failed that should not have (a bug); the message says so and nothing more."""
+
+    code = "internal_error"
