@@ -121,3 +121,9 @@ class AuditIntegrityError(StorageUnavailable):
     these, so that ending access can park its records instead of waiting for a repair."""
 
     code = "audit_broken"
+
+
+class InternalError(JitgateError):
+    """Something failed that should not have (a bug); the message says so and nothing more."""
+
+    code = "internal_error"

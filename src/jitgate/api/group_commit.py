@@ -25,7 +25,9 @@ class GroupCommit(Generic[Ask, Answer]):
     """Runs ``run_batch`` over the asks waiting at each moment, one batch at a time.
 
     ``run_batch(asks)`` returns one answer per ask, in order: a value, or an exception that is
-    raised to that ask's caller alone. An exception *from* ``run_batch`` fails the whole batch.
+    raised to that ask's caller alone. An exception *from* ``run_batch`` fails the whole batch, so
+    ``run_batch`` keeps whatever one ask brings to that ask (``workflow/minting.mint_many`` does,
+    unexpected errors included) and raises only for what fails them all, such as the database.
     """
 
     def __init__(

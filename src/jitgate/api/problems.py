@@ -27,6 +27,7 @@ STATUS: dict[type[errors.JitgateError], int] = {
     errors.InvalidTransition: 409,
     errors.ProviderError: 502,
     errors.StorageUnavailable: 503,
+    errors.InternalError: 500,
 }
 
 

@@ -10,10 +10,13 @@ from fastapi import APIRouter, Query, Request, Response
 from jitgate.api.deps import Caller, Ctx
 from jitgate.audit.query import query
 from jitgate.audit.verify import verify
+from jitgate.domain.durations import instant_argument
 from jitgate.errors import PolicyDenied
 
 router = APIRouter(prefix="/api/v1")
 AUDITORS = "auditors"
+MAX_SEQ = 2**63 - 1
+"""The largest record number a database column holds; a larger ``after_seq`` is a 422, not a 500."""
 
 
 @router.get("/audit")
@@ -29,8 +32,8 @@ def audit_events(
     request_id: str | None = None,
     since: datetime | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    after_seq: int | None = None,
-    before_seq: int | None = None,
+    after_seq: int | None = Query(default=None, ge=0, le=MAX_SEQ),
+    before_seq: int | None = Query(default=None, ge=0, le=MAX_SEQ),
     newest_first: bool = True,
 ) -> list[dict[str, Any]]:
     """Events matching the filters; by default the newest ``limit`` of them, newest first.
@@ -39,6 +42,8 @@ def audit_events(
     newest first, with ``before_seq``; newer ones otherwise, with ``after_seq``)."""
     if not (identity.admin or AUDITORS in identity.groups):
         actor = identity.name
+    if since is not None:
+        since = instant_argument(since, "since")
     with ctx.db.read() as conn:
         found = query(
             conn,

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from jitgate.api.deps import Caller, Ctx, caller, json_body, runtime
 from jitgate.api.group_commit import GroupCommit
 from jitgate.api.schemas import DbCredentialCreate, HostCertificateCreate, SshCertificateCreate
+from jitgate.audit import redact
 from jitgate.auth.base import authenticate
 from jitgate.domain import sshnames
 from jitgate.domain.durations import parse_duration
@@ -234,10 +235,18 @@ def _audit_refused_body(request: Request, code: str, detail: str) -> None:
         identity = authenticate(rt.authenticators, request.headers.get("authorization"))
     except JitgateError:
         return  # an unidentified caller is answered but not audited: anyone could fill the log
-    details = {"attempted": AUDITED_BODIES[request.url.path], "error": code, "reason": detail[:200]}
+    # The detail may quote the body (an unknown field's name): recorded safely, never refused.
+    event = redact.refusal(
+        at=rt.ctx.clock.now(),
+        actor=identity.name,
+        attempted=AUDITED_BODIES[request.url.path],
+        error=code,
+        reason=detail,
+        tag=rt.ctx.audit.withheld_tag,
+    )
     try:
         with rt.ctx.transaction(parks_audit=True) as conn:
-            rt.ctx.audit_event(conn, identity.name, "access.refused", details=details)
+            rt.ctx.record_events(conn, [event])
     except StorageUnavailable:
         log.exception("could not audit a refused request body from %s", identity.name)
 

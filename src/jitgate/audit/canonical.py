@@ -146,12 +146,15 @@ _SECRET_PAIRS = frozenset(
 # A name ending in one of these refers to a secret without being one: ``token_id``, ``cert_serial``.
 _REFERENCE_SUFFIXES = frozenset({"id", "ids", "fingerprint", "fingerprints", "serial", "serials", "count"})
 # Every pattern below contains one of these literally; a value with none of them needs no regex.
-_SECRET_MARKERS = ("-----BEGIN", "-cert-v01@openssh.com", "://", "eyJ")
+_SECRET_MARKERS = ("-----BEGIN", "-cert-v01@openssh.com", "://", "eyJ", "jg_")
 _SECRET_VALUES = (
     (re.compile(r"-----BEGIN [A-Z0-9 ]+-----"), "PEM key or certificate"),
     (re.compile(r"-cert-v01@openssh\.com\s+AAAA"), "OpenSSH certificate"),
     (re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"), "URL with a password"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\."), "JSON web token"),
+    # jitgate's own API token (auth/tokens.py): ``jg_`` and 43 URL-safe base64 characters. Not
+    # anchored: a token glued to other text ("tokenjg_…", "jg_…xyz") is still the token.
+    (re.compile(r"jg_[A-Za-z0-9_-]{43}"), "jitgate API token"),
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
@@ -177,13 +180,39 @@ def check_no_secrets(details: Mapping[str, object], where: str = "details") -> N
         _check_value(value, path)
 
 
+def secret_shape(value: str) -> str | None:
+    """What kind of secret ``value`` looks like (``"jitgate API token"``…), or ``None``."""
+    if not any(marker in value for marker in _SECRET_MARKERS):
+        return None
+    for pattern, what in _SECRET_VALUES:
+        if pattern.search(value):
+            return what
+    return None
+
+
+def encodable(value: str) -> bool:
+    """Whether ``value`` has a UTF-8 form (no lone surrogates), as every hashed body must."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(value: str, path: str) -> None:
+    """Raise ``ValueError`` naming ``path`` (never the value) if ``value`` cannot be recorded as is."""
+    what = secret_shape(value)
+    if what is not None:
+        raise ValueError(f"{path}: secrets never enter the audit log (value looks like a {what})")
+    if not encodable(value):
+        raise ValueError(f"{path}: text that is not valid Unicode cannot be recorded")
+
+
 def _check_value(value: object, path: str) -> None:
     if isinstance(value, str):
-        if not any(marker in value for marker in _SECRET_MARKERS):
-            return
-        for pattern, what in _SECRET_VALUES:
-            if pattern.search(value):
-                raise ValueError(f"{path}: secrets never enter the audit log (value looks like a {what})")
+        check_text(value, path)
     elif isinstance(value, Mapping):
         check_no_secrets(value, path)
     elif isinstance(value, list | tuple):

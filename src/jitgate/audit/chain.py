@@ -12,6 +12,8 @@ it): otherwise the broker would re-sign, and so launder, a head edited to hide a
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -29,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from jitgate.audit.canonical import (
     GENESIS_HASH,
     check_no_secrets,
+    check_text,
     head_message,
     iso_utc,
     normalize,
@@ -41,7 +44,7 @@ HEAD_ID = 1
 
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 # Column widths of audit_events; a longer value would be cut or refused by the database.
-_LIMITS = {"actor": 128, "action": 64, "request_id": 32, "grant_id": 32, "role": 64}
+COLUMN_LIMITS = {"actor": 128, "action": 64, "request_id": 32, "grant_id": 32, "role": 64}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +91,15 @@ class Event:
             "role": role,
         }
         for name, value in fields.items():
-            if value is not None and not 0 < len(value) <= _LIMITS[name]:
-                raise ValueError(f"audit {name} must be 1 to {_LIMITS[name]} characters")
+            if value is not None and not 0 < len(value) <= COLUMN_LIMITS[name]:
+                raise ValueError(f"audit {name} must be 1 to {COLUMN_LIMITS[name]} characters")
         if not _ACTION.fullmatch(action):
             raise ValueError(f"audit action {action!r} is not of the form 'noun.verb'")
+        # The columns are caller-facing too (a target or id someone typed): no secret in them either.
+        for name, value in (("actor", actor), ("request_id", request_id), ("grant_id", grant_id),
+                            ("role", role), ("target", target)):  # fmt: skip
+            if value is not None:
+                check_text(value, name)
         raw = dict(details or {})
         check_no_secrets(raw)
         return cls(at, actor, action, request_id, grant_id, role, target, normalize(raw, "details"))
@@ -123,12 +131,24 @@ class AuditLog:
     def __init__(self, signing_key: Ed25519PrivateKey) -> None:
         self._key = signing_key
         self._public = signing_key.public_key()
+        self._tag_key = hashlib.sha256(
+            b"jitgate-withheld-tag-v1\x00" + signing_key.private_bytes_raw()
+        ).digest()
         # The last head this process signed: a head read back equal to it needs no verification.
         self._signed: SignedHead | None = None
 
     @property
     def public_key(self) -> Ed25519PublicKey:
         return self._public
+
+    def withheld_tag(self, value: str) -> str:
+        """A keyed digest naming a value withheld from the log (``audit/redact.py``).
+
+        Equal values get equal tags, so an auditor sees the same withheld token tried again; keyed
+        by the audit key, so nobody holding only the log can test guesses (a weak password) against it.
+        """
+        data = value.encode("utf-8", "surrogatepass")
+        return hmac.new(self._tag_key, data, hashlib.sha256).hexdigest()[:16]
 
     def append(
         self,

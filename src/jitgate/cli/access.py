@@ -4,15 +4,13 @@ revoke, extend, login, whoami."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
-from jitgate import errors
 from jitgate.cli.client import save_login
-from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api
-from jitgate.cli.output import emit_json, fail, left, say, table, when
+from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, iso_time
+from jitgate.cli.output import emit_json, left, say, table, when
 
 FINAL_OK = {"ACTIVE", "APPROVED", "EXPIRED"}
 LimitOpt = Annotated[
@@ -88,12 +86,9 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         body: dict[str, Any] = {"role": role, "reason": reason, "targets": target or []}
         if duration:
             body["duration"] = duration
-        if start:
-            try:
-                body["start_at"] = datetime.fromisoformat(start.replace("Z", "+00:00")).isoformat()
-            except ValueError:
-                fail(errors.InvalidInput(f"{start!r} is not an ISO 8601 time"))
         with api(url, token) as client:
+            if start:
+                body["start_at"] = iso_time(start, "--start").isoformat()
             found = client.post("/api/v1/requests", body)
             if wait and found["state"] == "PENDING":
                 deadline = time.monotonic() + wait_timeout

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from jitgate import errors
-from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, offline
+from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, iso_time, offline
 from jitgate.cli.output import emit_json, err, out, table, when
 from jitgate.clock import SystemClock
 from jitgate.domain.identity import SYSTEM, Identity
@@ -388,7 +387,7 @@ API docs: {url}/docs""",
         with offline():
             settings = _settings(data_dir, database_url)
             _require_existing(settings)
-            start = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+            start = iso_time(since, "--since") if since else None
             db = open_database(settings)
             with db.read() as conn:
                 if output is None:

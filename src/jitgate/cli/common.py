@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ import typer
 from jitgate import errors
 from jitgate.cli.client import ApiClient, resolve
 from jitgate.cli.output import fail
+from jitgate.domain.durations import instant_argument
 
 UrlOpt = Annotated[
     str | None, typer.Option("--url", help="Broker URL (default: $JITGATE_URL, then login file)")
@@ -42,3 +44,12 @@ def offline() -> Iterator[None]:
         yield
     except errors.JitgateError as exc:
         fail(exc)
+
+
+def iso_time(text: str, what: str) -> datetime:
+    """An ISO 8601 time typed on the command line (``Z`` allowed) as aware UTC, else ``InvalidInput``."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.InvalidInput(f"{what}: {text[:40]!r} is not an ISO 8601 time") from None
+    return instant_argument(value, what)

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
-from jitgate.audit import backlog, checkpoint
+from jitgate.audit import backlog, checkpoint, redact
 from jitgate.audit.chain import AuditLog, Event
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
-from jitgate.errors import AuditIntegrityError, InvalidInput, JitgateError, ProviderError, StorageUnavailable
+from jitgate.errors import (
+    AuditIntegrityError,
+    InternalError,
+    InvalidInput,
+    JitgateError,
+    ProviderError,
+    StorageUnavailable,
+)
 from jitgate.policy.model import Policy, Target
 from jitgate.providers.base import CredentialProvider
 from jitgate.store.db import Database
@@ -142,10 +151,19 @@ class WorkflowContext:
             pending.extend(events)
 
     def refusal_event(self, identity: Identity, action: str, exc: JitgateError, **fields: Any) -> Event:
-        """The ``access.refused`` record of ``identity`` attempting ``action`` and failing with ``exc``."""
-        details = dict(fields.pop("details", None) or {})
-        details.update({"attempted": action, "error": exc.code, "reason": exc.message})
-        return self.checked_event(identity.name, "access.refused", details=details, **fields)
+        """The ``access.refused`` record of ``identity`` attempting ``action`` and failing with ``exc``.
+
+        Never raises: what the caller sent is recorded safely (``audit/redact.py``).
+        """
+        return redact.refusal(
+            at=self.clock.now(),
+            actor=identity.name,
+            attempted=action,
+            error=exc.code,
+            reason=exc.message,
+            tag=self.audit.withheld_tag,
+            **fields,
+        )
 
     @contextmanager
     def refusals_audited(self, identity: Identity, action: str, **fields: Any) -> Iterator[None]:
@@ -155,9 +173,32 @@ class WorkflowContext:
         except StorageUnavailable:
             raise
         except JitgateError as exc:
-            try:
-                with self.transaction(parks_audit=True) as conn:
-                    self.record_events(conn, [self.refusal_event(identity, action, exc, **fields)])
-            except StorageUnavailable:
-                log.exception("could not audit a refused %s by %s", action, identity.name)
+            self._record_refusal(identity, action, exc, fields)
             raise
+        except Exception as exc:
+            # A bug, not a refusal: the caller gets a 500, and the attempt is still on record.
+            log.error("unexpected %s during %s by %s", unexpected(exc), action, identity.name)  # noqa: TRY400 - no message
+            self._record_refusal(identity, action, InternalError(INTERNAL), fields)
+            raise
+
+    def _record_refusal(
+        self, identity: Identity, action: str, exc: JitgateError, fields: dict[str, Any]
+    ) -> None:
+        try:
+            with self.transaction(parks_audit=True) as conn:
+                self.record_events(conn, [self.refusal_event(identity, action, exc, **fields)])
+        except StorageUnavailable:
+            log.exception("could not audit a refused %s by %s", action, identity.name)
+
+
+INTERNAL = "the broker failed unexpectedly; it logged why"
+
+
+def unexpected(exc: BaseException) -> str:
+    """An unexpected exception for the log: its type and where it was raised, never its message.
+
+    The message of an exception raised on caller data may quote that data (a key, a secret).
+    """
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    return f"{type(exc).__name__} at {where or 'unknown'}"

@@ -16,12 +16,15 @@ The work is split so the database's write lock is held as briefly as possible:
 A certificate whose grant ended in between is refused and dropped unseen: it was never released
 or recorded, so it was never a credential. Each ask is decided on its own: one caller's refusal
 (no grant, a bad key, a login outside the role) is recorded as ``access.refused`` in the same
-transaction and does not touch the others. A storage failure fails the whole batch: nothing of
-it is committed and every caller gets the error.
+transaction and does not touch the others. What a caller sent can never fail the others either:
+its refusal record is built in step 1 and records what was sent safely (``audit/redact.py``), and
+an unexpected exception while preparing one ask fails that ask alone, as an internal error. A
+storage failure fails the whole batch: nothing of it is committed and every caller gets the error.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,13 +33,22 @@ from typing import Any
 from jitgate.audit.chain import Event
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant
-from jitgate.errors import Conflict, InvalidInput, JitgateError, NotFound, PolicyDenied, ProviderError
+from jitgate.errors import (
+    Conflict,
+    InternalError,
+    InvalidInput,
+    JitgateError,
+    NotFound,
+    PolicyDenied,
+    ProviderError,
+)
 from jitgate.policy.model import Role, Target
 from jitgate.providers.base import Issued, IssueRequest
 from jitgate.store import queries as q
-from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.context import INTERNAL, WorkflowContext, unexpected
 
 ACTION = "credential.issue"
+log = logging.getLogger("jitgate.workflow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,14 @@ class Minted:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """An ask refused in step 1, with its audit record ready to write."""
+
+    error: JitgateError
+    event: Event
+
+
 def mint_many(ctx: WorkflowContext, asks: Sequence[MintAsk]) -> list[Minted | JitgateError]:
     """Decide and mint every ask; the result at ``i`` answers ``asks[i]``.
 
@@ -74,9 +94,11 @@ def mint_many(ctx: WorkflowContext, asks: Sequence[MintAsk]) -> list[Minted | Ji
         rows: list[q.IssuedCredential] = []
         events: list[Event] = []
         for ask, made in zip(asks, prepared, strict=True):
-            outcome = (
-                _still_covered(made, current.get(made.grant.id), now) if isinstance(made, Minted) else made
-            )
+            if isinstance(made, Refused):
+                events.append(made.event)
+                results.append(made.error)
+                continue
+            outcome = _still_covered(made, current.get(made.grant.id), now)
             if isinstance(outcome, JitgateError):
                 events.append(ctx.refusal_event(ask.identity, ACTION, outcome, target=ask.target))
                 results.append(outcome)
@@ -123,13 +145,17 @@ def role_of(ctx: WorkflowContext, grant: Grant) -> Role:
     return role
 
 
-def _prepare(
-    ctx: WorkflowContext, in_force: list[Grant], ask: MintAsk, now: datetime
-) -> Minted | JitgateError:
+def _prepare(ctx: WorkflowContext, in_force: list[Grant], ask: MintAsk, now: datetime) -> Minted | Refused:
     try:
         return _mint_one(ctx, in_force, ask, now)
     except JitgateError as exc:
-        return exc
+        error = exc
+    except Exception as exc:
+        # A bug met by this one ask must not fail the batch: it fails here, logged without its
+        # message (which may quote what the caller sent) and recorded as a refusal.
+        log.error("unexpected %s minting for %s", unexpected(exc), ask.identity.name)  # noqa: TRY400 - no message
+        error = InternalError(INTERNAL)
+    return Refused(error, ctx.refusal_event(ask.identity, ACTION, error, target=ask.target))
 
 
 def _mint_one(ctx: WorkflowContext, in_force: list[Grant], ask: MintAsk, now: datetime) -> Minted:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from jitgate.domain.durations import duration_argument
+from jitgate.domain.durations import duration_argument, instant_argument
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_duration, check_transition, decide_review
 from jitgate.domain.model import AccessRequest, Grant, RequestKind, RequestState, Review, Verdict
@@ -64,6 +64,8 @@ def submit(
         check_duration(role, length, min_duration=the_role.min_duration, max_duration=the_role.max_duration)
         chosen = resolve_targets(policy, the_role, targets)
         now = ctx.clock.now()
+        if start_at is not None:
+            start_at = instant_argument(start_at, "start time")
         _check_start(start_at, now)
         rule = auto_approval(identity, the_role, length)
         req = AccessRequest(
@@ -130,8 +132,6 @@ def next_step_of(view: RequestView) -> datetime | None:
 def _check_start(start_at: datetime | None, now: datetime) -> None:
     if start_at is None:
         return
-    if start_at.tzinfo is None:
-        raise InvalidInput("start time needs a timezone (e.g. 2026-12-01T09:00Z)")
     if start_at < now - START_GRACE:
         raise InvalidInput("start time is in the past")
     if start_at > now + MAX_SCHEDULE_AHEAD:

@@ -289,6 +289,45 @@ def test_refusals_are_one_line_with_meaningful_exit_codes(broker: Broker) -> Non
     assert "missing bearer token" in garbage.stderr
 
 
+def test_huge_durations_and_extreme_dates_are_one_line_exit_3_and_audited(broker: Broker) -> None:
+    grant = broker.json("request", "stage-shell", "--for", "10m")["grant"]["id"]
+    cases = [
+        (("request", "stage-shell", "--for", "99999999999w"), "longest duration accepted"),
+        (("request", "stage-shell", "--for", "999999999d"), "longest duration accepted"),
+        (("request", "stage-shell", "--for", "nan"), "is not a duration"),
+        (("request", "stage-shell", "--for", "1m", "--start", "0001-01-01T00:00+14:00"), "range of dates"),
+        (("request", "stage-shell", "--for", "1m", "--start", "9999-12-31T23:59-14:00"), "range of dates"),
+        (("request", "stage-shell", "--for", "1m", "--start", "9999-12-31T23:59Z"), "90 days ahead"),
+        (("request", "stage-shell", "--for", "1m", "--start", "2026-12-01T10:00"), "needs a timezone"),
+        (("request", "stage-shell", "--for", "1m", "--start", "nan"), "not an ISO 8601 time"),
+        (("extend", grant, "--for", "99999999999w"), "longest duration accepted"),
+        (("extend", grant, "--for", "999999999d"), "longest duration accepted"),
+        (("audit", "--since", "0001-01-01T00:00+14:00"), "range of dates"),
+        (("audit", "--since", "2026-12-01T10:00"), "needs a timezone"),
+    ]
+    for args, message in cases:
+        done = broker.run(*args)
+        assert done.returncode == 3, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    export = offline(
+        "audit", "export", "--data-dir", str(broker.data_dir), "--since", "0001-01-01T00:00+14:00"
+    )
+    assert export.returncode == 3, export.stderr
+    assert len(export.stderr.strip().splitlines()) == 1
+    with sqlite3.connect(broker.data_dir / "jitgate.db") as conn:
+        attempted = [
+            json.loads(body)["details"]["attempted"]
+            for (body,) in conn.execute("SELECT body FROM audit_events WHERE action='access.refused'")
+        ]
+    # Every refused request and extension that reached the broker is on record; a --start with no
+    # zone or no UTC form is refused by the command itself, before it asks.
+    assert attempted.count("request.create") == 4
+    assert attempted.count("grant.extend") == 2
+    verify = offline("audit", "verify", "--data-dir", str(broker.data_dir))
+    assert verify.returncode == 0, verify.stderr
+
+
 def test_tampering_with_the_audit_log_is_detected(broker: Broker) -> None:
     broker.json("request", "stage-shell", "--for", "1m")
     with sqlite3.connect(broker.data_dir / "jitgate.db") as conn:

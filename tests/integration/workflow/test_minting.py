@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import random
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,11 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from jitgate.api.problems import status_of
 from jitgate.audit.verify import verify
+from jitgate.auth.tokens import new_token
 from jitgate.clock import FrozenClock
-from jitgate.errors import Conflict, InvalidInput, PolicyDenied, StorageUnavailable
+from jitgate.errors import Conflict, InternalError, InvalidInput, NotFound, PolicyDenied, StorageUnavailable
 from jitgate.providers.base import Issued, IssueRequest
 from jitgate.providers.ssh.ca import CaStore
 from jitgate.providers.ssh.provider import SshCertificateProvider
@@ -22,6 +26,7 @@ from jitgate.workflow import requests as svc
 from jitgate.workflow.context import WorkflowContext
 from jitgate.workflow.minting import MintAsk, Minted
 from support import ADMIN, ALICE, MALLORY
+from support.keys import MALFORMED
 
 
 def _key() -> str:
@@ -157,3 +162,93 @@ def test_a_target_of_another_kind_is_refused_with_the_command_to_use(
 
     assert isinstance(result, InvalidInput)
     assert "use jitgate db" in result.message
+
+
+def _bodies(ctx: WorkflowContext, after: int) -> list[str]:
+    with ctx.db.read() as conn:
+        rows = conn.execute(sa.select(audit_events.c.body).where(audit_events.c.seq > after))
+        return list(rows.scalars())
+
+
+SECRET_TARGETS = {
+    "pem": "-----BEGIN RSA PRIVATE KEY-----",
+    "url with a password": "postgres://admin:hunter2@db/orders",
+    "api token": new_token(),
+    "jwt": "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.x",
+    "not unicode": "web-\ud800",
+    "overlong": "w" * 5000,
+}
+
+
+def test_secret_looking_targets_and_malformed_keys_fail_alone_and_every_refusal_is_audited(
+    ctx: WorkflowContext, ssh: SshCertificateProvider
+) -> None:
+    svc.submit(ctx, ALICE, role="stage-shell", duration="10m")
+    before = _last_seq(ctx)
+    bad = [MintAsk(ALICE, target, {"public_key": _key()}, kind="ssh") for target in SECRET_TARGETS.values()]
+    bad += [MintAsk(ALICE, "stage-1", {"public_key": line}, kind="ssh") for line in MALFORMED.values()]
+    good = [MintAsk(ALICE, "stage-1", {"public_key": _key()}, kind="ssh") for _ in range(20)]
+    asks = [*good, *bad]
+    random.Random(7).shuffle(asks)
+
+    results = minting.mint_many(ctx, asks)
+
+    for ask, result in zip(asks, results, strict=True):
+        if ask in good:
+            assert isinstance(result, Minted)
+        else:
+            assert isinstance(result, InvalidInput | NotFound), (ask.target[:40], result)
+    assert len(_issued_rows(ctx)) == len(good)
+    actions = [action for _, action in _audit_tail(ctx, before)]
+    assert actions.count("credential.issued") == len(good)
+    assert actions.count("access.refused") == len(bad)
+    recorded = "\n".join(_bodies(ctx, before))
+    for secret in ("hunter2", SECRET_TARGETS["api token"], "PRIVATE KEY", SECRET_TARGETS["jwt"]):
+        assert secret not in recorded
+    assert "[withheld jitgate API token: 46 chars, tag " in recorded
+    with ctx.db.read() as conn:
+        assert verify(conn, ctx.audit.public_key).ok
+
+
+class BreaksOnOneKey:
+    """Raises an unexpected exception (quoting the key) for one key, like a bug would."""
+
+    kind = "ssh"
+    revocable = False
+
+    def __init__(self, real: SshCertificateProvider, poison: str) -> None:
+        self.real, self.poison = real, poison
+
+    def new_handle(self, request: IssueRequest) -> str:
+        return self.real.new_handle(request)
+
+    def issue(self, request: IssueRequest, handle: str) -> Issued:
+        if request.params["public_key"] == self.poison:
+            raise OverflowError(f"cannot handle {self.poison}")
+        return self.real.issue(request, handle)
+
+
+def test_an_unexpected_error_preparing_one_ask_fails_that_ask_alone_logged_without_its_message(
+    ctx: WorkflowContext, ssh: SshCertificateProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    svc.submit(ctx, ALICE, role="stage-shell", duration="10m")
+    poison = _key()
+    ctx.providers["ssh"] = BreaksOnOneKey(ssh, poison)  # type: ignore[assignment]
+    before = _last_seq(ctx)
+    asks = [MintAsk(ALICE, "stage-1", {"public_key": k}, kind="ssh") for k in (_key(), poison, _key())]
+
+    with caplog.at_level(logging.ERROR, logger="jitgate"):
+        first, broken, last = minting.mint_many(ctx, asks)
+
+    assert isinstance(first, Minted)
+    assert isinstance(last, Minted)
+    assert isinstance(broken, InternalError)
+    assert status_of(broken) == 500
+    assert _audit_tail(ctx, before) == [
+        ("alice", "credential.issued"),
+        ("alice", "access.refused"),
+        ("alice", "credential.issued"),
+    ]
+    assert '"error":"internal_error"' in _bodies(ctx, before)[1]
+    assert "OverflowError" in caplog.text
+    assert poison.split()[1] not in caplog.text

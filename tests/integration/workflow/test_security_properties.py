@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from jitgate.audit.chain import AuditLog
-from jitgate.audit.query import export
+from jitgate.audit.query import export, query
 from jitgate.clock import FrozenClock
 from jitgate.errors import InvalidInput, StorageUnavailable
 from jitgate.policy.model import Policy
+from jitgate.providers.base import Issued, IssueRequest
 from jitgate.store.db import Database
 from jitgate.store.migrate import upgrade
 from jitgate.workflow import credentials
@@ -77,3 +78,27 @@ def test_a_read_only_database_is_a_clear_refusal(
     with pytest.raises(StorageUnavailable, match="read-only"):
         svc.submit(ctx, ALICE, role="stage-shell", duration="10m")
     read_only.dispose()
+
+
+class BrokenProvider(SwitchableProvider):
+    """A provider with a bug: it raises something no refusal path expects, quoting a secret."""
+
+    def issue(self, request: IssueRequest, handle: str) -> Issued:
+        raise KeyError("s3cret-in-the-message")
+
+
+def test_an_unexpected_error_in_an_audited_step_is_still_audited_and_logged_without_its_message(
+    ctx: WorkflowContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx.providers["fake"] = BrokenProvider()
+    svc.submit(ctx, ALICE, role="vault-read", duration="10m")
+
+    with caplog.at_level(logging.ERROR, logger="jitgate"), pytest.raises(KeyError):
+        credentials.issue(ctx, ALICE, "vault-1")
+
+    with ctx.db.read() as conn:
+        (last,) = query(conn, action="access.refused", limit=1, newest_first=True)
+    assert last.details["error"] == "internal_error"
+    assert last.details["attempted"] == "credential.issue"
+    assert "KeyError" in caplog.text
+    assert "s3cret-in-the-message" not in caplog.text

@@ -14,13 +14,16 @@ from jitgate.audit.canonical import (
     GENESIS_HASH,
     canonical_json,
     check_no_secrets,
+    encodable,
     event_body,
     head_message,
     iso_utc,
     record_hash,
     secret_looking_key,
+    secret_shape,
 )
 from jitgate.audit.chain import Event
+from jitgate.auth.tokens import new_token
 
 AT = datetime(2026, 3, 1, 9, 30, 5, 123456, tzinfo=UTC)
 
@@ -212,3 +215,50 @@ def test_a_checked_event_writes_exactly_the_canonical_body(details: dict[str, ob
         details=details,
         prev="ab" * 32,
     )
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["{token}", "INC-42 my token is {token} sorry", "Bearer {token}", "token={token}&x=1", "x{token}y"],
+)
+def test_a_freshly_made_jitgate_api_token_is_recognised_as_a_secret_wherever_it_sits(where: str) -> None:
+    token = new_token()
+    value = where.format(token=token)
+    assert secret_shape(value) == "jitgate API token"
+    with pytest.raises(ValueError, match="jitgate API token") as caught:
+        check_no_secrets({"reason": value})
+    assert token not in str(caught.value)
+
+
+@pytest.mark.parametrize("field", ["reason", "comment"])
+def test_an_event_quoting_a_token_in_a_reason_or_comment_is_refused(field: str) -> None:
+    with pytest.raises(ValueError, match=rf"details\.{field}: .*jitgate API token"):
+        Event.checked(at=AT, actor="alice", action="request.created", details={field: f"see {new_token()}"})
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "what"),
+    [
+        ("target", new_token(), "jitgate API token"),
+        ("role", new_token(), "jitgate API token"),
+        ("request_id", "-----BEGIN RSA PRIVATE KEY-----", "PEM"),
+        ("grant_id", "-----BEGIN EC PRIVATE KEY-----", "PEM"),
+    ],
+)
+def test_secrets_are_refused_in_the_record_columns_too(column: str, value: str, what: str) -> None:
+    with pytest.raises(ValueError, match=rf"{column}: .*{what}"):
+        Event.checked(at=AT, actor="alice", action="access.refused", **{column: value})
+
+
+def test_a_truncated_or_foreign_token_shape_is_not_a_secret() -> None:
+    assert secret_shape(new_token()[:40]) is None
+    assert secret_shape("jg_short") is None
+    assert secret_shape("prod_jg_cluster") is None
+
+
+def test_text_without_a_utf8_form_is_refused_not_crashed_on() -> None:
+    assert not encodable("web-\ud800")
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        Event.checked(at=AT, actor="alice", action="request.created", details={"reason": "x\udcff"})
+    with pytest.raises(ValueError, match="target: text that is not valid Unicode"):
+        Event.checked(at=AT, actor="alice", action="access.refused", target="\ud800")

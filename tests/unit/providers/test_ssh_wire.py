@@ -6,14 +6,19 @@ import base64
 import os
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jitgate.errors import InvalidInput
+from jitgate.providers.ssh.certs import CertSpec, CertType, sign_certificate
 from jitgate.providers.ssh.wire import (
+    SUPPORTED,
     Reader,
     mpint,
     name_list,
@@ -23,6 +28,7 @@ from jitgate.providers.ssh.wire import (
     uint64,
 )
 from support import component_missing
+from support.keys import MALFORMED, line, mutated_lines
 
 
 def ssh_keygen() -> str:
@@ -181,3 +187,36 @@ def test_repr_shows_fingerprint_not_key() -> None:
     parsed = parse_public_key(openssh_line(KEYS["ed25519"]))
     assert parsed.fingerprint in repr(parsed)
     assert base64.b64encode(parsed.blob).decode() not in repr(parsed)
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_every_malformed_key_is_refused_as_invalid_input_in_one_line(name: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_public_key(MALFORMED[name])
+    assert "\n" not in str(refused.value)
+
+
+@given(mutated_lines())
+@settings(max_examples=400, deadline=None)
+def test_a_key_broken_anywhere_is_refused_as_invalid_input_or_certifies_cleanly(key_line: str) -> None:
+    try:
+        parsed = parse_public_key(key_line)
+    except InvalidInput:
+        return
+    # Whatever is accepted can be certified: nothing malformed reaches the signer.
+    spec = CertSpec(
+        cert_type=CertType.USER,
+        key_id="k",
+        serial=1,
+        principals=("deploy",),
+        valid_after=datetime(2026, 1, 1, tzinfo=UTC),
+        valid_before=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    assert sign_certificate(ed25519.Ed25519PrivateKey.generate(), parsed, spec)
+
+
+@given(st.binary(max_size=600), st.sampled_from(SUPPORTED))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_under_any_key_type_are_refused_as_invalid_input(blob: bytes, key_type: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_public_key(line(key_type, string(key_type) + blob))

@@ -152,6 +152,28 @@ def _refuse_type(key_type: str) -> InvalidInput:
     return InvalidInput(f"key type {shown!r} is not supported; use one of {', '.join(SUPPORTED)}")
 
 
+def _rsa(reader: Reader) -> tuple[bytes, int]:
+    """The canonical blob and size of the RSA key in ``reader``, after its type name."""
+    e = reader.mpint()
+    n = reader.mpint()
+    reader.end()
+    # mpints are signed: a negative exponent or modulus must reach no library call.
+    if e <= 0 or n <= 0:
+        raise InvalidInput("rsa public key has a negative or zero exponent or modulus")
+    bits = n.bit_length()
+    if bits < RSA_MIN_BITS:
+        raise InvalidInput(f"rsa key has {bits} bits; at least {RSA_MIN_BITS} are required")
+    if bits > RSA_MAX_BITS:
+        raise InvalidInput(f"rsa key has {bits} bits; at most {RSA_MAX_BITS} are accepted")
+    if e % 2 == 0 or n % 2 == 0 or e >= n:
+        raise InvalidInput("rsa public key is not valid")
+    try:
+        rsa.RSAPublicNumbers(e, n).public_key()
+    except (ValueError, OverflowError, TypeError):
+        raise InvalidInput("rsa public key is not valid") from None
+    return string(RSA) + mpint(e) + mpint(n), bits
+
+
 def parse_public_key_blob(blob: bytes, comment: str = "") -> ParsedPublicKey:
     """Validate a public key wire blob and re-encode it canonically; refuse anything else."""
     reader = Reader(blob, "public key")
@@ -164,19 +186,7 @@ def parse_public_key_blob(blob: bytes, comment: str = "") -> ParsedPublicKey:
         canonical = string(ED25519) + string(point)
         bits = 256
     elif key_type == RSA:
-        e = reader.mpint()
-        n = reader.mpint()
-        reader.end()
-        bits = n.bit_length()
-        if bits < RSA_MIN_BITS:
-            raise InvalidInput(f"rsa key has {bits} bits; at least {RSA_MIN_BITS} are required")
-        if bits > RSA_MAX_BITS:
-            raise InvalidInput(f"rsa key has {bits} bits; at most {RSA_MAX_BITS} are accepted")
-        try:
-            rsa.RSAPublicNumbers(e, n).public_key()
-        except ValueError:
-            raise InvalidInput("rsa public key is not valid") from None
-        canonical = string(RSA) + mpint(e) + mpint(n)
+        canonical, bits = _rsa(reader)
     elif key_type in ECDSA_CURVES:
         curve_name, curve = ECDSA_CURVES[key_type]
         if reader.text() != curve_name:
@@ -185,7 +195,7 @@ def parse_public_key_blob(blob: bytes, comment: str = "") -> ParsedPublicKey:
         reader.end()
         try:
             ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
-        except ValueError:
+        except (ValueError, OverflowError, TypeError):
             raise InvalidInput(f"{key_type} public key is not a point on its curve") from None
         if point[:1] != b"\x04":
             # OpenSSH only reads uncompressed points; a compressed one would make an unusable cert.
