@@ -86,3 +86,15 @@ class StorageUnavailable(JitgateError):
     """The broker's own database refused the work (locked, read-only, unreachable)."""
 
     code = "storage_unavailable"
+
+
+class AuditIntegrityError(StorageUnavailable):
+    """The stored audit log no longer matches what the broker signed or saw; nothing is appended."""
+
+    code = "audit_integrity"
+
+
+class AuditRolledBack(AuditIntegrityError):
+    """The audit log is older than a head the broker already saw: records were cut off (rolled back)."""
+
+    code = "audit_rolled_back"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import gc
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +32,7 @@ from jitgate.domain.model import RequestState
 from jitgate.runtime import Runtime
 from jitgate.store.tables import grants, requests, revocations
 from jitgate.web import routes as web_routes
+from jitgate.workflow.context import WorkflowContext
 
 MAX_BODY = 64 * 1024
 
@@ -141,6 +142,31 @@ class StateCollector(Collector):
             "Revocations that failed at least once and are retried",
             value=failing,
         )
+        yield from audit_metrics(self._runtime.ctx)
+
+
+def audit_metrics(ctx: WorkflowContext) -> Iterator[Metric]:
+    """Whether this process refuses the audit log, and what its witnesses received or missed."""
+    yield GaugeMetricFamily(
+        "jitgate_audit_chain_ok",
+        "1 while this process appends to the audit log, 0 while it refuses it (tampered, rolled back)",
+        value=0 if ctx.audit.problem else 1,
+    )
+    if ctx.audit_witness is None:
+        return
+    sent = CounterMetricFamily(
+        "jitgate_audit_witness_sent", "Signed audit heads a witness received", labels=["witness"]
+    )
+    failed = CounterMetricFamily(
+        "jitgate_audit_witness_failures",
+        "Failed attempts to send a witness the audit head",
+        labels=["witness"],
+    )
+    for status in ctx.audit_witness.status():
+        sent.add_metric([status.name], status.sent)
+        failed.add_metric([status.name], status.failures)
+    yield sent
+    yield failed
 
 
 def settle_heap() -> None:
@@ -196,12 +222,15 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
         with rt.ctx.db.read() as conn:
             conn.exec_driver_sql("SELECT 1")
         raw = rt.ctx.audit.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return {
+        found = {
             "status": "ok",
             "version": __version__,
             "policy_sha256": rt.policy_digest,
             "audit_public_key": raw.hex(),
         }
+        if rt.ctx.audit.problem is not None:
+            found.update(status="degraded", audit=rt.ctx.audit.problem)
+        return found
 
     @app.get("/metrics", tags=["meta"])
     def metrics() -> Response:

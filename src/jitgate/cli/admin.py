@@ -343,12 +343,17 @@ API docs: {url}/docs""",
         public_key: Annotated[
             str | None, typer.Option("--public-key", help="Verify with this Ed25519 public key (hex) only")
         ] = None,
+        witness: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--witness", help="A witness file of signed heads the chain must contain (repeatable)"
+            ),
+        ] = None,
     ) -> None:
-        """Check the hash chain, the signed head and the checkpoint kept outside the database;
-        exit 0 when intact, 10 with the first bad record."""
-        from jitgate.audit import checkpoint
+        """Check the hash chain, the signed head, the checkpoint kept outside the database and the
+        witness files; exit 0 when intact, 10 when broken, rolled back or forked."""
         from jitgate.audit import keys as audit_keys
-        from jitgate.audit.verify import verify
+        from jitgate.audit.verify import anchors, verify_anchored
         from jitgate.runtime import open_database
 
         with offline():
@@ -361,16 +366,17 @@ API docs: {url}/docs""",
                 key = audit_keys.load_signing_key(path).public_key()
             db = open_database(settings)
             with db.read() as conn:
-                result = verify(conn, key)
-                anchored = checkpoint.check(conn, checkpoint.default_path(settings.data_dir), key)
+                result = verify_anchored(conn, key, **anchors(settings, witness or ()))
             db.dispose()
-        if not result.ok:
+        if result.ok:
+            out.print(f"audit log intact: {result.count} records; {result.anchors}", markup=False)
+            return
+        if result.verdict == "broken" and result.first_bad_seq is not None:
             err.print(f"audit log BROKEN at record {result.first_bad_seq}: {result.problem}", markup=False)
-            raise typer.Exit(10)
-        if not anchored.ok:
-            err.print(f"audit log BROKEN: {anchored.problem}", markup=False)
-            raise typer.Exit(10)
-        out.print(f"audit log intact: {result.count} records; {anchored.problem}")
+        else:
+            label = {"rolled_back": "ROLLED BACK", "forked": "FORKED"}.get(result.verdict, "BROKEN")
+            err.print(f"audit log {label}: {result.problem}", markup=False)
+        raise typer.Exit(10)
 
     @audit_app.command("export")
     def audit_export(

@@ -19,6 +19,7 @@ from jitgate.errors import InvalidInput, JitgateError, ProviderError, StorageUna
 from jitgate.policy.model import Policy, Target
 from jitgate.providers.base import CredentialProvider
 from jitgate.store.db import Database
+from jitgate.workflow.witness import WitnessSender
 
 log = logging.getLogger("jitgate.workflow")
 _PENDING = "jitgate_audit_pending"
@@ -63,6 +64,7 @@ class WorkflowContext:
     revocation_backoff_seconds: float = 2.0
     revocation_backoff_max_seconds: float = 300.0
     audit_checkpoint: checkpoint.Writer | None = None
+    audit_witness: WitnessSender | None = None
 
     @property
     def policy(self) -> Policy:
