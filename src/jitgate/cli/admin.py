@@ -371,11 +371,12 @@ API docs: {url}/docs""",
         if result.ok:
             out.print(f"audit log intact: {result.count} records; {result.anchors}", markup=False)
             return
-        if result.verdict == "broken" and result.first_bad_seq is not None:
+        if result.verdict in {"rolled_back", "forked"}:
+            err.print(result.problem, markup=False)  # "audit log rolled back: …", "audit log forked: …"
+        elif result.first_bad_seq is not None:
             err.print(f"audit log BROKEN at record {result.first_bad_seq}: {result.problem}", markup=False)
         else:
-            label = {"rolled_back": "ROLLED BACK", "forked": "FORKED"}.get(result.verdict, "BROKEN")
-            err.print(f"audit log {label}: {result.problem}", markup=False)
+            err.print(f"audit log BROKEN: {result.problem}", markup=False)
         raise typer.Exit(10)
 
     @audit_app.command("export")
