@@ -39,6 +39,8 @@ class Witness(Protocol):
     def send(self, text: str) -> None:
         """Deliver one witnessed line; raise ``OSError`` or ``httpx.HTTPError`` if it did not arrive."""
 
+    def close(self) -> None: ...
+
 
 class FileWitness:
     """Appends each line to a private file (0600), synced to disk before it counts as sent."""
@@ -56,6 +58,9 @@ class FileWitness:
         finally:
             os.close(fd)
 
+    def close(self) -> None:
+        pass
+
 
 class WebhookWitness:
     """POSTs each line as JSON, HMAC-signed like the broker's other webhooks; a non-2xx is a failure."""
@@ -72,6 +77,9 @@ class WebhookWitness:
         if self._secret:
             headers["X-Jitgate-Signature"] = signature(self._secret, body, timestamp)
         self._client.post(self.name, content=body, headers=headers).raise_for_status()
+
+    def close(self) -> None:
+        self._client.close()
 
 
 class _RaisingSysLogHandler(logging.handlers.SysLogHandler):
@@ -101,6 +109,9 @@ class SyslogWitness:
             "jitgate", logging.WARNING, __file__, 0, "jitgate-audit-head %s", (text,), None
         )
         self._handler.emit(record)
+
+    def close(self) -> None:
+        self._handler.close()
 
 
 def parse(spec: str, data_dir: Path, secret: str | None) -> Witness:
@@ -163,6 +174,8 @@ class WitnessSender:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for target in self._witnesses:
+            target.close()
 
     def _run(self) -> None:
         count = len(self._witnesses)
