@@ -132,10 +132,12 @@ def running_broker(tmp_path: Path, workers: str = "1", env: dict[str, str] | Non
         server.wait()
         log_file.close()
         pytest.fail("server did not start: " + (tmp_path / "server.log").read_text())
-    yield Broker(url, data, tokens)
-    server.terminate()
-    server.wait(timeout=10)
-    log_file.close()
+    try:
+        yield Broker(url, data, tokens)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log_file.close()
     log = (tmp_path / "server.log").read_text()
     for token in tokens.values():
         assert token not in log, "an API token reached the server log"
