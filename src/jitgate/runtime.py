@@ -72,6 +72,17 @@ def open_audit(settings: Settings) -> AuditLog:
     )
 
 
+def checkpoint_now(settings: Settings, db: Database, audit: AuditLog) -> None:
+    """Copy the audit head out of the database now: offline commands have no scheduler to do it."""
+    with db.read() as conn:
+        head = audit.check_head(conn)
+        if head is not None:
+            writer = checkpoint.Writer(checkpoint.default_path(settings.data_dir))
+            moved = writer.update(head, checkpoint.hash_at(conn))
+            if not moved.ok:
+                log.error("the audit checkpoint was not moved: %s; run jitgate audit verify", moved.problem)
+
+
 def audit_witnesses(settings: Settings, audit: AuditLog, clock: Clock) -> WitnessSender | None:
     """The sender to ``JITGATE_AUDIT_WITNESS``, or None if no witness is configured."""
     if not settings.audit_witness:

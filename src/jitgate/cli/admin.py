@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         listen: Annotated[str, typer.Option("--listen")] = "127.0.0.1:8080",
     ) -> None:
         """Start a broker with the demo policy and demo users, and print what to try."""
-        from jitgate.runtime import open_audit, open_database
+        from jitgate.runtime import checkpoint_now, open_audit, open_database
         from jitgate.workflow.users import add_user
 
         policy_path = data_dir / "demo-policy.yaml"
@@ -168,6 +168,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
                 _, tokens["admin"] = add_user(
                     db, audit, SystemClock(), actor=SYSTEM.name, name="admin", groups=["admins"], admin=True
                 )
+                checkpoint_now(settings, db, audit)
                 db.dispose()
                 fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
@@ -203,16 +204,17 @@ API docs: {url}/docs""",
         as_json: JsonOpt = False,
     ) -> None:
         """Add a user with an API token; the token is printed once and stored only as a hash."""
-        from jitgate.runtime import open_audit, open_database
+        from jitgate.runtime import checkpoint_now, open_audit, open_database
         from jitgate.workflow.users import add_user
 
         with offline():
             settings = _settings(data_dir, database_url)
             db = open_database(settings)
             try:
+                audit = open_audit(settings)
                 identity, token = add_user(
                     db,
-                    open_audit(settings),
+                    audit,
                     SystemClock(),
                     actor=os.environ.get("USER", "local-admin"),
                     name=name,
@@ -220,6 +222,7 @@ API docs: {url}/docs""",
                     admin=admin,
                     kind=IdentityKind.SERVICE if service else IdentityKind.USER,
                 )
+                checkpoint_now(settings, db, audit)
             finally:
                 db.dispose()
         if as_json:

@@ -344,6 +344,28 @@ def test_rolling_the_log_back_to_an_old_signed_head_is_refused_and_reported(tmp_
         (tmp_path / "checkpoint.saved").rename(broker.data_dir / "keys" / "audit-checkpoint.json")
 
 
+def test_offline_commands_checkpoint_what_they_append(tmp_path: Path) -> None:
+    """``users add`` runs without a broker, so without its scheduler: it checkpoints itself."""
+    data = tmp_path / "data"
+    assert offline("users", "add", "a1", "--data-dir", str(data)).returncode == 0
+    with sqlite3.connect(data / "jitgate.db") as conn:
+        saved = conn.execute("SELECT seq, hash, signature FROM audit_head").fetchone()
+    assert offline("users", "add", "a2", "--data-dir", str(data)).returncode == 0
+    with sqlite3.connect(data / "jitgate.db") as conn:
+        conn.execute("DELETE FROM audit_events WHERE seq > ?", (saved[0],))
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ?", saved)
+    refused = offline("users", "add", "a3", "--data-dir", str(data))
+    assert refused.returncode == 9
+    assert refused.stderr.startswith(
+        f"audit log rolled back: head {saved[0] + 1} seen, database at {saved[0]}"
+    )
+    done = offline("audit", "verify", "--data-dir", str(data))
+    assert (done.returncode, done.stderr.strip()) == (
+        10,
+        f"audit log rolled back: head {saved[0] + 1} checkpointed, database at {saved[0]}",
+    )
+
+
 def test_policy_check_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "policy.yaml"
     bad.write_text(POLICY.replace("max_duration: 30m", "max_duration: forever"))
