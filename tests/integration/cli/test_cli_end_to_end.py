@@ -345,7 +345,8 @@ def test_rolling_the_log_back_to_an_old_signed_head_is_refused_and_reported(tmp_
 
 
 def test_offline_commands_checkpoint_what_they_append(tmp_path: Path) -> None:
-    """``users add`` runs without a broker, so without its scheduler: it checkpoints itself."""
+    """``users add`` runs without a broker, so without its scheduler: it checkpoints itself. A
+    broker started on the rolled-back log refuses to start."""
     data = tmp_path / "data"
     assert offline("users", "add", "a1", "--data-dir", str(data)).returncode == 0
     with sqlite3.connect(data / "jitgate.db") as conn:
@@ -356,14 +357,20 @@ def test_offline_commands_checkpoint_what_they_append(tmp_path: Path) -> None:
         conn.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ?", saved)
     refused = offline("users", "add", "a3", "--data-dir", str(data))
     assert refused.returncode == 9
-    assert refused.stderr.startswith(
-        f"audit log rolled back: head {saved[0] + 1} seen, database at {saved[0]}"
-    )
+    seen = f"audit log rolled back: head {saved[0] + 1} seen, database at {saved[0]}"
+    assert refused.stderr.startswith(seen)
     done = offline("audit", "verify", "--data-dir", str(data))
     assert (done.returncode, done.stderr.strip()) == (
         10,
         f"audit log rolled back: head {saved[0] + 1} checkpointed, database at {saved[0]}",
     )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    server = offline(
+        "server", "--data-dir", str(data), "--policy", str(policy), "--listen", f"127.0.0.1:{free_port()}"
+    )
+    assert server.returncode == 9
+    assert seen in server.stderr.strip().splitlines()[-1]
 
 
 def test_policy_check_names_file_and_line(tmp_path: Path) -> None:
