@@ -25,8 +25,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from jitgate.audit import keys
-from jitgate.audit.chain import AuditLog, Event
+from jitgate.audit import checkpoint, keys
+from jitgate.audit.chain import AuditLog, Event, read_head
 from jitgate.audit.query import export
 from jitgate.audit.verify import verify
 from jitgate.store.db import Database
@@ -117,13 +117,26 @@ def _memory_mib(field: str) -> float:
     return float("nan")
 
 
+def broker_log(db: Database, workdir: Path) -> AuditLog:
+    """The audit log as the broker sets it up: guarded by a checkpoint file that exists."""
+    path = checkpoint.default_path(workdir)
+    log = AuditLog(keys.load_for(workdir), checkpoint_path=path)
+    with db.write() as conn:
+        log.append(conn, at=START, actor="system", action="policy.loaded")
+    with db.read() as conn:
+        head = read_head(conn)
+        if head is not None:
+            checkpoint.Writer(path).update(head, checkpoint.hash_at(conn))
+    return log
+
+
 def bench_sqlite(workdir: Path, args: argparse.Namespace) -> None:
     print(f"SQLite (WAL, synchronous=NORMAL), {args.events:,} events, file in {workdir}")
     workdir.mkdir(parents=True)
     url = f"sqlite:///{workdir / 'jitgate.db'}"
     db = Database(url)
     upgrade(db.engine)
-    log = AuditLog(keys.load_for(workdir))
+    log = broker_log(db, workdir)
     fill(db, log, args.events, args.single, args.batch)
     db.dispose()
     size = (workdir / "jitgate.db").stat().st_size
@@ -148,7 +161,7 @@ def bench_postgres(workdir: Path, args: argparse.Namespace) -> None:
                 f"  NOTE: migrations failed on PostgreSQL ({str(exc.orig).splitlines()[0]}); using create_all"
             )
             metadata.create_all(db.engine)
-        log = AuditLog(keys.load_for(workdir))
+        log = broker_log(db, workdir)
         fill(db, log, args.pg_events, min(args.single, args.pg_events), args.batch)
         db.dispose()
         measure_verify(url, keys.default_key_path(workdir))

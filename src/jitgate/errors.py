@@ -127,3 +127,9 @@ class InternalError(JitgateError):
     """Something failed that should not have (a bug); the message says so and nothing more."""
 
     code = "internal_error"
+
+
+class AuditRolledBack(AuditIntegrityError):
+    """The audit log is older than a head the broker already saw: records were cut off (rolled back)."""
+
+    code = "audit_rolled_back"

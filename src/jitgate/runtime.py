@@ -29,9 +29,11 @@ from jitgate.providers.registry import load_providers, validate_policy
 from jitgate.settings import Settings
 from jitgate.store.db import Database, sqlite_path, storage_error
 from jitgate.store.migrate import upgrade
+from jitgate.workflow import witness
 from jitgate.workflow.context import NullNotifier, PolicyHolder, WorkflowContext
 from jitgate.workflow.notify import WebhookNotifier
 from jitgate.workflow.scheduler import Scheduler
+from jitgate.workflow.witness import WitnessSender
 
 log = logging.getLogger("jitgate")
 
@@ -65,7 +67,31 @@ def open_audit(settings: Settings) -> AuditLog:
     key_file = (
         Path(os.environ["JITGATE_AUDIT_KEY_FILE"]) if os.environ.get("JITGATE_AUDIT_KEY_FILE") else None
     )
-    return AuditLog(audit_keys.load_for(settings.data_dir, key_file))
+    return AuditLog(
+        audit_keys.load_for(settings.data_dir, key_file),
+        checkpoint_path=checkpoint.default_path(settings.data_dir),
+    )
+
+
+def checkpoint_now(settings: Settings, db: Database, audit: AuditLog) -> None:
+    """Copy the audit head out of the database now: offline commands have no scheduler to do it."""
+    with db.read() as conn:
+        head = audit.check_head(conn)
+        if head is not None:
+            writer = checkpoint.Writer(checkpoint.default_path(settings.data_dir))
+            moved = writer.update(head, checkpoint.hash_at(conn))
+            if not moved.ok:
+                log.error("the audit checkpoint was not moved: %s; run jitgate audit verify", moved.problem)
+
+
+def audit_witnesses(settings: Settings, audit: AuditLog, clock: Clock) -> WitnessSender | None:
+    """The sender to ``JITGATE_AUDIT_WITNESS``, or None if no witness is configured."""
+    if not settings.audit_witness:
+        return None
+    secret = settings.audit_witness_secret or settings.webhook_secret
+    plain = secret.get_secret_value() if secret else None
+    found = [witness.parse(spec, settings.data_dir, plain) for spec in settings.audit_witness]
+    return WitnessSender(found, audit.public_key, clock, interval=settings.audit_witness_seconds)
 
 
 @dataclass
@@ -132,6 +158,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         revocation_backoff_max_seconds=settings.revocation_backoff_max_seconds,
         audit_checkpoint=checkpoint.Writer(checkpoint.default_path(settings.data_dir)),
         max_pending_per_requester=settings.max_pending_requests_per_requester,
+        audit_witness=audit_witnesses(settings, audit, clock),
     )
     scheduler = Scheduler(ctx, poll_seconds=settings.scheduler_poll_seconds)
     ctx.wake_scheduler = scheduler.wake

@@ -7,9 +7,10 @@ from the policy file and never printed. ``repr`` of a secret shows ``**********`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -51,6 +52,19 @@ class Settings(BaseSettings):
     http_max_header_bytes: int = Field(default=16384, ge=1024)
     auth_failures_per_source: int = Field(default=20, ge=1)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # Where signed audit heads are sent: absolute file paths outside data_dir, http(s) URLs,
+    # ``syslog:`` (the local syslog) or ``syslog://host:port`` (UDP); comma-separated.
+    audit_witness: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    audit_witness_seconds: float = Field(default=60.0, gt=0)
+    audit_witness_secret: SecretStr | None = None
+    audit_witness_secret_file: Path | None = None
+
+    @field_validator("audit_witness", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Settings:
@@ -58,6 +72,8 @@ class Settings(BaseSettings):
             self.ca_passphrase = SecretStr(self.ca_passphrase_file.read_text().strip())
         if self.webhook_secret is None and self.webhook_secret_file is not None:
             self.webhook_secret = SecretStr(self.webhook_secret_file.read_text().strip())
+        if self.audit_witness_secret is None and self.audit_witness_secret_file is not None:
+            self.audit_witness_secret = SecretStr(self.audit_witness_secret_file.read_text().strip())
         if self.ca_passphrase is not None and self.ca_passphrase.get_secret_value() in {"", "changeme"}:
             raise ValueError("JITGATE_CA_PASSPHRASE is empty or a placeholder; set a real one or unset it")
         return self

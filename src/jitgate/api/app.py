@@ -14,7 +14,7 @@ import base64
 import gc
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +34,7 @@ from jitgate.runtime import Runtime
 from jitgate.store.tables import grants, requests, revocations
 from jitgate.web import routes as web_routes
 from jitgate.workflow import audit_state
+from jitgate.workflow.context import WorkflowContext
 
 MAX_BODY = 64 * 1024
 
@@ -155,6 +156,8 @@ class StateCollector(Collector):
             value=audit.parked,
         )
 
+        yield from audit_metrics(self._runtime.ctx)
+
 
 class AuthFailureCollector(Collector):
     """Counters of this process's failed authentications and of attempts refused as throttled."""
@@ -169,6 +172,30 @@ class AuthFailureCollector(Collector):
         yield CounterMetricFamily(
             "jitgate_auth_throttled", "Attempts refused: too many failures", value=self._throttle.refused
         )
+
+
+def audit_metrics(ctx: WorkflowContext) -> Iterator[Metric]:
+    """Whether this process refuses the audit log, and what its witnesses received or missed."""
+    yield GaugeMetricFamily(
+        "jitgate_audit_chain_ok",
+        "1 while this process appends to the audit log, 0 while it refuses it (tampered, rolled back)",
+        value=0 if ctx.audit.problem else 1,
+    )
+    if ctx.audit_witness is None:
+        return
+    sent = CounterMetricFamily(
+        "jitgate_audit_witness_sent", "Signed audit heads a witness received", labels=["witness"]
+    )
+    failed = CounterMetricFamily(
+        "jitgate_audit_witness_failures",
+        "Failed attempts to send a witness the audit head",
+        labels=["witness"],
+    )
+    for status in ctx.audit_witness.status():
+        sent.add_metric([status.name], status.sent)
+        failed.add_metric([status.name], status.failures)
+    yield sent
+    yield failed
 
 
 def settle_heap() -> None:
@@ -232,7 +259,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
         audit = audit_state.status(rt.ctx)
         raw = rt.ctx.audit.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
         body: dict[str, Any] = {
-            "status": "ok" if audit.healthy else "degraded",
+            "status": "ok" if audit.healthy and rt.ctx.audit.problem is None else "degraded",
             "version": __version__,
             "policy_sha256": rt.policy_digest,
             "audit_public_key": raw.hex(),
@@ -241,8 +268,10 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
             "audit": "ok" if audit.problem is None else "broken",
             "audit_parked_records": audit.parked,
         }
-        if audit.problem is not None:
-            body["audit_problem"] = audit.problem
+        problem = audit.problem or rt.ctx.audit.problem
+        if problem is not None:
+            body["audit"] = "broken"
+            body["audit_problem"] = problem
         return body
 
     @app.get("/metrics", tags=["meta"])

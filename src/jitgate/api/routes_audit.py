@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from jitgate.api.deps import Caller, Ctx
+from jitgate.api.deps import Caller, Ctx, RuntimeDep
 from jitgate.audit.query import query
-from jitgate.audit.verify import verify
+from jitgate.audit.verify import anchors, verify_anchored
 from jitgate.domain.durations import instant_argument
 from jitgate.errors import PolicyDenied
 
@@ -65,14 +65,10 @@ def audit_events(
 
 
 @router.get("/audit/verify")
-def audit_verify(identity: Caller, ctx: Ctx) -> dict[str, Any]:
+def audit_verify(identity: Caller, rt: RuntimeDep) -> dict[str, Any]:
+    """The verdict of ``jitgate audit verify`` on this broker's data: chain, checkpoint, witness files."""
     if not (identity.admin or AUDITORS in identity.groups):
         raise PolicyDenied(f"{identity.name} may not verify the audit log")
-    with ctx.db.read() as conn:
-        result = verify(conn, ctx.audit.public_key)
-    return {
-        "ok": result.ok,
-        "count": result.count,
-        "first_bad_seq": result.first_bad_seq,
-        "problem": result.problem,
-    }
+    with rt.ctx.db.read() as conn:
+        result = verify_anchored(conn, rt.ctx.audit.public_key, **anchors(rt.settings))
+    return result.to_json()

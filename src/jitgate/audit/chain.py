@@ -8,6 +8,10 @@ callers append their record last, after their own row locks, and keep the transa
 
 Before extending the chain the current head's signature is checked (unless this process signed
 it): otherwise the broker would re-sign, and so launder, a head edited to hide a truncated tail.
+A head that is signed but older than one the broker has already seen (an old head saved and put
+back after cutting the records behind it) is refused too, as ``AuditRolledBack``: the broker
+remembers the newest head it saw in memory and, across processes and restarts, in the checkpoint
+file (``checkpoint.py``). Every refusal to extend the chain is an ``AuditIntegrityError``.
 """
 
 from __future__ import annotations
@@ -15,19 +19,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from jitgate.audit import checkpoint
 from jitgate.audit.canonical import (
     GENESIS_HASH,
     check_no_secrets,
@@ -37,23 +44,19 @@ from jitgate.audit.canonical import (
     normalize,
     record_hash,
 )
-from jitgate.errors import AuditIntegrityError
+from jitgate.audit.head import SignedHead
+from jitgate.errors import AuditIntegrityError, AuditRolledBack
+from jitgate.store.db import after_commit
 from jitgate.store.tables import audit_events, audit_head
+
+__all__ = ["HEAD_ID", "AuditLog", "Event", "SignedHead", "read_head"]
+log = logging.getLogger("jitgate.audit")
 
 HEAD_ID = 1
 
 _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 # Column widths of audit_events; a longer value would be cut or refused by the database.
 COLUMN_LIMITS = {"actor": 128, "action": 64, "request_id": 32, "grant_id": 32, "role": 64}
-
-
-@dataclass(frozen=True, slots=True)
-class SignedHead:
-    """The newest record's number and hash, signed by the audit key (``seq`` 0: empty chain)."""
-
-    seq: int
-    hash: str
-    signature: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,8 @@ class Event:
 class AuditLog:
     """Writes audit records; one instance per process, safe to share between threads."""
 
-    def __init__(self, signing_key: Ed25519PrivateKey) -> None:
+    def __init__(self, signing_key: Ed25519PrivateKey, *, checkpoint_path: Path | None = None) -> None:
+        """``checkpoint_path``: the checkpoint file shared by every broker process of this log."""
         self._key = signing_key
         self._public = signing_key.public_key()
         self._tag_key = hashlib.sha256(
@@ -136,6 +140,12 @@ class AuditLog:
         ).digest()
         # The last head this process signed: a head read back equal to it needs no verification.
         self._signed: SignedHead | None = None
+        # The newest head this process knows was committed: the log may never go back behind it.
+        self._seen: SignedHead | None = None
+        self._seen_lock = threading.Lock()
+        self._checkpoint = checkpoint.Watch(checkpoint_path, self._public) if checkpoint_path else None
+        self.problem: str | None = None
+        """Why the chain was last refused, until a later check passes: the broker's health."""
 
     @property
     def public_key(self) -> Ed25519PublicKey:
@@ -166,8 +176,10 @@ class AuditLog:
         """Add one record in the transaction open on ``conn`` and return its ``seq``.
 
         Raises ``ValueError`` for a malformed record or details that look like a secret, and
-        ``AuditIntegrityError`` if the stored chain no longer matches its signed head (tampering, or
-        a different audit key); in both cases nothing was appended.
+        ``AuditIntegrityError`` (a ``StorageUnavailable``) if the stored chain no longer matches its
+        signed head (tampering, or a different audit key), and its subclass ``AuditRolledBack`` if
+        the head is older than one already seen; in every case the caller's transaction must roll
+        back.
         """
         event = Event.checked(
             at=at,
@@ -212,7 +224,7 @@ class AuditLog:
         try:
             conn.execute(_INSERT_EVENT, rows)
         except IntegrityError:
-            raise AuditIntegrityError(
+            raise self._refuse(
                 f"audit record {head.seq + 1} already exists although the signed head says {head.seq}; "
                 "the audit log was tampered with, run `jitgate audit verify`"
             ) from None
@@ -222,6 +234,7 @@ class AuditLog:
             {"new_seq": new_head.seq, "new_hash": new_head.hash, "new_signature": new_head.signature},
         )
         self._signed = new_head
+        after_commit(conn, lambda: self._saw(new_head))
         return [row["seq"] for row in rows]
 
     def reseal(self, conn: Connection, *, seq: int, digest: str) -> SignedHead:
@@ -239,7 +252,67 @@ class AuditLog:
                 audit_head.insert().values(id=HEAD_ID, seq=head.seq, hash=head.hash, signature=head.signature)
             )
         self._signed = head
+        with self._seen_lock:
+            self._seen = head  # a repair may move the head back on purpose
         return head
+
+    def check_head(self, conn: Connection) -> SignedHead | None:
+        """The stored head if it is signed and not behind any head seen; else ``AuditIntegrityError``.
+
+        The scheduler calls this every pass, so that the broker's health shows a rolled-back log
+        even while nothing is appended.
+        """
+        seen = self._reference()
+        head = read_head(conn)
+        if head is None:
+            return None
+        self._check_head(conn, head, seen)
+        return head
+
+    def _saw(self, head: SignedHead) -> None:
+        with self._seen_lock:
+            if self._seen is None or head.seq > self._seen.seq:
+                self._seen = head
+
+    def _refuse(
+        self, message: str, error: type[AuditIntegrityError] = AuditIntegrityError
+    ) -> AuditIntegrityError:
+        if message != self.problem:
+            log.error("%s", message)
+        self.problem = message
+        return error(message)
+
+    def _check_signed(self, head: SignedHead) -> None:
+        if head != self._signed and not head.signed_by(self._public):
+            raise self._refuse(
+                f"the audit head (record {head.seq}) is not signed by this broker's audit key: "
+                "wrong key file, or the head was edited; run `jitgate audit verify`"
+            )
+
+    def _reference(self) -> SignedHead | None:
+        """The newest head seen here or checkpointed by any process.
+
+        Taken *before* the head is read: every head it names was committed by then, so the head
+        read afterwards can only be as new or newer, unless the log was rolled back.
+        """
+        seen = self._seen
+        try:
+            filed = self._checkpoint.latest() if self._checkpoint is not None else None
+        except AuditIntegrityError as exc:
+            raise self._refuse(exc.message) from None
+        if filed is not None and (seen is None or filed.seq > seen.seq):
+            return filed
+        return seen
+
+    def _check_not_behind(self, conn: Connection, head: SignedHead, seen: SignedHead | None) -> None:
+        """Refuse a head behind ``seen`` or on a chain that no longer holds it."""
+        if seen is not None and seen != head:
+            # Only a head beyond the one seen costs a look-up: that the seen record is still there.
+            verdict = checkpoint.compare(seen, head, checkpoint.hash_at(conn), seen="seen")
+            if not verdict.ok:
+                raise self._refuse(f"{verdict.problem}; run `jitgate audit verify`", AuditRolledBack)
+        self._saw(head)
+        self.problem = None
 
     def _sign(self, seq: int, digest: str) -> SignedHead:
         return SignedHead(seq, digest, self._key.sign(head_message(seq, digest)).hex())
@@ -250,34 +323,29 @@ class AuditLog:
         The same checks as an append, for health reports and for finding out that a broken log
         was repaired; a missing head with no records is an empty log, which is fine.
         """
+        seen = self._reference()
         head = read_head(conn)
         if head is None:
             last = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar_one()
             if last is not None:
-                raise _head_missing(last)
+                raise self._refuse(_head_missing(last).message)
             return
-        self._check_head(conn, head)
+        self._check_head(conn, head, seen)
 
     def _lock_head(self, conn: Connection) -> SignedHead:
+        seen = self._reference()
         head = read_head(conn, for_update=True)
         if head is None:
             head = self._create_head(conn)
-        self._check_head(conn, head)
+        self._check_head(conn, head, seen)
         return head
 
-    def _check_head(self, conn: Connection, head: SignedHead) -> None:
-        """Whether ``head`` may be extended; every check an append makes belongs here, so that
-        ``check`` (health, the scheduler) sees what an append would refuse."""
-        del conn  # for checks that read more than the head
-        if head == self._signed:
-            return
-        try:
-            self._public.verify(bytes.fromhex(head.signature), head_message(head.seq, head.hash))
-        except (InvalidSignature, ValueError):
-            raise AuditIntegrityError(
-                f"the audit head (record {head.seq}) is not signed by this broker's audit key: "
-                "wrong key file, or the head was edited; run `jitgate audit verify`"
-            ) from None
+    def _check_head(self, conn: Connection, head: SignedHead, seen: SignedHead | None) -> None:
+        """Whether ``head`` may be extended: signed by this broker's key, and not behind (nor off the
+        chain of) ``seen``, the newest head known to be committed. Every check an append makes is
+        here, so that ``check`` (health, the scheduler) sees what an append would refuse."""
+        self._check_signed(head)
+        self._check_not_behind(conn, head, seen)
 
     def _create_head(self, conn: Connection) -> SignedHead:
         """Start an empty chain, or refuse if records exist without a head (it was deleted)."""
@@ -300,7 +368,7 @@ class AuditLog:
             # No head existed, committed or in flight; records now would mean it was deleted.
             last = conn.execute(sa.select(sa.func.max(audit_events.c.seq))).scalar_one()
             if last is not None:
-                raise _head_missing(last)
+                raise self._refuse(_head_missing(last).message)
         head = read_head(conn, for_update=True)
         if head is None:
             raise AuditIntegrityError("the audit head could not be created")

@@ -19,10 +19,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jitgate.audit import backlog, checkpoint
+from jitgate.audit import backlog
 from jitgate.audit.canonical import GENESIS_HASH
 from jitgate.audit.chain import AuditLog, Event, SignedHead, read_head
-from jitgate.audit.verify import verify, verify_records
+from jitgate.audit.verify import verify_anchored, verify_records
 from jitgate.errors import AuditIntegrityError, InvalidInput
 from jitgate.store.tables import audit_events
 
@@ -55,13 +55,9 @@ def repair(
         raise InvalidInput("say why the audit log may be repaired (--reason)")
     key = audit.public_key
     stored = read_head(conn, for_update=True)
-    found = verify(conn, key)
-    anchored = (
-        checkpoint.check(conn, checkpoint_path, key)
-        if checkpoint_path is not None
-        else checkpoint.CheckpointResult(True, "")
-    )
-    if found.ok and anchored.ok:
+    # The chain, its signed head and its checkpoint: the verdict `jitgate audit verify` gives.
+    found = verify_anchored(conn, key, checkpoint_path=checkpoint_path)
+    if found.ok:
         moved = backlog.unpark(conn, audit, now=now, actor=actor)
         return RepairResult("", read_head(conn), moved)
     records = verify_records(conn)
@@ -70,7 +66,7 @@ def repair(
             f"not repaired: {records.problem}; records themselves are damaged and a repair never "
             "rewrites records: restore them from a backup or an export"
         )
-    problem = found.problem if not found.ok else anchored.problem
+    problem = found.problem
     last = records.count
     digest = (
         conn.execute(sa.select(audit_events.c.hash).where(audit_events.c.seq == last)).scalar_one()
@@ -81,7 +77,7 @@ def repair(
     details: dict[str, object] = {
         "problem": problem,
         "first_bad_record": found.first_bad_seq,
-        "checkpoint": anchored.problem,
+        "verdict": found.verdict,
         "resealed_at_record": last,
         "old_head": None
         if stored is None

@@ -5,39 +5,113 @@ that the numbering has no gap, that every record's hash matches its body and lin
 before, that the filter columns agree with the hashed body, and that the chain ends exactly at the
 head signed by the audit key. Without that signature a tail could be cut off unnoticed, since what
 is left is a perfectly consistent shorter chain.
+
+A signed head proves nothing against an old head saved and put back, so ``verify_anchored`` also
+checks the chain against the heads kept outside the database: the checkpoint and any witness
+files. It is the one verdict of both ``jitgate audit verify`` and ``GET /api/v1/audit/verify``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Connection
 
+from jitgate.audit import checkpoint, witness
 from jitgate.audit.canonical import BODY_FIELDS, GENESIS_HASH, head_message, iso_utc, record_hash
 from jitgate.audit.chain import SignedHead, read_head
+from jitgate.settings import Settings
 from jitgate.store.tables import audit_events
 
 _FIELDS = frozenset(BODY_FIELDS)
 
 
+class Anchors(TypedDict):
+    checkpoint_path: Path | None
+    witness_files: Sequence[Path]
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """The outcome: ``count`` records verified; on failure the first bad one and a one-line why."""
+    """The outcome: ``count`` records verified; on failure the first bad one and a one-line why.
+
+    ``verdict`` is ``intact``, ``broken`` (records or head tampered with), ``rolled_back`` (the
+    chain is behind a head kept outside the database) or ``forked`` (it holds a different record
+    under a number such a head names); ``anchors`` says which outside heads were checked.
+    """
 
     ok: bool
     count: int
     first_bad_seq: int | None
     problem: str
+    verdict: str = "intact"
+    anchors: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "verdict": self.verdict,
+            "count": self.count,
+            "first_bad_seq": self.first_bad_seq,
+            "problem": self.problem,
+            "anchors": self.anchors,
+        }
+
+
+def verify_anchored(
+    conn: Connection,
+    public_key: Ed25519PublicKey,
+    *,
+    checkpoint_path: Path | None,
+    witness_files: Sequence[Path] = (),
+) -> VerifyResult:
+    """``verify``, then the chain must hold the checkpointed head and every witnessed head."""
+    # Read the outside heads first: whatever they name was committed before the chain is read,
+    # so a head written meanwhile by a running broker is not mistaken for a rollback.
+    saved = checkpoint.read(checkpoint_path) if checkpoint_path is not None else None
+    witnessed = [witness.load(path, public_key) for path in witness_files]
+    result, head = _verify(conn, public_key, 5000)
+    if not result.ok:
+        return result
+    ending = head or SignedHead(0, GENESIS_HASH, "")
+    notes = []
+    if checkpoint_path is not None:
+        anchored = checkpoint.check(conn, checkpoint_path, saved, public_key, ending)
+        if not anchored.ok:
+            return replace(result, ok=False, verdict=anchored.verdict, problem=anchored.problem)
+        notes.append(anchored.problem)
+    for heads in witnessed:
+        found = witness.check(conn, heads, ending)
+        if not found.ok:
+            return replace(result, ok=False, verdict=found.verdict, problem=found.problem)
+        notes.append(found.problem)
+    return replace(result, anchors="; ".join(notes))
+
+
+def anchors(settings: Settings, extra_witness_files: Sequence[Path] = ()) -> Anchors:
+    """The outside heads a broker with ``settings`` keeps: its checkpoint and its witness files."""
+    files = [p for p in (witness.file_path(spec) for spec in settings.audit_witness) if p is not None]
+    return {
+        "checkpoint_path": checkpoint.default_path(settings.data_dir),
+        "witness_files": [*files, *(p for p in extra_witness_files if p not in files)],
+    }
 
 
 def verify(conn: Connection, public_key: Ed25519PublicKey, *, batch: int = 5000) -> VerifyResult:
     """Verify the whole chain as seen by ``conn``'s transaction against ``public_key``."""
+    return _verify(conn, public_key, batch)[0]
+
+
+def _verify(
+    conn: Connection, public_key: Ed25519PublicKey, batch: int
+) -> tuple[VerifyResult, SignedHead | None]:
     head = read_head(conn)
     query = _records_query()
     if head is not None:
@@ -49,8 +123,8 @@ def verify(conn: Connection, public_key: Ed25519PublicKey, *, batch: int = 5000)
         last, last_hash = _walk(conn, query, batch)
         _check_head(conn, public_key, head, last, last_hash)
     except _Broken as broken:
-        return VerifyResult(False, broken.count, broken.seq, broken.problem)
-    return VerifyResult(True, last, None, "")
+        return VerifyResult(False, broken.count, broken.seq, broken.problem, "broken"), head
+    return VerifyResult(True, last, None, ""), head
 
 
 def verify_records(conn: Connection, *, batch: int = 5000) -> VerifyResult:

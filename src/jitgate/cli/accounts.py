@@ -68,7 +68,7 @@ def users_add(
     from jitgate.clock import SystemClock
     from jitgate.domain.durations import duration_argument
     from jitgate.domain.identity import IdentityKind
-    from jitgate.runtime import open_audit, open_database
+    from jitgate.runtime import checkpoint_now, open_audit, open_database
     from jitgate.workflow.users import add_user, checked_lifetime
 
     with offline():
@@ -80,9 +80,10 @@ def users_add(
         )
         db = open_database(settings)
         try:
+            audit = open_audit(settings)
             identity, token = add_user(
                 db,
-                open_audit(settings),
+                audit,
                 SystemClock(),
                 actor=local_actor(),
                 name=name,
@@ -91,6 +92,7 @@ def users_add(
                 kind=IdentityKind.SERVICE if service else IdentityKind.USER,
                 expires_in=lifetime,
             )
+            checkpoint_now(settings, db, audit)  # no scheduler runs here to move the checkpoint
         finally:
             db.dispose()
     if as_json:

@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         listen: Annotated[str, typer.Option("--listen")] = "127.0.0.1:8080",
     ) -> None:
         """Start a broker with the demo policy and demo users, and print what to try."""
-        from jitgate.runtime import open_audit, open_database
+        from jitgate.runtime import checkpoint_now, open_audit, open_database
         from jitgate.workflow.users import add_user
 
         policy_path = data_dir / "demo-policy.yaml"
@@ -167,6 +167,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
                 _, tokens["admin"] = add_user(
                     db, audit, SystemClock(), actor=SYSTEM.name, name="admin", groups=["admins"], admin=True
                 )
+                checkpoint_now(settings, db, audit)
                 db.dispose()
                 fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
@@ -305,12 +306,17 @@ API docs: {url}/docs""",
         public_key: Annotated[
             str | None, typer.Option("--public-key", help="Verify with this Ed25519 public key (hex) only")
         ] = None,
+        witness: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--witness", help="A witness file of signed heads the chain must contain (repeatable)"
+            ),
+        ] = None,
     ) -> None:
-        """Check the hash chain, the signed head and the checkpoint kept outside the database;
-        exit 0 when intact, 10 with the first bad record."""
-        from jitgate.audit import checkpoint
+        """Check the hash chain, the signed head, the checkpoint kept outside the database and the
+        witness files; exit 0 when intact, 10 when broken, rolled back or forked."""
         from jitgate.audit import keys as audit_keys
-        from jitgate.audit.verify import verify
+        from jitgate.audit.verify import anchors, verify_anchored
         from jitgate.runtime import open_database
 
         with offline():
@@ -323,16 +329,18 @@ API docs: {url}/docs""",
                 key = audit_keys.load_signing_key(path).public_key()
             db = open_database(settings)
             with db.read() as conn:
-                result = verify(conn, key)
-                anchored = checkpoint.check(conn, checkpoint.default_path(settings.data_dir), key)
+                result = verify_anchored(conn, key, **anchors(settings, witness or ()))
             db.dispose()
-        if not result.ok:
+        if result.ok:
+            out.print(f"audit log intact: {result.count} records; {result.anchors}", markup=False)
+            return
+        if result.verdict in {"rolled_back", "forked"}:
+            err.print(result.problem, markup=False)  # "audit log rolled back: …", "audit log forked: …"
+        elif result.first_bad_seq is not None:
             err.print(f"audit log BROKEN at record {result.first_bad_seq}: {result.problem}", markup=False)
-            raise typer.Exit(10)
-        if not anchored.ok:
-            err.print(f"audit log BROKEN: {anchored.problem}", markup=False)
-            raise typer.Exit(10)
-        out.print(f"audit log intact: {result.count} records; {anchored.problem}")
+        else:
+            err.print(f"audit log BROKEN: {result.problem}", markup=False)
+        raise typer.Exit(10)
 
     @audit_app.command("repair")
     def audit_repair(

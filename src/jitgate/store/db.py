@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,12 @@ log = logging.getLogger("jitgate.store")
 
 WAL_BACKSTOP_PAGES = 10_000
 WAL_CHECKPOINT_SECONDS = 1.0
+_AFTER_COMMIT = "jitgate_after_commit"
+
+
+def after_commit(conn: Connection, action: Callable[[], None]) -> None:
+    """Run ``action`` once the ``write()`` transaction on ``conn`` has committed; never if it rolls back."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 class Database:
@@ -71,8 +77,14 @@ class Database:
             try:
                 with self.engine.connect() as plain:
                     conn = plain.execution_options(jitgate_write=True)
-                    with conn.begin():
-                        yield conn
+                    try:
+                        with conn.begin():
+                            yield conn
+                        committed = conn.info.pop(_AFTER_COMMIT, ())
+                    finally:
+                        conn.info.pop(_AFTER_COMMIT, None)  # it lives on the pooled connection
+                    for action in committed:
+                        action()
             except OperationalError as exc:
                 raise storage_error(exc) from None
 

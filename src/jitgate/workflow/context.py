@@ -29,6 +29,7 @@ from jitgate.policy.model import Policy, Target
 from jitgate.providers.base import CredentialProvider
 from jitgate.store.db import Database
 from jitgate.workflow.audit_state import AuditHealth
+from jitgate.workflow.witness import WitnessSender
 
 log = logging.getLogger("jitgate.workflow")
 _PENDING = "jitgate_audit_pending"
@@ -75,6 +76,7 @@ class WorkflowContext:
     audit_checkpoint: checkpoint.Writer | None = None
     max_pending_per_requester: int = 10
     audit_health: AuditHealth = field(default_factory=AuditHealth)
+    audit_witness: WitnessSender | None = None
 
     @property
     def policy(self) -> Policy:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from jitgate.audit.chain import read_head
+from jitgate.audit import checkpoint
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import GrantEnd, RequestState
 from jitgate.errors import AuditIntegrityError, JitgateError, ProviderError, TargetUnreachable
@@ -230,16 +230,28 @@ def run_lifecycle(ctx: WorkflowContext) -> None:
     ctx.db.checkpoint_wal()
 
 
-def checkpoint_audit(ctx: WorkflowContext) -> None:
-    """Copy the signed audit head out of the database (see ``audit/checkpoint.py``)."""
+def checkpoint_audit(ctx: WorkflowContext, *, force: bool = False) -> None:
+    """Check the audit head, copy it out of the database and offer it to the witnesses.
+
+    The head must be signed and not behind any head seen (else the broker's health shows why);
+    the checkpoint moves only to a chain that holds the checkpointed record (``checkpoint.py``).
+    """
     writer = ctx.audit_checkpoint
-    if writer is None or not writer.due():
+    if writer is None or not (force or writer.due()):
         return
     with ctx.db.read() as conn:
-        head = read_head(conn)
-    # Never move the checkpoint back: that is exactly what it exists to catch.
-    if head is not None and not writer.update(head):
-        log.error("the audit head (record %d) is behind its checkpoint: run jitgate audit verify", head.seq)
+        try:
+            head = ctx.audit.check_head(conn)
+        except AuditIntegrityError:
+            return  # logged, and kept as the broker's health, by the audit log
+        if head is None:
+            return
+        moved = writer.update(head, checkpoint.hash_at(conn))
+    if not moved.ok:
+        log.error("the audit checkpoint was not moved: %s; run jitgate audit verify", moved.problem)
+        return
+    if ctx.audit_witness is not None:
+        ctx.audit_witness.offer(head)
 
 
 def run_once(ctx: WorkflowContext) -> None:
@@ -303,6 +315,7 @@ class Scheduler:
     """
 
     def __init__(self, ctx: WorkflowContext, *, poll_seconds: float = 1.0) -> None:
+        self._ctx = ctx
         self._loops = (
             _Loop("jitgate-lifecycle", ctx, run_lifecycle, q.next_lifecycle_deadline, poll_seconds),
             _Loop("jitgate-revocations", ctx, run_revocations, q.next_revocation_attempt, poll_seconds),
@@ -331,6 +344,8 @@ class Scheduler:
     def start(self) -> None:
         for loop in self._loops:
             loop.thread.start()
+        if self._ctx.audit_witness is not None:
+            self._ctx.audit_witness.start()
 
     def stop(self) -> None:
         for loop in self._loops:
@@ -339,3 +354,11 @@ class Scheduler:
         for loop in self._loops:
             if loop.thread.is_alive():
                 loop.thread.join(timeout=10)
+        if self._loops[0].thread.ident is not None:
+            # The newest head goes out before the broker stops: a restart keeps its memory.
+            try:
+                checkpoint_audit(self._ctx, force=True)
+            except JitgateError as exc:
+                log.warning("no last audit checkpoint on stop: %s", exc)
+        if self._ctx.audit_witness is not None:
+            self._ctx.audit_witness.stop()
