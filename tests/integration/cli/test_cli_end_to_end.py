@@ -424,7 +424,7 @@ def test_rolling_the_log_back_to_an_old_signed_head_is_refused_and_reported(tmp_
         assert rolled_back in refused.stderr
         assert stored_head(broker)[0] == saved[0]
         wait_for("degraded health", lambda: httpx.get(f"{broker.url}/healthz").json()["status"] == "degraded")
-        assert rolled_back in httpx.get(f"{broker.url}/healthz").json()["audit"]
+        assert rolled_back in httpx.get(f"{broker.url}/healthz").json()["audit_problem"]
         metrics = httpx.get(f"{broker.url}/metrics").text
         assert "jitgate_audit_chain_ok 0.0" in metrics
 

@@ -244,6 +244,7 @@ def test_an_event_quoting_a_token_in_a_reason_or_comment_is_refused(field: str) 
         ("request_id", "-----BEGIN RSA PRIVATE KEY-----", "PEM"),
         ("grant_id", "-----BEGIN EC PRIVATE KEY-----", "PEM"),
     ],
+    ids=["token-in-target", "token-in-role", "pem-in-request-id", "pem-in-grant-id"],  # stable across workers
 )
 def test_secrets_are_refused_in_the_record_columns_too(column: str, value: str, what: str) -> None:
     with pytest.raises(ValueError, match=rf"{column}: .*{what}"):
