@@ -277,8 +277,7 @@ class AuditLog:
     def _refuse(
         self, message: str, error: type[AuditIntegrityError] = AuditIntegrityError
     ) -> AuditIntegrityError:
-        if message != self.problem:
-            log.error("%s", message)
+        # Logged once per change of state by workflow/audit_state.py, not once per refusal here.
         self.problem = message
         return error(message)
 
