@@ -253,7 +253,11 @@ class AuditLog:
             )
         self._signed = head
         with self._seen_lock:
-            self._seen = head  # a repair may move the head back on purpose
+            # A repair may move the head back on purpose: this process goes on from the new head,
+            # and no longer holds the checkpoint file against it (the repair rewrites that after
+            # its commit; other broker processes must be restarted to forget what they saw).
+            self._seen = head
+            self._checkpoint = None
         return head
 
     def check_head(self, conn: Connection) -> SignedHead | None:

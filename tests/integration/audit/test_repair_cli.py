@@ -57,3 +57,27 @@ def test_an_edited_record_is_never_papered_over(tmp_path: Path) -> None:
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT seq, hash, signature FROM audit_head").fetchone() == before
         assert db.execute("SELECT count(*) FROM audit_events").fetchone() == (2,)
+
+
+def test_a_rollback_is_recorded_by_the_repair_and_never_passes_as_intact(tmp_path: Path) -> None:
+    database = broker_with_records(tmp_path)
+    with sqlite3.connect(database) as db:
+        saved = db.execute("SELECT seq, hash, signature FROM audit_head").fetchone()
+    assert jitgate("users", "add", "carol", "--data-dir", str(tmp_path)).returncode == 0
+    with sqlite3.connect(database) as db:  # a database administrator cuts the last record off
+        db.execute("DELETE FROM audit_events WHERE seq > ?", (saved[0],))
+        db.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ?", saved)
+    rolled = jitgate("audit", "verify", "--data-dir", str(tmp_path))
+    assert rolled.returncode == 10
+    assert "rolled back" in rolled.stderr
+
+    done = jitgate("audit", "repair", "--data-dir", str(tmp_path), "--reason", "INC-9 rows deleted")
+    assert done.returncode == 0, done.stderr
+    assert jitgate("audit", "verify", "--data-dir", str(tmp_path)).returncode == 0
+    assert jitgate("users", "add", "dave", "--data-dir", str(tmp_path)).returncode == 0
+    exported = jitgate("audit", "export", "--data-dir", str(tmp_path))
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [r["action"] for r in records] == ["user.added"] * 2 + ["audit.repaired", "user.added"]
+    repaired = records[2]["details"]
+    assert repaired["verdict"] == "rolled_back"  # the cut is on record, in the chain itself
+    assert "rolled back" in repaired["problem"]
