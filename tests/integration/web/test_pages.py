@@ -108,14 +108,6 @@ def test_request_review_and_revoke_in_the_browser(runtime: Runtime, tokens: dict
         assert "grant.revoked" in alice.get("/ui/audit").text
 
 
-def test_forms_without_the_sessions_csrf_token_are_refused(runtime: Runtime, tokens: dict[str, str]) -> None:
-    with browser(runtime) as client:
-        sign_in(client, tokens["alice"])
-        forged = client.post("/ui/requests", data={"csrf": "0" * 32, "role": "stage-shell", "duration": "5m"})
-        assert "stale or came from another site" in forged.text
-        assert "is ACTIVE" not in forged.text
-
-
 def test_pages_forbid_framing_and_scripts(runtime: Runtime, tokens: dict[str, str]) -> None:
     with browser(runtime) as client:
         sign_in(client, tokens["alice"])
