@@ -213,3 +213,14 @@ def test_a_key_named_in_the_tokens_own_header_is_never_used(
         )
         _refused(oidc, forged)
     assert attacker.asked[asked_before:] == []
+
+
+def test_a_shared_secret_published_in_the_jwks_is_never_a_signing_key() -> None:
+    """An issuer that publishes an ``oct`` key has published its secret: nothing it signs counts."""
+    secret = b"published-for-everyone-to-read-0123456789"
+    jwk = {"kty": "oct", "k": _b64(secret), "kid": "k1", "alg": "HS256", "use": "sig"}
+    with KeyServer({"/jwks.json": json.dumps({"keys": [jwk]}).encode()}) as careless:
+        oidc = OidcAuthenticator(issuer=ISSUER, audience=AUDIENCE, jwks_url=f"{careless.url}/jwks.json")
+        forged = jwt.encode(_claims(), secret, algorithm="HS256", headers={"kid": "k1"})
+        with pytest.raises(Unauthenticated, match="HS256, which is not accepted"):
+            oidc.authenticate(forged)

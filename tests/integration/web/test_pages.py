@@ -54,11 +54,12 @@ def sign_in(client: TestClient, token: str) -> str:
     form = login_form(client)
     response = client.post("/ui/login", data={"token": token, "csrf": form}, follow_redirects=False)
     assert response.status_code == 303
-    cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie
-    assert "SameSite=strict" in cookie
-    assert "Path=/ui" in cookie
-    assert "Secure" in cookie
+    (cookie,) = [c for c in response.headers.get_list("set-cookie") if c.startswith("jitgate_session=")]
+    attributes = {a.strip().split("=")[0].lower(): a.strip() for a in cookie.split(";")[1:]}
+    assert attributes["httponly"] == "HttpOnly"
+    assert attributes["samesite"] == "SameSite=strict"
+    assert attributes["path"] == "Path=/ui"
+    assert attributes["secure"] == "Secure"
     page = client.get("/ui/")
     match = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
     assert match is not None
