@@ -88,26 +88,36 @@ class Form:
 
 
 CHECKED: dict[str, Form] = {
-    "/ui/login": Form(
-        None, "/ui/login", {"token": "{alice_token}"}, lambda w: _counts(w)["web_sessions"] == 2
-    ),
-    "/ui/logout": Form("alice", "/ui/logout", {}, lambda w: _counts(w)["web_sessions"] == 1),
-    "/ui/requests": Form(
+    "sign in": Form(None, "/ui/login", {"token": "{alice_token}"}, lambda w: _counts(w)["web_sessions"] == 2),
+    "sign out": Form("alice", "/ui/logout", {}, lambda w: _counts(w)["web_sessions"] == 1),
+    "request": Form(
         "alice",
         "/ui/requests",
         {"role": "stage-shell", "duration": "5m", "reason": ""},
         lambda w: _counts(w)["requests"] == 3,
     ),
-    "/ui/requests/{request_id}/review": Form(
+    "approve": Form(
         "bob",
         "/ui/requests/{pending}/review",
         {"verdict": "approve", "comment": "ok"},
         lambda w: _counts(w)["reviews"] == 1,
     ),
-    "/ui/grants/{grant_id}/revoke": Form(
-        "alice", "/ui/grants/{grant}/revoke", {}, lambda w: _grant_state(w) == "REVOKED"
+    "deny": Form(
+        "bob",
+        "/ui/requests/{pending}/review",
+        {"verdict": "deny", "comment": "not now"},
+        lambda w: _counts(w)["reviews"] == 1,
     ),
+    "revoke": Form("alice", "/ui/grants/{grant}/revoke", {}, lambda w: _grant_state(w) == "REVOKED"),
 }
+ROUTES = {
+    "/ui/login": ["sign in"],
+    "/ui/logout": ["sign out"],
+    "/ui/requests": ["request"],
+    "/ui/requests/{request_id}/review": ["approve", "deny"],
+    "/ui/grants/{grant_id}/revoke": ["revoke"],
+}
+"""Every POST route under /ui and the forms above that post to it."""
 
 
 def _counts(world: World) -> dict[str, int]:
@@ -161,14 +171,15 @@ def test_every_post_under_ui_is_checked_here(world: World) -> None:
     found = list(_routes(create_app(world.runtime, run_scheduler=False).routes))
     ui = [(path, methods) for path, methods in found if path.startswith("/ui")]
     assert ("/ui/", {"GET"}) in ui  # the walk does reach the pages
-    assert {path for path, methods in ui if "POST" in methods} == set(CHECKED)
+    assert {path for path, methods in ui if "POST" in methods} == set(ROUTES)
+    assert sorted(name for names in ROUTES.values() for name in names) == sorted(CHECKED)
     assert [path for path, methods in ui if methods - {"GET", "HEAD", "POST"}] == []  # PUT, PATCH, DELETE
 
 
 @pytest.mark.parametrize("forgery", FORGERIES)
-@pytest.mark.parametrize("route", list(CHECKED))
-def test_a_forged_form_is_refused_and_writes_nothing(world: World, route: str, forgery: str) -> None:
-    form = CHECKED[route]
+@pytest.mark.parametrize("name", list(CHECKED))
+def test_a_forged_form_is_refused_and_writes_nothing(world: World, name: str, forgery: str) -> None:
+    form = CHECKED[name]
     clients: list[TestClient] = []
     try:
         other, other_token = _signed_in(world, "bob" if form.who == "alice" else "alice")
