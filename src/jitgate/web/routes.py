@@ -6,7 +6,8 @@ sent by other sites (SameSite=Strict) and only under ``/ui``, and means nothing 
 The sign-in form itself is protected against cross-site posting: the login page sets a random
 pre-session cookie and the form carries a token derived from it (double submit), and a POST
 whose ``Origin`` is another site is refused before any credential is looked at. Every other form
-carries a token derived from the session (CSRF). Every response forbids framing and inline
+carries a token derived from the session (CSRF) and is refused, before anything is written, when
+the token is wrong or the ``Origin`` is another site. Every response forbids framing and inline
 scripts, and Jinja escapes everything it prints. Messages on a page are only those the broker
 wrote: kept in the session for the next page, or a fixed text chosen by a code in the URL.
 """
@@ -114,7 +115,9 @@ def _session(request: Request) -> WebSession | None:
 
 
 def _check_csrf(request: Request, csrf: str) -> None:
-    if not hmac.compare_digest(csrf, csrf_token(request.cookies.get(COOKIE, ""))):
+    # The Origin check stands even if a session's token leaks (a page, a log, a shoulder).
+    expected = csrf_token(request.cookies.get(COOKIE, ""))
+    if not _same_origin(request) or not hmac.compare_digest(csrf, expected):
         raise Unauthenticated(STALE_FORM)
 
 

@@ -1,6 +1,6 @@
 """OIDC bearer tokens verified against a JWKS served over real HTTP: good tokens map to an identity
-named after issuer and subject, with groups; forged, expired, wrong-audience and ``alg: none``
-tokens are refused; a display name never makes a caller into a local user."""
+named after issuer and subject, with groups; forged, expired and wrong-audience tokens are refused
+(algorithm attacks: ``test_oidc_forgeries.py``); a display name never makes a caller into a local user."""
 
 from __future__ import annotations
 
@@ -101,20 +101,6 @@ def test_a_valid_token_becomes_an_identity_with_groups(oidc: OidcAuthenticator) 
 def test_bad_tokens_are_refused(oidc: OidcAuthenticator, make: Any, reason: str) -> None:
     with pytest.raises(Unauthenticated, match=reason):
         authenticate([oidc], f"Bearer {make()}")
-
-
-def test_alg_none_and_hmac_with_the_public_key_are_refused(oidc: OidcAuthenticator) -> None:
-    unsigned = jwt.encode(
-        {"iss": ISSUER, "aud": AUDIENCE, "sub": "x"}, None, algorithm="none", headers={"kid": "k1"}
-    )
-    with pytest.raises(Unauthenticated):
-        authenticate([oidc], f"Bearer {unsigned}")
-    header = jwt.utils.base64url_encode(
-        json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode()
-    ).decode()
-    forged = f"{header}.{token().split('.')[1]}.AAAA"
-    with pytest.raises(Unauthenticated):
-        authenticate([oidc], f"Bearer {forged}")
 
 
 def test_the_name_comes_from_the_subject_in_the_issuers_namespace(jwks_url: str) -> None:

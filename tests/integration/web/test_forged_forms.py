@@ -1,0 +1,219 @@
+"""Every form under ``/ui`` refuses a forged submission and writes nothing.
+
+The state-changing routes are found by walking the app's router: a new ``POST`` under ``/ui`` that
+is not listed here fails the first test, so it cannot ship without being checked for CSRF. Each
+route is then posted to in every forged shape (no token, a wrong one, another session's, the right
+one from another site's ``Origin``), and the rows of every table a form could touch are counted
+before and after. The same submission with the right token does go through, so a refusal is the
+CSRF check's and not some other failure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from jitgate.api.app import create_app
+from jitgate.clock import FrozenClock
+from jitgate.domain.identity import SYSTEM
+from jitgate.runtime import Runtime, build_runtime
+from jitgate.settings import Settings
+from jitgate.store import tables
+from jitgate.workflow import requests
+from jitgate.workflow.users import add_user
+from support import TEST_POLICY
+
+ORIGIN = "https://jitgate.test"
+FORGERIES = ["no token", "wrong token", "another session's token", "another site's origin"]
+WATCHED = (
+    tables.requests,
+    tables.reviews,
+    tables.grants,
+    tables.revocations,
+    tables.credentials,
+    tables.audit_events,
+    tables.web_sessions,
+    tables.api_tokens,
+)
+
+
+@dataclass
+class World:
+    runtime: Runtime
+    tokens: dict[str, str]
+    pending: str
+    grant: str
+
+
+@pytest.fixture
+def world(tmp_path: Path, clock: FrozenClock) -> Iterator[World]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(TEST_POLICY)
+    rt = build_runtime(Settings(data_dir=tmp_path / "data", policy_file=policy), clock=clock)
+    tokens = {}
+    for name, groups in {"alice": ["engineers"], "bob": ["sre-leads"]}.items():
+        _, tokens[name] = add_user(
+            rt.ctx.db, rt.ctx.audit, clock, actor=SYSTEM.name, name=name, groups=groups
+        )
+    alice = rt.tokens.authenticate(tokens["alice"])
+    pending = requests.submit(rt.ctx, alice, role="prod-shell", reason="INC-1", duration="30m")
+    active = requests.submit(rt.ctx, alice, role="stage-shell", reason="", duration="10m")
+    yield World(rt, tokens, pending["id"], active["grant"]["id"])
+    rt.ctx.db.dispose()
+
+
+@dataclass(frozen=True)
+class Form:
+    """A form: who posts it (None: the sign-in form), where, what, and what a genuine post does.
+
+    ``{pending}``, ``{grant}`` and ``{alice_token}`` in the url and values are filled from the world.
+    """
+
+    who: str | None
+    url: str
+    data: dict[str, str]
+    done: Callable[[World], bool]
+
+    def filled(self, world: World) -> tuple[str, dict[str, str]]:
+        values = {"pending": world.pending, "grant": world.grant, "alice_token": world.tokens["alice"]}
+        return self.url.format(**values), {k: v.format(**values) for k, v in self.data.items()}
+
+
+CHECKED: dict[str, Form] = {
+    "sign in": Form(None, "/ui/login", {"token": "{alice_token}"}, lambda w: _counts(w)["web_sessions"] == 2),
+    "sign out": Form("alice", "/ui/logout", {}, lambda w: _counts(w)["web_sessions"] == 1),
+    "request": Form(
+        "alice",
+        "/ui/requests",
+        {"role": "stage-shell", "duration": "5m", "reason": ""},
+        lambda w: _counts(w)["requests"] == 3,
+    ),
+    "approve": Form(
+        "bob",
+        "/ui/requests/{pending}/review",
+        {"verdict": "approve", "comment": "ok"},
+        lambda w: _counts(w)["reviews"] == 1,
+    ),
+    "deny": Form(
+        "bob",
+        "/ui/requests/{pending}/review",
+        {"verdict": "deny", "comment": "not now"},
+        lambda w: _counts(w)["reviews"] == 1,
+    ),
+    "revoke": Form("alice", "/ui/grants/{grant}/revoke", {}, lambda w: _grant_state(w) == "REVOKED"),
+}
+ROUTES = {
+    "/ui/login": ["sign in"],
+    "/ui/logout": ["sign out"],
+    "/ui/requests": ["request"],
+    "/ui/requests/{request_id}/review": ["approve", "deny"],
+    "/ui/grants/{grant_id}/revoke": ["revoke"],
+}
+"""Every POST route under /ui and the forms above that post to it."""
+
+
+def _counts(world: World) -> dict[str, int]:
+    with world.runtime.ctx.db.read() as conn:
+        return {
+            t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()) for t in WATCHED
+        }
+
+
+def _grant_state(world: World) -> str:
+    with world.runtime.ctx.db.read() as conn:
+        return str(
+            conn.execute(
+                sa.select(tables.grants.c.state).where(tables.grants.c.id == world.grant)
+            ).scalar_one()
+        )
+
+
+def _browser(world: World) -> TestClient:
+    return TestClient(create_app(world.runtime, run_scheduler=False), base_url=ORIGIN)
+
+
+def _form_token(client: TestClient, page: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(page).text)
+    assert match is not None
+    return match.group(1)
+
+
+def _signed_in(world: World, who: str) -> tuple[TestClient, str]:
+    client = _browser(world)
+    client.__enter__()
+    signed = client.post(
+        "/ui/login", data={"token": world.tokens[who], "csrf": _form_token(client, "/ui/login")}
+    )
+    assert signed.status_code == 200
+    return client, _form_token(client, "/ui/")
+
+
+def _routes(routes: Iterable[Any]) -> Iterator[tuple[str, set[str]]]:
+    """Every (path, methods) of the app, into included routers whichever way FastAPI keeps them."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route.path, set(route.methods)
+        inner = getattr(route, "routes", None) or getattr(
+            getattr(route, "original_router", None), "routes", ()
+        )
+        yield from _routes(inner)
+
+
+def test_every_post_under_ui_is_checked_here(world: World) -> None:
+    found = list(_routes(create_app(world.runtime, run_scheduler=False).routes))
+    ui = [(path, methods) for path, methods in found if path.startswith("/ui")]
+    assert ("/ui/", {"GET"}) in ui  # the walk does reach the pages
+    assert {path for path, methods in ui if "POST" in methods} == set(ROUTES)
+    assert sorted(name for names in ROUTES.values() for name in names) == sorted(CHECKED)
+    assert [path for path, methods in ui if methods - {"GET", "HEAD", "POST"}] == []  # PUT, PATCH, DELETE
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+@pytest.mark.parametrize("name", list(CHECKED))
+def test_a_forged_form_is_refused_and_writes_nothing(world: World, name: str, forgery: str) -> None:
+    form = CHECKED[name]
+    clients: list[TestClient] = []
+    try:
+        other, other_token = _signed_in(world, "bob" if form.who == "alice" else "alice")
+        clients.append(other)
+        if form.who is None:
+            client = _browser(world).__enter__()
+            token = _form_token(client, "/ui/login")
+            stranger = _browser(world).__enter__()
+            clients.append(stranger)
+            other_token = _form_token(stranger, "/ui/login")  # another browser's pre-session token
+        else:
+            client, token = _signed_in(world, form.who)
+        clients.append(client)
+        url, data = form.filled(world)
+        headers = {"Origin": ORIGIN}
+        if forgery == "wrong token":
+            data["csrf"] = "0" * 32
+        elif forgery == "another session's token":
+            data["csrf"] = other_token
+        elif forgery == "another site's origin":
+            data["csrf"], headers["Origin"] = token, "https://evil.example"
+        before = _counts(world)
+        state_before = _grant_state(world)
+        refused = client.post(url, data=data, headers=headers)
+
+        assert "stale or came from another site" in refused.text
+        assert _counts(world) == before
+        assert _grant_state(world) == state_before
+        if form.who is not None:
+            assert client.get("/ui/", follow_redirects=False).status_code == 200  # still signed in
+
+        genuine = client.post(url, data={**form.filled(world)[1], "csrf": token}, headers={"Origin": ORIGIN})
+        assert "stale or came from another site" not in genuine.text
+        assert form.done(world), _counts(world)
+    finally:
+        for c in clients:
+            c.__exit__(None, None, None)
