@@ -1,5 +1,6 @@
 """The checkpoint outside the database catches a log rolled back to an old signed head and then
-extended again by the broker: the record at the checkpointed number is there, but another one."""
+extended again (by a process that never saw the newer head): the record at the checkpointed number
+is there, but another one, and verification calls it a fork."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sqlalchemy as sa
 
 from jitgate.audit import checkpoint
 from jitgate.audit.chain import AuditLog, read_head
+from jitgate.audit.keys import load_or_create_signing_key
+from jitgate.audit.verify import verify_anchored
 from jitgate.clock import FrozenClock
 from jitgate.store.db import Database
 from jitgate.store.tables import audit_events, audit_head
@@ -36,17 +39,21 @@ def test_a_log_rolled_back_and_extended_again_differs_from_its_checkpoint(
         head = read_head(conn)
         assert head is not None
         assert head.seq == 3
-        assert saved.update(head)
-        assert checkpoint.check(conn, saved.path, audit.public_key).ok
+        assert saved.update(head, checkpoint.hash_at(conn)).ok
+        assert verify_anchored(conn, audit.public_key, checkpoint_path=saved.path).ok
 
     with db.engine.begin() as conn:  # the database's administrator puts back the old head
         conn.execute(audit_events.delete().where(audit_events.c.seq > 1))
         conn.execute(audit_head.delete())
         conn.execute(audit_head.insert().values(**old_head))
-    _append(db, audit, clock, "INC-2, told differently")
-    _append(db, audit, clock, "INC-3, told differently")
+    # A process that never saw the newer head (nor reads the checkpoint) extends the old one.
+    unaware = AuditLog(load_or_create_signing_key(tmp_path / "keys" / "audit.pem"))
+    _append(db, unaware, clock, "INC-2, told differently")
+    _append(db, unaware, clock, "INC-3, told differently")
 
     with db.read() as conn:
-        result = checkpoint.check(conn, saved.path, audit.public_key)
+        result = verify_anchored(conn, audit.public_key, checkpoint_path=saved.path)
+        assert not saved.update(read_head(conn) or head, checkpoint.hash_at(conn)).ok  # never moves on
     assert not result.ok
-    assert "record 3 differs from its checkpoint" in result.problem
+    assert result.verdict == "forked"
+    assert "record 3" in result.problem
