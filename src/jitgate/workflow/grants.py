@@ -153,12 +153,16 @@ def locked_visible_grant(ctx: WorkflowContext, conn: Connection, identity: Ident
 
 
 def visible_grant_view(ctx: WorkflowContext, identity: Identity, grant_id: str) -> GrantView:
-    """A grant with its pending revocations, if ``identity`` may see it; else ``NotFound``."""
+    """A grant with its pending revocations, if ``identity`` may see it; else ``NotFound``.
+
+    Decided on the grant row alone, before anything else is read: an unseen grant costs what a
+    missing one does.
+    """
     with ctx.db.read() as conn:
-        view = grant_view(conn, grant_id, ctx.clock.now())
-    if not may_see(identity, view["holder"], ctx.policy.role(view["role"])):
-        raise NotFound(f"no grant {grant_id}")
-    return view
+        grant = q.get_grant(conn, grant_id)
+        if grant is None or not may_see(identity, grant.holder, ctx.policy.role(grant.role)):
+            raise NotFound(f"no grant {grant_id}")
+        return grant_view(conn, grant_id, ctx.clock.now())
 
 
 def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: str = "") -> GrantView:
