@@ -117,3 +117,45 @@ def test_a_rule_on_a_reassigned_relation_never_acts_with_its_new_owners_privileg
     with connect(later) as conn, contextlib.suppress(*refused):
         conn.execute("INSERT INTO work.inbox VALUES (2)")
     assert rows_of(pg_env, victim) == 2
+
+
+# An index expression runs whenever the table is analyzed or reindexed, and PostgreSQL runs that
+# maintenance as the table's owner. The function is declared IMMUTABLE (PostgreSQL takes the
+# author's word) and calls a volatile one that writes; while the login owns the table it only
+# hurts itself (the error is swallowed so that the index can be built at all).
+INDEX_PAYLOAD = """
+CREATE FUNCTION work.wreck() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN DELETE FROM {victim}; RETURN 1; EXCEPTION WHEN insufficient_privilege THEN RETURN 0; END $$;
+CREATE FUNCTION work.key_of(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RETURN x + work.wreck(); END $$;
+CREATE TABLE work.inbox (x int);
+INSERT INTO work.inbox VALUES (1);
+CREATE INDEX inbox_key ON work.inbox (work.key_of(x));
+"""
+
+
+@pytest.fixture
+def no_payload(pg_env: PgEnv) -> Iterator[None]:
+    yield
+    with pg_env.superuser() as db:
+        db.execute("DROP FUNCTION IF EXISTS work.key_of(int), work.wreck() CASCADE")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reassigned routines still run as the new owner in maintenance (ANALYZE, REINDEX, autovacuum)",
+)
+def test_maintenance_of_a_reassigned_table_never_runs_the_logins_code_as_its_new_owner(
+    pg_env: PgEnv, provider: PostgresProvider, logins: list[tuple[Target, str]], victim: str, no_payload: None
+) -> None:
+    target = make_target(reassign_to=pg_env.owner)
+    planter = login_as(provider, logins, target, pg_env.creator)
+    with connect(planter) as conn:
+        conn.execute(INDEX_PAYLOAD.format(victim=victim))
+    assert rows_of(pg_env, victim) == 2
+
+    assert provider.revoke(target, planter.handle)["objects"] == "reassigned"
+    with pg_env.superuser() as db:
+        db.execute("ANALYZE work.inbox")  # what autovacuum does by itself once the table has changed
+
+    assert rows_of(pg_env, victim) == 2
