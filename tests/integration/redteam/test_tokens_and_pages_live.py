@@ -35,7 +35,8 @@ def ends(answer: dict[str, str]) -> datetime:
 def test_rotating_a_token_never_gives_it_a_later_end_than_the_one_it_replaces(live: Process) -> None:
     with api(live, live.admin_token) as admin:
         # The admin gives alice a token that ends in a day (through a rotation of their own).
-        (alice_token,) = admin.get("/api/v1/tokens", params={"user": "alice"}).json()
+        listed = admin.get("/api/v1/tokens", params={"user": "alice"}).json()
+        (alice_token,) = [t for t in listed if t["state"] == "active"]
         issued = admin.post(f"/api/v1/tokens/{alice_token['id']}/rotate", json={"expires_in": "1d"})
         assert issued.status_code == 201
         short = issued.json()
@@ -74,3 +75,30 @@ def test_an_audit_page_cursor_that_is_no_record_number_is_bad_input_not_a_crash(
         page = browser.get("/ui/audit", params={"before": before})
     assert page.status_code in {200, 400}, page.status_code
     assert "Internal Server Error" not in page.text
+
+
+def alice_token(live: Process) -> str:
+    """A working token of alice's (the tests here rotate hers), made by the admin."""
+    with api(live, live.admin_token) as admin:
+        mine = admin.get("/api/v1/tokens", params={"user": "alice"}).json()
+        (active,) = [t for t in mine if t["state"] == "active"]
+        made = admin.post(f"/api/v1/tokens/{active['id']}/rotate", json={"expires_in": "1d"})
+        assert made.status_code == 201, made.text
+        return str(made.json()["token"])
+
+
+def test_a_web_session_id_pasted_into_a_reason_never_reaches_the_audit_log(live: Process) -> None:
+    token = alice_token(live)
+    with signed_in(live, token) as browser:
+        session_id = browser.cookies.get("jitgate_session")
+        assert session_id is not None
+        assert session_id.startswith("jgs_")
+    with api(live, token) as alice:
+        made = alice.post(
+            "/api/v1/requests", json={"role": "stage-shell", "reason": f"see {session_id}", "duration": "1m"}
+        )
+        assert made.status_code == 400, made.text
+        assert made.json()["code"] == "invalid_input"
+    with api(live, live.admin_token) as admin:
+        trail = admin.get("/api/v1/audit", params={"limit": 1000}).text
+    assert session_id not in trail
