@@ -18,7 +18,7 @@ from jitgate.domain.lifecycle import check_extension, check_transition, grant_wi
 from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
 from jitgate.domain.text import checked_text
 from jitgate.errors import InvalidInput, NotFound, PolicyDenied
-from jitgate.policy.decision import auto_approval, check_reason, may_see
+from jitgate.policy.decision import auto_approval, check_reason, may_request, may_see
 from jitgate.store import accounts
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
@@ -66,7 +66,15 @@ def activate(
 
 
 def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now: datetime) -> bool:
-    """A scheduled grant whose start has come becomes active (once, whoever gets there first)."""
+    """A scheduled grant whose start has come becomes active (once, whoever gets there first).
+
+    Unless its holder may no longer request the role: then it is revoked instead of started, so
+    windows lined up in advance (up to 90 days, outside the pending cap) do not outlive a group
+    change or the role's removal from the policy.
+    """
+    if (why := _no_longer_eligible(ctx, conn, grant)) is not None:
+        end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=SYSTEM.name, comment=why)
+        return False
     if not q.set_grant_state(conn, grant.id, expect=S.APPROVED, state=S.ACTIVE):
         return False
     q.set_request_state(conn, grant.request_id, expect=S.APPROVED, state=S.ACTIVE, now=now)
@@ -80,6 +88,18 @@ def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now
         details={"expires_at": grant.expires_at.isoformat()},
     )
     return True
+
+
+def _no_longer_eligible(ctx: WorkflowContext, conn: Connection, grant: Grant) -> str | None:
+    role = ctx.policy.role(grant.role)
+    if role is None:
+        return f"role {grant.role} is no longer in the policy"
+    holder = accounts.get_user(conn, grant.holder)
+    if holder is None:
+        return None  # an OIDC identity: its groups come with each of its tokens, not known here
+    if not may_request(holder.identity("scheduler"), role):
+        return f"{grant.holder} may no longer request role {grant.role}"
+    return None
 
 
 def end(
