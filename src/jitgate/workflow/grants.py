@@ -32,10 +32,16 @@ S = RequestState
 def activate(
     ctx: WorkflowContext, conn: Connection, req: AccessRequest, *, now: datetime, actor: str
 ) -> Grant:
-    """Turn an approved request into a grant: active now, or scheduled for its requested start."""
+    """Turn an approved request into a grant: active now, or scheduled for its requested start.
+
+    Refused if the requester may no longer request the role (taken out of its requesters' groups
+    while the request waited for review): the approver approved a request, not a person's future.
+    """
     if accounts.is_disabled(conn, req.requester):
         # Disabling cancels open requests; this holds for one made in another process's cache window.
         raise PolicyDenied(f"user {req.requester} is disabled")
+    if (why := _no_longer_eligible(ctx, conn, req.requester, req.role)) is not None:
+        raise PolicyDenied(f"{why}; request {req.id} cannot be granted")
     starts_at, expires_at = grant_window(now=now, start_at=req.start_at, duration=req.duration)
     state = S.ACTIVE if starts_at <= now else S.APPROVED
     check_transition(f"request {req.id}", req.state, state)
@@ -72,7 +78,7 @@ def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now
     windows lined up in advance (up to 90 days, outside the pending cap) do not outlive a group
     change or the role's removal from the policy.
     """
-    if (why := _no_longer_eligible(ctx, conn, grant)) is not None:
+    if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
         end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=SYSTEM.name, comment=why)
         return False
     if not q.set_grant_state(conn, grant.id, expect=S.APPROVED, state=S.ACTIVE):
@@ -90,15 +96,16 @@ def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now
     return True
 
 
-def _no_longer_eligible(ctx: WorkflowContext, conn: Connection, grant: Grant) -> str | None:
-    role = ctx.policy.role(grant.role)
+def _no_longer_eligible(ctx: WorkflowContext, conn: Connection, holder: str, role_name: str) -> str | None:
+    """Why ``holder`` may not (any more) have ``role_name``, judged by their groups as stored now."""
+    role = ctx.policy.role(role_name)
     if role is None:
-        return f"role {grant.role} is no longer in the policy"
-    holder = accounts.get_user(conn, grant.holder)
-    if holder is None:
+        return f"role {role_name} is no longer in the policy"
+    user = accounts.get_user(conn, holder)
+    if user is None:
         return None  # an OIDC identity: its groups come with each of its tokens, not known here
-    if not may_request(holder.identity("scheduler"), role):
-        return f"{grant.holder} may no longer request role {grant.role}"
+    if not may_request(user.identity("stored"), role):
+        return f"{holder} may no longer request role {role_name}"
     return None
 
 
