@@ -18,7 +18,7 @@ from jitgate.domain.lifecycle import check_extension, check_transition, grant_wi
 from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
 from jitgate.domain.text import checked_text
 from jitgate.errors import InvalidInput, NotFound, PolicyDenied
-from jitgate.policy.decision import auto_approval, check_reason, may_request, may_see
+from jitgate.policy.decision import auto_approval, check_reason, check_requester, may_request, may_see
 from jitgate.store import accounts
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
@@ -225,6 +225,11 @@ def extend(
                 raise PolicyDenied(
                     f"role {grant.role} is no longer in the policy; grant {grant_id} cannot grow"
                 )
+            # Only while the holder may still ask for the role: else leaving its requesters' group
+            # would leave the grant to be stretched to the role's maximum, often automatically.
+            check_requester(identity, role)
+            if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
+                raise PolicyDenied(f"{why}; grant {grant_id} cannot grow")
             check_reason(role, reason)
             new_expiry = check_extension(
                 grant_id=grant.id,
@@ -283,6 +288,8 @@ def apply_extension(
     role = ctx.policy.role(grant.role)
     if role is None:
         raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+    if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
+        raise PolicyDenied(f"{why}; grant {grant.id} cannot grow")
     new_expiry = check_extension(
         grant_id=grant.id,
         role=role.name,
