@@ -7,10 +7,17 @@ operator with ``jitgate audit repair``, or found intact again) the parked record
 the order they were parked, unchanged, after one ``audit.unparked`` record that says how many were
 parked, when and why. A parked row that can no longer be read is not dropped silently: the
 ``audit.unparked`` record names it as lost.
+
+The backlog is an ordinary table, writable by whoever administers the database, and what is in it
+gets appended and signed by the broker. So each parked row carries a seal keyed by the audit key
+over its record, when and why it was parked: a row planted or edited in the database has no valid
+seal and is named as lost instead of becoming signed history.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -23,17 +30,26 @@ from jitgate.audit.chain import AuditLog, Event, read_head
 from jitgate.store.tables import audit_backlog
 
 UNPARKED = "audit.unparked"
+SEAL = "seal"
 _WHY_LIMIT = 500
 
 
-def park(conn: Connection, events: Sequence[Event], *, why: str, now: datetime) -> None:
+def park(conn: Connection, audit: AuditLog, events: Sequence[Event], *, why: str, now: datetime) -> None:
     """Keep ``events`` in the transaction open on ``conn``, to be appended once the log is repaired."""
     if not events:
         return
-    conn.execute(
-        audit_backlog.insert(),
-        [{"parked_at": now, "why": why[:_WHY_LIMIT], "event": _fields(event)} for event in events],
-    )
+    why = why[:_WHY_LIMIT]
+    rows = []
+    for event in events:
+        fields = _fields(event)
+        rows.append({"parked_at": now, "why": why, "event": {**fields, SEAL: _seal(audit, now, why, fields)}})
+    conn.execute(audit_backlog.insert(), rows)
+
+
+def _seal(audit: AuditLog, parked_at: datetime, why: str, fields: dict[str, Any]) -> str:
+    sealed = {"parked_at": iso_utc(parked_at), "why": why, "event": fields}
+    text = json.dumps(sealed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return audit.parked_seal(text.encode("utf-8", "surrogatepass"))
 
 
 def count(conn: Connection) -> int:
@@ -55,7 +71,13 @@ def unpark(conn: Connection, audit: AuditLog, *, now: datetime, actor: str) -> i
     lost: list[dict[str, Any]] = []
     for row in rows:
         try:
-            events.append(_event(row.event))
+            fields = dict(row.event)
+            seal = fields.pop(SEAL, None)
+            if not isinstance(seal, str) or not hmac.compare_digest(
+                seal, _seal(audit, row.parked_at, row.why, fields)
+            ):
+                raise ValueError("not sealed by this audit key: written or edited outside the broker")
+            events.append(_event(fields))
         except (KeyError, TypeError, ValueError) as exc:
             lost.append({"backlog_id": int(row.id), "problem": f"{type(exc).__name__}: {exc}"[:200]})
     note = Event.checked(

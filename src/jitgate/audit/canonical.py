@@ -146,7 +146,7 @@ _SECRET_PAIRS = frozenset(
 # A name ending in one of these refers to a secret without being one: ``token_id``, ``cert_serial``.
 _REFERENCE_SUFFIXES = frozenset({"id", "ids", "fingerprint", "fingerprints", "serial", "serials", "count"})
 # Every pattern below contains one of these literally; a value with none of them needs no regex.
-_SECRET_MARKERS = ("-----BEGIN", "-cert-v01@openssh.com", "://", "eyJ", "jg_")
+_SECRET_MARKERS = ("-----BEGIN", "-cert-v01@openssh.com", "://", "eyJ", "jg_", "jgs_")
 _SECRET_VALUES = (
     (re.compile(r"-----BEGIN [A-Z0-9 ]+-----"), "PEM key or certificate"),
     (re.compile(r"-cert-v01@openssh\.com\s+AAAA"), "OpenSSH certificate"),
@@ -155,6 +155,8 @@ _SECRET_VALUES = (
     # jitgate's own API token (auth/tokens.py): ``jg_`` and 43 URL-safe base64 characters. Not
     # anchored: a token glued to other text ("tokenjg_…", "jg_…xyz") is still the token.
     (re.compile(r"jg_[A-Za-z0-9_-]{43}"), "jitgate API token"),
+    # A web session id (auth/sessions.py) signs a browser in as surely as a token does.
+    (re.compile(r"jgs_[A-Za-z0-9_-]{43}"), "jitgate web session id"),
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")

@@ -138,6 +138,9 @@ class AuditLog:
         self._tag_key = hashlib.sha256(
             b"jitgate-withheld-tag-v1\x00" + signing_key.private_bytes_raw()
         ).digest()
+        self._park_key = hashlib.sha256(
+            b"jitgate-parked-seal-v1\x00" + signing_key.private_bytes_raw()
+        ).digest()
         # The last head this process signed: a head read back equal to it needs no verification.
         self._signed: SignedHead | None = None
         # The newest head this process knows was committed: the log may never go back behind it.
@@ -159,6 +162,11 @@ class AuditLog:
         """
         data = value.encode("utf-8", "surrogatepass")
         return hmac.new(self._tag_key, data, hashlib.sha256).hexdigest()[:16]
+
+    def parked_seal(self, data: bytes) -> str:
+        """A keyed digest over a record parked outside the chain (``audit/backlog.py``), so that a
+        row written into the backlog by anyone but a broker is never appended and signed."""
+        return hmac.new(self._park_key, data, hashlib.sha256).hexdigest()
 
     def append(
         self,

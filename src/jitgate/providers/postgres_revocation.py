@@ -15,6 +15,10 @@ is checked at every revocation (``postgres_safety.owner_problem``); if it fails,
 dropped instead and the outcome says why. What is reassigned is first made unable to run as its
 new owner: ``SECURITY DEFINER`` routines become ``SECURITY INVOKER``, ``EXECUTE`` is revoked from
 ``PUBLIC`` on every routine, and views read with their caller's privileges (``security_invoker``).
+Rules on its tables and views are dropped: a rule's action always runs with the privileges of the
+relation's owner, which cannot be turned off, so a rule the login could not use to write the
+owner's tables (``ON INSERT ... DO ALSO DELETE FROM app.orders``) would start working for anyone
+who may write the login's table as soon as the table became the owner's.
 """
 
 from __future__ import annotations
@@ -139,7 +143,17 @@ def _neutering(conn: Connection, login: str) -> Sequence[sql.Composable]:
         " ORDER BY c.oid",
         [login],
     ).fetchall()
+    rules = conn.execute(
+        "SELECT r.rulename, c.oid::regclass::text FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class"
+        " WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = %s) AND r.rulename <> '_RETURN'"
+        " ORDER BY r.oid",
+        [login],
+    ).fetchall()
     statements: list[sql.Composable] = []
+    for rule, relation in rules:
+        statements.append(
+            sql.SQL("DROP RULE {} ON {}").format(sql.Identifier(str(rule)), sql.SQL(str(relation)))
+        )
     for signature, definer, kind in routines:
         # regprocedure and regclass print names already quoted as the server needs them.
         name = sql.SQL(str(signature))

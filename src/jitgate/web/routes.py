@@ -65,6 +65,10 @@ HEADERS = {
 }
 
 
+MAX_SEQ = 2**63 - 1
+MAX_SEQ_DIGITS = len(str(MAX_SEQ))
+
+
 def _runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
@@ -325,6 +329,18 @@ def revoke(request: Request, grant_id: str, csrf: str = Form("")) -> Response:
     return _back(request, session, "notice", f"grant {grant_id} revoked")
 
 
+def _record_number(text: str) -> int | None:
+    """An audit record number from a page link, or None (the newest page) for anything else.
+
+    ``str.isdigit`` alone admits superscripts and 5,000-digit numbers, which crash ``int`` or the
+    database; a link the broker wrote holds at most 19 ASCII digits.
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_SEQ_DIGITS):
+        return None
+    number = int(text)
+    return number if number <= MAX_SEQ else None
+
+
 @router.get("/audit")
 def audit(request: Request) -> Response:
     found = _session(request)
@@ -339,7 +355,7 @@ def audit(request: Request) -> Response:
             conn,
             actor=None if everyone else who.name,
             limit=WEB_AUDIT_PAGE,
-            before_seq=int(before) if before.isdigit() else None,
+            before_seq=_record_number(before),
             newest_first=True,
         )
     rows = [{**e.to_json(), "details": json.dumps(e.details, sort_keys=True)[:300]} for e in events]

@@ -126,7 +126,7 @@ class WorkflowContext:
             with conn.begin_nested():
                 self.audit.append_many(conn, events)
         except AuditIntegrityError as exc:
-            backlog.park(conn, events, why=exc.message, now=self.clock.now())
+            backlog.park(conn, self.audit, events, why=exc.message, now=self.clock.now())
             self.audit_health.broken(exc.message)
 
     def audit_event(self, conn: Connection, actor: str, action: str, **fields: Any) -> None:

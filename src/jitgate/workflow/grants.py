@@ -18,7 +18,7 @@ from jitgate.domain.lifecycle import check_extension, check_transition, grant_wi
 from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
 from jitgate.domain.text import checked_text
 from jitgate.errors import InvalidInput, NotFound, PolicyDenied
-from jitgate.policy.decision import auto_approval, check_reason, may_see
+from jitgate.policy.decision import auto_approval, check_reason, check_requester, may_request, may_see
 from jitgate.store import accounts
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
@@ -32,10 +32,16 @@ S = RequestState
 def activate(
     ctx: WorkflowContext, conn: Connection, req: AccessRequest, *, now: datetime, actor: str
 ) -> Grant:
-    """Turn an approved request into a grant: active now, or scheduled for its requested start."""
+    """Turn an approved request into a grant: active now, or scheduled for its requested start.
+
+    Refused if the requester may no longer request the role (taken out of its requesters' groups
+    while the request waited for review): the approver approved a request, not a person's future.
+    """
     if accounts.is_disabled(conn, req.requester):
         # Disabling cancels open requests; this holds for one made in another process's cache window.
         raise PolicyDenied(f"user {req.requester} is disabled")
+    if (why := _no_longer_eligible(ctx, conn, req.requester, req.role)) is not None:
+        raise PolicyDenied(f"{why}; request {req.id} cannot be granted")
     starts_at, expires_at = grant_window(now=now, start_at=req.start_at, duration=req.duration)
     state = S.ACTIVE if starts_at <= now else S.APPROVED
     check_transition(f"request {req.id}", req.state, state)
@@ -66,7 +72,15 @@ def activate(
 
 
 def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now: datetime) -> bool:
-    """A scheduled grant whose start has come becomes active (once, whoever gets there first)."""
+    """A scheduled grant whose start has come becomes active (once, whoever gets there first).
+
+    Unless its holder may no longer request the role: then it is revoked instead of started, so
+    windows lined up in advance (up to 90 days, outside the pending cap) do not outlive a group
+    change or the role's removal from the policy.
+    """
+    if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
+        end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=SYSTEM.name, comment=why)
+        return False
     if not q.set_grant_state(conn, grant.id, expect=S.APPROVED, state=S.ACTIVE):
         return False
     q.set_request_state(conn, grant.request_id, expect=S.APPROVED, state=S.ACTIVE, now=now)
@@ -80,6 +94,19 @@ def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now
         details={"expires_at": grant.expires_at.isoformat()},
     )
     return True
+
+
+def _no_longer_eligible(ctx: WorkflowContext, conn: Connection, holder: str, role_name: str) -> str | None:
+    """Why ``holder`` may not (any more) have ``role_name``, judged by their groups as stored now."""
+    role = ctx.policy.role(role_name)
+    if role is None:
+        return f"role {role_name} is no longer in the policy"
+    user = accounts.get_user(conn, holder)
+    if user is None:
+        return None  # an OIDC identity: its groups come with each of its tokens, not known here
+    if not may_request(user.identity("stored"), role):
+        return f"{holder} may no longer request role {role_name}"
+    return None
 
 
 def end(
@@ -153,12 +180,16 @@ def locked_visible_grant(ctx: WorkflowContext, conn: Connection, identity: Ident
 
 
 def visible_grant_view(ctx: WorkflowContext, identity: Identity, grant_id: str) -> GrantView:
-    """A grant with its pending revocations, if ``identity`` may see it; else ``NotFound``."""
+    """A grant with its pending revocations, if ``identity`` may see it; else ``NotFound``.
+
+    Decided on the grant row alone, before anything else is read: an unseen grant costs what a
+    missing one does.
+    """
     with ctx.db.read() as conn:
-        view = grant_view(conn, grant_id, ctx.clock.now())
-    if not may_see(identity, view["holder"], ctx.policy.role(view["role"])):
-        raise NotFound(f"no grant {grant_id}")
-    return view
+        grant = q.get_grant(conn, grant_id)
+        if grant is None or not may_see(identity, grant.holder, ctx.policy.role(grant.role)):
+            raise NotFound(f"no grant {grant_id}")
+        return grant_view(conn, grant_id, ctx.clock.now())
 
 
 def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: str = "") -> GrantView:
@@ -194,6 +225,11 @@ def extend(
                 raise PolicyDenied(
                     f"role {grant.role} is no longer in the policy; grant {grant_id} cannot grow"
                 )
+            # Only while the holder may still ask for the role: else leaving its requesters' group
+            # would leave the grant to be stretched to the role's maximum, often automatically.
+            check_requester(identity, role)
+            if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
+                raise PolicyDenied(f"{why}; grant {grant_id} cannot grow")
             check_reason(role, reason)
             new_expiry = check_extension(
                 grant_id=grant.id,
@@ -252,6 +288,8 @@ def apply_extension(
     role = ctx.policy.role(grant.role)
     if role is None:
         raise PolicyDenied(f"role {grant.role} is no longer in the policy")
+    if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
+        raise PolicyDenied(f"{why}; grant {grant.id} cannot grow")
     new_expiry = check_extension(
         grant_id=grant.id,
         role=role.name,

@@ -225,12 +225,16 @@ def request_view_for(ctx: WorkflowContext, request_id: str) -> RequestView:
 
 
 def visible_request_view(ctx: WorkflowContext, identity: Identity, request_id: str) -> RequestView:
-    """A request with its reviews and grant, if ``identity`` may see it; else ``NotFound``."""
+    """A request with its reviews and grant, if ``identity`` may see it; else ``NotFound``.
+
+    Visibility is decided on the request row alone, before anything else is read, so an unseen
+    request costs what a missing one does: the time of the answer tells nothing either.
+    """
     with ctx.db.read() as conn:
-        view = request_view(conn, request_id, ctx.clock.now())
-    if not may_see(identity, view["requester"], ctx.policy.role(view["role"])):
-        raise NotFound(f"no request {request_id}")
-    return view
+        req = q.get_request(conn, request_id)
+        if req is None or not may_see(identity, req.requester, ctx.policy.role(req.role)):
+            raise NotFound(f"no request {request_id}")
+        return request_view(conn, request_id, ctx.clock.now())
 
 
 def visible_requests(

@@ -2,8 +2,10 @@
 
 Rotation issues a new token for the same user and revokes the old one in the same transaction:
 no overlap, so a token that leaked stops working the moment its owner rotates it. The new token
-is returned once and stored only as a hash. Revoking a token also ends the web sessions that were
-opened with it.
+is returned once and stored only as a hash. A user's own rotation never outlives the token it
+replaces: otherwise a token issued for a day (or a stolen one) could renew itself for a year, again
+and again; only an admin may give a rotated token a later end. Revoking a token also ends the web
+sessions that were opened with it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def rotate(
             owner = accounts.locked_user(conn, token.user)
             if owner.disabled:
                 raise Conflict(f"user {owner.name} is disabled")
+            ends = now + lifetime if identity.admin else min(now + lifetime, token.expires_at)
             accounts.revoke_token(conn, token_id, now)
             sessions = accounts.delete_sessions_of_token(conn, token_id)
             accounts.insert_token(
@@ -95,7 +98,7 @@ def rotate(
                 token_hash=token_hash(secret),
                 user=token.user,
                 now=now,
-                expires_at=now + lifetime,
+                expires_at=ends,
             )
             ctx.audit_event(
                 conn,
@@ -105,7 +108,7 @@ def rotate(
                     "token_id": token_id,
                     "new_token_id": new_id,
                     "user": token.user,
-                    "expires_at": _iso(now + lifetime),
+                    "expires_at": _iso(ends),
                     "sessions_ended": sessions,
                 },
             )
