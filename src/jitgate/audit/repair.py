@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jitgate.audit import backlog
+from jitgate.audit import backlog, checkpoint
 from jitgate.audit.canonical import GENESIS_HASH
 from jitgate.audit.chain import AuditLog, Event, SignedHead, read_head
 from jitgate.audit.verify import verify_anchored, verify_records
@@ -79,12 +79,25 @@ def repair(
         "first_bad_record": found.first_bad_seq,
         "verdict": found.verdict,
         "resealed_at_record": last,
-        "old_head": None
-        if stored is None
-        else {"seq": stored.seq, "hash": stored.hash, "signature": stored.signature},
+        "old_head": _head_json(stored),
+        # What a rollback cut off stays provable: the signed head the checkpoint held.
+        "checkpointed_head": _head_json(_checkpointed(checkpoint_path)),
         "reason": reason,
     }
     record = Event.checked(at=now, actor=actor, action=REPAIRED, details=details)
     audit.append_many(conn, [record])
     moved = backlog.unpark(conn, audit, now=now, actor=actor)
     return RepairResult(problem, read_head(conn), moved)
+
+
+def _head_json(head: SignedHead | None) -> dict[str, object] | None:
+    return None if head is None else {"seq": head.seq, "hash": head.hash, "signature": head.signature}
+
+
+def _checkpointed(path: Path | None) -> SignedHead | None:
+    if path is None:
+        return None
+    try:
+        return checkpoint.read(path)
+    except (AuditIntegrityError, OSError, ValueError):
+        return None  # a damaged checkpoint is named by the verdict already

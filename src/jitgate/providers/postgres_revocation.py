@@ -12,9 +12,11 @@ when ``DROP ROLE`` reports objects elsewhere, so the common case costs no extra 
 
 A target may instead name a ``reassign_to`` owner, for jobs whose tables should outlive them. It
 is checked at every revocation (``postgres_safety.owner_problem``); if it fails, the objects are
-dropped instead and the outcome says why. What is reassigned is first made unable to run as its
-new owner: ``SECURITY DEFINER`` routines become ``SECURITY INVOKER``, ``EXECUTE`` is revoked from
-``PUBLIC`` on every routine, and views read with their caller's privileges (``security_invoker``).
+dropped instead and the outcome says why. Data is handed on, code never is: the login's routines
+are dropped first, with whatever uses them (``CASCADE``: an index expression, a trigger, a column
+default), since a routine the owner's maintenance runs (``ANALYZE`` evaluating an index expression,
+autovacuum) would run with the new owner's privileges whatever its ``SECURITY`` setting. Views the
+login made read with their caller's privileges (``security_invoker``).
 Rules on its tables and views are dropped: a rule's action always runs with the privileges of the
 relation's owner, which cannot be turned off, so a rule the login could not use to write the
 owner's tables (``ON INSERT ... DO ALSO DELETE FROM app.orders``) would start working for anyone
@@ -115,9 +117,9 @@ def databases_with_traces(conn: Connection, login: str) -> list[str]:
 def cleanup_statement(conn: Connection, login: str, owner: str | None, *, and_role: bool) -> sql.Composed:
     """One transaction's worth of SQL that leaves nothing of ``login`` in the connection's database.
 
-    With no ``owner`` its objects are dropped. With one, its routines and views are first neutered
-    (see the module docstring) and then reassigned; ``DROP OWNED`` then removes what is left: its
-    privileges and default privileges.
+    With no ``owner`` its objects are dropped. With one, its routines are dropped and its views
+    neutered (see the module docstring), and the rest is reassigned; ``DROP OWNED`` then removes
+    what is left: its privileges and default privileges.
     """
     who = sql.Identifier(login)
     parts: list[sql.Composable] = []
@@ -131,7 +133,7 @@ def cleanup_statement(conn: Connection, login: str, owner: str | None, *, and_ro
 
 
 def _neutering(conn: Connection, login: str) -> Sequence[sql.Composable]:
-    """Statements that stop the login's routines and views from running as whoever will own them."""
+    """Statements that leave nothing of the login's able to run as whoever will own its objects."""
     routines = conn.execute(
         "SELECT p.oid::regprocedure::text, p.prosecdef, p.prokind FROM pg_proc p"
         " WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY p.oid",
@@ -154,13 +156,10 @@ def _neutering(conn: Connection, login: str) -> Sequence[sql.Composable]:
         statements.append(
             sql.SQL("DROP RULE {} ON {}").format(sql.Identifier(str(rule)), sql.SQL(str(relation)))
         )
-    for signature, definer, kind in routines:
+    for signature, _definer, kind in routines:
         # regprocedure and regclass print names already quoted as the server needs them.
-        name = sql.SQL(str(signature))
         keyword = sql.SQL("PROCEDURE" if kind == "p" else "FUNCTION")
-        if definer:
-            statements.append(sql.SQL("ALTER {} {} SECURITY INVOKER").format(keyword, name))
-        statements.append(sql.SQL("REVOKE EXECUTE ON ROUTINE {} FROM PUBLIC").format(name))
+        statements.append(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(keyword, sql.SQL(str(signature))))
     for (view,) in views:
         statements.append(sql.SQL("ALTER VIEW {} SET (security_invoker = true)").format(sql.SQL(str(view))))
     return statements

@@ -141,10 +141,6 @@ def no_payload(pg_env: PgEnv) -> Iterator[None]:
         db.execute("DROP FUNCTION IF EXISTS work.key_of(int), work.wreck() CASCADE")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reassigned routines still run as the new owner in maintenance (ANALYZE, REINDEX, autovacuum)",
-)
 def test_maintenance_of_a_reassigned_table_never_runs_the_logins_code_as_its_new_owner(
     pg_env: PgEnv, provider: PostgresProvider, logins: list[tuple[Target, str]], victim: str, no_payload: None
 ) -> None:
