@@ -12,7 +12,6 @@ those, which the broker wrote, and never text taken from the URL.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import RowMapping
 
 from jitgate.auth.base import Authenticator, authenticate
-from jitgate.auth.tokens import TokenAuthenticator
+from jitgate.auth.tokens import TokenAuthenticator, token_hash
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
 from jitgate.store import accounts
@@ -32,10 +31,6 @@ PREFIX = "jgs_"
 _FORM = re.compile(r"^jgs_[A-Za-z0-9_-]{43}$")
 TOUCH_EVERY = timedelta(minutes=1)
 """How stale ``last_seen_at`` may get: the idle limit is kept to within this much."""
-
-
-def _digest(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +66,7 @@ class WebSessions:
             accounts.delete_ended_sessions(conn, now)
             accounts.insert_session(
                 conn,
-                id_hash=_digest(session_id),
+                id_hash=token_hash(session_id),
                 identity=identity,
                 token_id=token_id,
                 now=now,
@@ -83,7 +78,7 @@ class WebSessions:
         """The live session with this id, or None (unknown, ended, idle too long, or no longer allowed)."""
         if not session_id or not _FORM.match(session_id):
             return None
-        digest = _digest(session_id)
+        digest = token_hash(session_id)
         now = self._clock.now()
         with self._db.read() as conn:
             row = accounts.get_session(conn, digest)
@@ -125,7 +120,7 @@ class WebSessions:
     def end(self, session_id: str | None) -> None:
         if session_id and _FORM.match(session_id):
             with self._db.write() as conn:
-                accounts.delete_session(conn, _digest(session_id))
+                accounts.delete_session(conn, token_hash(session_id))
 
     def set_flash(self, session: WebSession, kind: str, text: str) -> None:
         with self._db.write() as conn:

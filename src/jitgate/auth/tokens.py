@@ -50,6 +50,7 @@ def new_token_id() -> str:
 
 
 def token_hash(token: str) -> str:
+    """What the database keeps of a secret a caller holds (an API token, a web session id): its SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 

@@ -4,30 +4,16 @@ the process that made it at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from jitgate.api.app import create_app
 from jitgate.audit.query import query
 from jitgate.clock import FrozenClock
-from jitgate.runtime import Runtime, build_runtime
-from jitgate.settings import Settings
+from jitgate.runtime import Runtime
 from jitgate.store import accounts
 from jitgate.workflow.users import add_user
-from support import TEST_POLICY
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, clock: FrozenClock) -> Iterator[Runtime]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-    rt = build_runtime(Settings(data_dir=tmp_path / "data", policy_file=policy), clock=clock)
-    yield rt
-    rt.ctx.db.dispose()
 
 
 def add(runtime: Runtime, name: str, groups: list[str], *, admin: bool = False, **kw: timedelta) -> str:
@@ -44,12 +30,6 @@ def tokens(runtime: Runtime) -> dict[str, str]:
         "bob": add(runtime, "bob", ["sre-leads"]),
         "admin": add(runtime, "admin", [], admin=True),
     }
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime, run_scheduler=False)) as test_client:
-        yield test_client
 
 
 def auth(token: str) -> dict[str, str]:

@@ -3,28 +3,13 @@ error bodies, and the same rules as the workflow underneath."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
-from jitgate.api.app import create_app
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM
-from jitgate.runtime import Runtime, build_runtime
-from jitgate.settings import Settings
+from jitgate.runtime import Runtime
 from jitgate.workflow.users import add_user
-from support import TEST_POLICY
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, clock: FrozenClock) -> Iterator[Runtime]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-    rt = build_runtime(Settings(data_dir=tmp_path / "data", policy_file=policy), clock=clock)
-    yield rt
-    rt.ctx.db.dispose()
 
 
 @pytest.fixture
@@ -39,12 +24,6 @@ def tokens(runtime: Runtime, clock: FrozenClock) -> dict[str, str]:
         runtime.ctx.db, runtime.ctx.audit, clock, actor=SYSTEM.name, name="admin", groups=[], admin=True
     )
     return out
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime, run_scheduler=False)) as test_client:
-        yield test_client
 
 
 def auth(token: str) -> dict[str, str]:

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from integration.api.test_api import auth, client, runtime, tokens
+from integration.api.test_api import auth, tokens
 from jitgate.clock import FrozenClock
 from jitgate.runtime import Runtime
 
-__all__ = ["client", "runtime", "tokens"]  # fixtures shared with test_api
+__all__ = ["tokens"]  # fixture shared with test_api
 
 MISSING_REQUEST = "r-000000000000"
 MISSING_GRANT = "g-000000000000"

@@ -4,7 +4,6 @@ and where the step audits its refusals, an ``access.refused`` record. Never a 50
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +13,8 @@ from jitgate.api.app import create_app
 from jitgate.auth.tokens import new_token
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM
-from jitgate.runtime import Runtime, build_runtime
-from jitgate.settings import Settings
+from jitgate.runtime import Runtime
 from jitgate.workflow.users import add_user
-from support import TEST_POLICY
 
 HUGE_DURATIONS = ["99999999999w", "999999999d", "521w", "9" * 31 + "s", "nan", "inf", "-5m", "1e9s", "٣m"]
 EXTREME_TIMES = [
@@ -27,15 +24,6 @@ EXTREME_TIMES = [
     "0001-01-01T00:00:00Z",
     "2026-12-01T10:00:00",  # no zone
 ]
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, clock: FrozenClock) -> Iterator[Runtime]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-    rt = build_runtime(Settings(data_dir=tmp_path / "data", policy_file=policy), clock=clock)
-    yield rt
-    rt.ctx.db.dispose()
 
 
 @pytest.fixture

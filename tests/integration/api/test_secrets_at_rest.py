@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from jitgate.api.app import create_app
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM
-from jitgate.runtime import Runtime, build_runtime
-from jitgate.settings import Settings
+from jitgate.runtime import Runtime
 from jitgate.store.tables import api_tokens, metadata, web_sessions
 from jitgate.workflow.users import add_user
-from support import TEST_POLICY
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, clock: FrozenClock) -> Iterator[Runtime]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-    rt = build_runtime(Settings(data_dir=tmp_path / "data", policy_file=policy), clock=clock)
-    yield rt
-    rt.ctx.db.dispose()
 
 
 def _everything(runtime: Runtime) -> str:

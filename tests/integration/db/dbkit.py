@@ -1,4 +1,5 @@
-"""Helpers for the database-provider tests: server access, per-run names, requests, a TCP proxy."""
+"""Helpers for the database-provider tests: server access, per-run names, targets and providers,
+requests, logging in as an issued login, a TCP proxy."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +21,8 @@ from jitgate.clock import SystemClock
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
 from jitgate.policy.model import MariadbAccess, PostgresAccess, Role, Target, TargetSelector
-from jitgate.providers.base import IssueRequest, ProviderContext
+from jitgate.providers import mariadb, postgres
+from jitgate.providers.base import CredentialProvider, Issued, IssueRequest, ProviderContext
 from support import component_missing
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -85,6 +88,42 @@ def leftover_mariadb_logins() -> list[str]:
 
 def provider_context(tmp_path: Path, environ: dict[str, str]) -> ProviderContext:
     return ProviderContext(data_dir=tmp_path, environ=environ, clock=SystemClock())
+
+
+def pg_target(**options: Any) -> Target:
+    return Target(name="orders-db", kind="postgres", admin_dsn_env=PG_ENV, options=options)
+
+
+@contextlib.contextmanager
+def pg_provider(env: PgEnv, tmp_path: Path) -> Iterator[postgres.PostgresProvider]:
+    """The PostgreSQL provider on ``env``'s admin, closed (its pooled connections too) afterwards."""
+    made = postgres.create_provider(provider_context(tmp_path, {PG_ENV: env.admin_dsn()}))
+    assert isinstance(made, postgres.PostgresProvider)
+    yield made
+    made.close()
+
+
+def mariadb_target(**options: Any) -> Target:
+    return Target(name="shop-db", kind="mariadb", admin_dsn_env=MARIADB_ENV, options=options)
+
+
+def mariadb_provider(env: MariadbEnv, tmp_path: Path) -> CredentialProvider:
+    return mariadb.create_provider(provider_context(tmp_path, {MARIADB_ENV: env.admin_dsn()}))
+
+
+def mariadb_login(
+    issued: Issued, database: str | None = None
+) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+    """A connection as the issued login, to its own database or to ``database``."""
+    secret = issued.secret
+    return pymysql.connect(
+        host=str(secret["host"]),
+        port=int(secret["port"]),
+        user=str(secret["user"]),
+        password=str(secret["password"]),
+        database=database or str(secret["database"]),
+        autocommit=True,
+    )
 
 
 def pg_role(*member_of: str, connection_limit: int | None = None) -> Role:

@@ -16,19 +16,20 @@ from typing import Any
 import pymysql
 import pytest
 from dbkit import (
-    MARIADB_ENV,
     MariadbEnv,
     issue_request,
     leftover_mariadb_logins,
+    mariadb_login,
+    mariadb_provider,
     mariadb_role,
     mariadb_root,
-    provider_context,
+)
+from dbkit import (
+    mariadb_target as make_target,
 )
 
 from jitgate.errors import ProviderError
-from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued
-from jitgate.providers.mariadb import create_provider
 
 pytestmark = pytest.mark.mariadb
 
@@ -43,13 +44,9 @@ DEFINED = (
 )
 
 
-def make_target() -> Target:
-    return Target(name="shop-db", kind="mariadb", admin_dsn_env=MARIADB_ENV)
-
-
 @pytest.fixture
 def provider(mariadb_env: MariadbEnv, tmp_path: Path) -> CredentialProvider:
-    return create_provider(provider_context(tmp_path, {MARIADB_ENV: mariadb_env.admin_dsn()}))
+    return mariadb_provider(mariadb_env, tmp_path)
 
 
 @pytest.fixture
@@ -69,16 +66,8 @@ def issue(provider: CredentialProvider, handles: list[str], *privileges: str) ->
 
 def run(issued: Issued, *statements: str, schema: str | None = None) -> list[tuple[Any, ...]]:
     """Run ``statements`` as the issued login, in its database or in ``schema``."""
-    secret = issued.secret
     with (
-        pymysql.connect(
-            host=str(secret["host"]),
-            port=int(secret["port"]),
-            user=str(secret["user"]),
-            password=str(secret["password"]),
-            database=schema or str(secret["database"]),
-            autocommit=True,
-        ) as conn,
+        mariadb_login(issued, schema) as conn,
         conn.cursor() as cur,
     ):
         rows: list[tuple[Any, ...]] = []

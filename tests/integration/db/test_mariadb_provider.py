@@ -21,13 +21,19 @@ from dbkit import (
     TcpProxy,
     issue_request,
     leftover_mariadb_logins,
+    mariadb_provider,
     mariadb_role,
     mariadb_root,
     provider_context,
 )
+from dbkit import (
+    mariadb_login as login,
+)
+from dbkit import (
+    mariadb_target as make_target,
+)
 
 from jitgate.errors import ProviderError
-from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued
 from jitgate.providers.mariadb import create_provider, native_password_hash, parse_privilege
 
@@ -36,13 +42,9 @@ pytestmark = pytest.mark.mariadb
 ACCESS_DENIED = {1044, 1045, 1142, 1227}
 
 
-def make_target(**options: Any) -> Target:
-    return Target(name="shop-db", kind="mariadb", admin_dsn_env=MARIADB_ENV, options=options)
-
-
 @pytest.fixture
 def provider(mariadb_env: MariadbEnv, tmp_path: Path) -> CredentialProvider:
-    return create_provider(provider_context(tmp_path, {MARIADB_ENV: mariadb_env.admin_dsn()}))
+    return mariadb_provider(mariadb_env, tmp_path)
 
 
 @pytest.fixture
@@ -58,18 +60,6 @@ def issue(provider: CredentialProvider, cleanup: list[str], **access: Any) -> Is
     handle = provider.new_handle(request)
     cleanup.append(handle)
     return provider.issue(request, handle)
-
-
-def login(issued: Issued) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-    secret = issued.secret
-    return pymysql.connect(
-        host=str(secret["host"]),
-        port=int(secret["port"]),
-        user=str(secret["user"]),
-        password=str(secret["password"]),
-        database=str(secret["database"]),
-        autocommit=True,
-    )
 
 
 def query(conn: pymysql.connections.Connection[pymysql.cursors.Cursor], statement: str) -> tuple[Any, ...]:
@@ -214,7 +204,10 @@ def test_a_bad_admin_dsn_is_one_clear_line_without_the_secret(
     provider = create_provider(provider_context(tmp_path, environ))
     request = issue_request(mariadb_role(roles=(mariadb_env.readonly,)), make_target())
     handle = provider.new_handle(request)
-    for attempt in (lambda: provider.issue(request, handle), lambda: provider.revoke(make_target(), handle)):
+    for attempt in (
+        lambda: provider.issue(request, handle),
+        lambda: provider.revoke(make_target(), handle),
+    ):
         with pytest.raises(ProviderError) as failure:
             attempt()
         message = str(failure.value)

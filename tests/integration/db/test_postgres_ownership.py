@@ -16,13 +16,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from dbkit import PG_ENV, PgEnv, ident, issue_request, pg_role, provider_context
+from dbkit import PgEnv, ident, issue_request, pg_provider, pg_role
+from dbkit import pg_target as make_target
 from psycopg import errors as pg_errors
 from psycopg import sql
 
 from jitgate.policy.model import Target
 from jitgate.providers.base import Issued
-from jitgate.providers.postgres import PostgresProvider, create_provider
+from jitgate.providers.postgres import PostgresProvider
 
 pytestmark = pytest.mark.postgres
 
@@ -35,16 +36,10 @@ END $$
 """
 
 
-def make_target(**options: Any) -> Target:
-    return Target(name="orders-db", kind="postgres", admin_dsn_env=PG_ENV, options=options)
-
-
 @pytest.fixture
 def provider(pg_env: PgEnv, tmp_path: Path) -> Iterator[PostgresProvider]:
-    made = create_provider(provider_context(tmp_path, {PG_ENV: pg_env.admin_dsn()}))
-    assert isinstance(made, PostgresProvider)
-    yield made
-    made.close()
+    with pg_provider(pg_env, tmp_path) as made:
+        yield made
 
 
 @pytest.fixture(autouse=True)

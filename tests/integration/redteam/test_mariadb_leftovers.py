@@ -11,24 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pymysql
 import pytest
-from dbkit import MARIADB_ENV, MariadbEnv, issue_request, mariadb_role, mariadb_root, provider_context
+from dbkit import MariadbEnv, issue_request, mariadb_login, mariadb_provider, mariadb_role, mariadb_root
+from dbkit import mariadb_target as make_target
 
-from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued
-from jitgate.providers.mariadb import create_provider
 
 pytestmark = pytest.mark.mariadb
 
 
-def make_target() -> Target:
-    return Target(name="shop-db", kind="mariadb", admin_dsn_env=MARIADB_ENV)
-
-
 @pytest.fixture
 def provider(mariadb_env: MariadbEnv, tmp_path: Path) -> CredentialProvider:
-    return create_provider(provider_context(tmp_path, {MARIADB_ENV: mariadb_env.admin_dsn()}))
+    return mariadb_provider(mariadb_env, tmp_path)
 
 
 @pytest.fixture
@@ -52,16 +46,8 @@ def writer_role(mariadb_env: MariadbEnv) -> Iterator[str]:
 
 
 def run_as(issued: Issued, statement: str) -> None:
-    secret = issued.secret
     with (
-        pymysql.connect(
-            host=str(secret["host"]),
-            port=int(secret["port"]),
-            user=str(secret["user"]),
-            password=str(secret["password"]),
-            database=str(secret["database"]),
-            autocommit=True,
-        ) as conn,
+        mariadb_login(issued) as conn,
         conn.cursor() as cur,
     ):
         cur.execute(statement)

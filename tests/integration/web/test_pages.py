@@ -5,8 +5,6 @@ tool needs, and only messages the broker wrote."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,19 +12,8 @@ from fastapi.testclient import TestClient
 from jitgate.api.app import create_app
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM
-from jitgate.runtime import Runtime, build_runtime
-from jitgate.settings import Settings
+from jitgate.runtime import Runtime
 from jitgate.workflow.users import add_user
-from support import TEST_POLICY
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, clock: FrozenClock) -> Iterator[Runtime]:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-    rt = build_runtime(Settings(data_dir=tmp_path / "data", policy_file=policy), clock=clock)
-    yield rt
-    rt.ctx.db.dispose()
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import re
 from datetime import timedelta
 from importlib.resources import files
 
-from integration.web.test_pages import browser, runtime, sign_in, tokens
+from integration.web.test_pages import browser, sign_in, tokens
 from jitgate.clock import FrozenClock
 from jitgate.runtime import Runtime
 from jitgate.web.routes import _templates
 
-__all__ = ["runtime", "tokens"]  # fixtures shared with test_pages
+__all__ = ["tokens"]  # fixture shared with test_pages
 
 HOSTILE = 'INC-7 "><img src=x onerror=alert(1)><b>approved</b> &amp; <!channel>'
 
