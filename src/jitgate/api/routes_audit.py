@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -14,6 +14,9 @@ from jitgate.errors import PolicyDenied
 
 router = APIRouter(prefix="/api/v1")
 AUDITORS = "auditors"
+MAX_SEQ = 2**63 - 1
+"""The largest sequence number a record can have (a signed 64-bit column)."""
+Seq = Annotated[int | None, Query(ge=0, le=MAX_SEQ)]
 
 
 @router.get("/audit")
@@ -29,8 +32,8 @@ def audit_events(
     request_id: str | None = None,
     since: datetime | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    after_seq: int | None = None,
-    before_seq: int | None = None,
+    after_seq: Seq = None,
+    before_seq: Seq = None,
     newest_first: bool = True,
 ) -> list[dict[str, Any]]:
     """Events matching the filters; by default the newest ``limit`` of them, newest first.
