@@ -168,6 +168,14 @@ def problem_violations(status: int, headers: dict[str, list[str]], content: byte
     return found
 
 
+PUBLIC = {
+    "GET /healthz",
+    "GET /metrics",
+    "GET /.well-known/jwks.json",
+    "GET /api/v1/ca/ssh",
+    "GET /api/v1/ca/ssh/krl",
+}
+"""Operations that answer without credentials: health, metrics and public keys."""
 CREDENTIALS: dict[str, str | None] = {"admin": "admin", "user": "alice", "none": None, "forged": "forged"}
 
 
@@ -201,6 +209,8 @@ def _exercise(
             case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
         answer = case.call(base_url=server.url, headers=headers, timeout=30)
         problems = problem_violations(answer.status_code, answer.headers, answer.content)
+        if who in {"none", "forged"} and answer.status_code < 400 and operation.label not in PUBLIC:
+            problems.append(f"answered {answer.status_code} without a valid credential")
         if problems and not found:
             found.append(f"{operation.label} as {who} ({mode.value}): {case.as_curl_command()}: {problems}")
 
