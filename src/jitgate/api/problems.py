@@ -7,6 +7,7 @@ Bodies refused before any route ran (unknown fields, bad JSON, too large) are pa
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,11 +39,19 @@ def status_of(exc: errors.JitgateError) -> int:
     return 500
 
 
+def title_of(status: int) -> str:
+    """RFC 9457 ``title`` for ``type: about:blank``: the status code's phrase."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(
-        {"type": "about:blank", "status": status, "code": code, "detail": detail},
+        {"type": "about:blank", "title": title_of(status), "status": status, "code": code, "detail": detail},
         status_code=status,
         media_type="application/problem+json",
         headers=headers,

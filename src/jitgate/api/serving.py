@@ -24,6 +24,7 @@ import asyncio
 import logging
 import resource
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn
@@ -90,7 +91,9 @@ def bounds_for(settings: Settings, descriptor_limit: int) -> Bounds:
 
 
 def _canned(status: int, detail: str) -> bytes:
-    body = f'{{"type":"about:blank","status":{status},"code":"http_error","detail":"{detail}"}}'.encode()
+    title = HTTPStatus(status).phrase
+    fields = f'"title":"{title}","status":{status},"code":"http_error","detail":"{detail}"'
+    body = ('{"type":"about:blank",' + fields + "}").encode()
     return b"".join(
         [
             STATUS_LINE[status],

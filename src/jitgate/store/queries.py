@@ -526,9 +526,18 @@ def revoked_unexpired(conn: Connection, *, kind: str, now: datetime) -> list[Row
 
 
 def enqueue_revocation(
-    conn: Connection, *, credential_id: int, grant_id: str, target: str, kind: str, handle: str, now: datetime
+    conn: Connection,
+    *,
+    credential_id: int,
+    grant_id: str,
+    target: str,
+    kind: str,
+    handle: str,
+    now: datetime,
+    not_before: datetime | None = None,
 ) -> None:
-    """Make sure a revocation of the credential will run from ``now`` on.
+    """Make sure a revocation of the credential will run from ``now`` on (a new one from
+    ``not_before`` when given).
 
     A credential has at most one revocation row. If one exists already (the grant ended while the
     credential was still being created, and its revocation may even have run before the login
@@ -550,7 +559,7 @@ def enqueue_revocation(
             handle=handle,
             state="pending",
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=not_before or now,
             created_at=now,
         )
     )

@@ -27,6 +27,11 @@ from jitgate.workflow.pending import check_room
 from jitgate.workflow.views import GrantView, RequestView, grant_view, request_view
 
 S = RequestState
+ISSUING_GRACE = timedelta(seconds=30)
+"""How long a credential still being created at its target is left to its issue when its grant
+ends: the issue queues the revocation again the moment it finishes (or fails), and a revocation
+that ran before the login existed would find nothing, be recorded, and have to run and be recorded
+again. Only an issue whose broker died waits the whole grace; its secret died with it."""
 
 
 def activate(
@@ -140,6 +145,7 @@ def end(
             kind=cred["kind"],
             handle=cred["handle"],
             now=now,
+            not_before=now + ISSUING_GRACE if cred["state"] == "issuing" else None,
         )
         queued += 1
     for ext in q.pending_extensions(conn, grant.id):

@@ -16,6 +16,7 @@ from jitgate.store.tables import audit_events, revocations
 from jitgate.workflow import credentials, grants
 from jitgate.workflow import requests as svc
 from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.grants import ISSUING_GRACE
 from jitgate.workflow.scheduler import expire_due, run_revocations
 from support import ADMIN, ALICE, BOB, CAROL, ERIN, MALLORY, audit_actions
 from support.providers import SwitchableProvider
@@ -260,9 +261,12 @@ def test_a_login_created_after_its_grant_was_revoked_is_taken_back(
     real_issue = fake.issue
 
     def slow_issue(request: object, handle: str) -> object:
-        # While the target is still creating the login, the grant is revoked and its revocation
-        # runs: it finds nothing to drop yet. Then the login appears.
+        # While the target is still creating the login, the grant is revoked. Its revocation is
+        # left to the issue for a while; this issue takes longer than that, so the revocation
+        # runs and finds nothing to drop yet. Then the login appears.
         grants.revoke(ctx, ADMIN, grant["id"], comment="incident over")
+        assert run_revocations(ctx) == (0, 0)
+        clock.advance(ISSUING_GRACE)
         assert run_revocations(ctx) == (1, 0)
         return real_issue(request, handle)  # type: ignore[arg-type]
 
