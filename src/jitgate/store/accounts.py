@@ -78,11 +78,13 @@ def _token(row: RowMapping) -> TokenRow:
 
 
 def get_user(conn: Connection, name: str, *, lock: bool = False) -> UserRow | None:
-    query = sa.select(users).where(users.c.name == name)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(_GET_USER_LOCKED if lock else _GET_USER, {"name": name}).mappings().first()
     return _user(row) if row is not None else None
+
+
+# Built once: every grant's activation reads its holder's row.
+_GET_USER = sa.select(users).where(users.c.name == sa.bindparam("name"))
+_GET_USER_LOCKED = _GET_USER.with_for_update()
 
 
 def locked_user(conn: Connection, name: str) -> UserRow:

@@ -42,10 +42,11 @@ def activate(
     Refused if the requester may no longer request the role (taken out of its requesters' groups
     while the request waited for review): the approver approved a request, not a person's future.
     """
-    if accounts.is_disabled(conn, req.requester):
+    user = accounts.get_user(conn, req.requester)  # read once: enabled, and still in the groups
+    if user is not None and user.disabled:
         # Disabling cancels open requests; this holds for one made in another process's cache window.
         raise PolicyDenied(f"user {req.requester} is disabled")
-    if (why := _no_longer_eligible(ctx, conn, req.requester, req.role)) is not None:
+    if (why := _ineligible(ctx, req.requester, req.role, user)) is not None:
         raise PolicyDenied(f"{why}; request {req.id} cannot be granted")
     starts_at, expires_at = grant_window(now=now, start_at=req.start_at, duration=req.duration)
     state = S.ACTIVE if starts_at <= now else S.APPROVED
@@ -103,10 +104,16 @@ def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now
 
 def _no_longer_eligible(ctx: WorkflowContext, conn: Connection, holder: str, role_name: str) -> str | None:
     """Why ``holder`` may not (any more) have ``role_name``, judged by their groups as stored now."""
+    return _ineligible(ctx, holder, role_name, accounts.get_user(conn, holder))
+
+
+def _ineligible(
+    ctx: WorkflowContext, holder: str, role_name: str, user: accounts.UserRow | None
+) -> str | None:
+    """``_no_longer_eligible`` with the holder's ``users`` row already read (None: not a local user)."""
     role = ctx.policy.role(role_name)
     if role is None:
         return f"role {role_name} is no longer in the policy"
-    user = accounts.get_user(conn, holder)
     if user is None:
         return None  # an OIDC identity: its groups come with each of its tokens, not known here
     if not may_request(user.identity("stored"), role):
