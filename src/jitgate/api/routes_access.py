@@ -12,7 +12,7 @@ from jitgate.domain.durations import format_duration
 from jitgate.domain.model import RequestState, Verdict
 from jitgate.errors import InvalidInput
 from jitgate.policy.decision import explain, may_approve, may_request
-from jitgate.store import queries as q
+from jitgate.store import issuance
 from jitgate.store.paging import DEFAULT_PAGE, MAX_PAGE, Page, page_grants
 from jitgate.workflow import grants, requests
 from jitgate.workflow.views import grant_json, request_json
@@ -162,7 +162,7 @@ def list_grants(
             conn, holder=holder, states=_states(state), limit=limit, older_than=cursor, newer_than=before
         )
         found = page.items
-        pending = q.pending_revocations(conn, [g.id for g in found]) if found else []
+        pending = issuance.pending_revocations(conn, [g.id for g in found]) if found else []
     by_grant: dict[str, list[dict[str, Any]]] = {}
     for row in pending:
         by_grant.setdefault(row["grant_id"], []).append(

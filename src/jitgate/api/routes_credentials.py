@@ -32,6 +32,7 @@ from jitgate.policy.decision import may_request
 from jitgate.policy.model import Target
 from jitgate.providers.ssh.ca import CaKind
 from jitgate.providers.ssh.provider import SshCertificateProvider
+from jitgate.store import issuance
 from jitgate.store import queries as q
 from jitgate.workflow import credentials, minting
 from jitgate.workflow.context import WorkflowContext
@@ -188,7 +189,7 @@ def ca_krl(ctx: Ctx) -> Response:
     """The OpenSSH key revocation list of certificates revoked before their own end."""
     now = ctx.clock.now()
     with ctx.db.read() as conn:
-        rows = q.revoked_unexpired(conn, kind="ssh", now=now)
+        rows = issuance.revoked_unexpired(conn, kind="ssh", now=now)
     revoked = [(r["record"].get("ca_fingerprint", ""), int(r["handle"])) for r in rows]
     blob = ssh_provider(ctx).krl(revoked, int(now.timestamp()), now)
     return Response(blob, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})

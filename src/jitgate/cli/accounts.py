@@ -3,34 +3,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, offline
+from jitgate.cli.datadir import DataDirOpt, DbUrlOpt, data_settings, local_actor
 from jitgate.cli.output import emit_json, out, table, when
 
 users_app = typer.Typer(help="Local users and service accounts.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens: your own, or anyone's for admins.", no_args_is_help=True)
 
-DataDirOpt = Annotated[
-    Path, typer.Option("--data-dir", envvar="JITGATE_DATA_DIR", help="Broker data directory")
-]
-DbUrlOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="JITGATE_DATABASE_URL", help="Database URL (default SQLite)"),
-]
 ExpiresOpt = Annotated[
     str | None,
     typer.Option("--expires-in", help="Token lifetime, e.g. 7d (default 30d, at most 365d)"),
 ]
-
-
-def local_actor() -> str:
-    """Who runs an offline admin command, as the audit log names them: never a user's name."""
-    return f"local:{os.environ.get('USER') or 'unknown'}"
 
 
 def register(app: typer.Typer) -> None:
@@ -64,7 +52,6 @@ def users_add(
     """Add a user with an API token; the token is printed once and stored only as a hash."""
     from datetime import timedelta
 
-    from jitgate.cli.admin import _settings
     from jitgate.clock import SystemClock
     from jitgate.domain.durations import duration_argument
     from jitgate.domain.identity import IdentityKind
@@ -72,7 +59,7 @@ def users_add(
     from jitgate.workflow.users import add_user, checked_lifetime
 
     with offline():
-        settings = _settings(data_dir, database_url)
+        settings = data_settings(data_dir, database_url)
         lifetime = checked_lifetime(
             duration_argument(expires_in) if expires_in else None,
             default=timedelta(seconds=settings.token_lifetime_seconds),

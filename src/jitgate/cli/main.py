@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jitgate.cli import access, accounts, admin, ssh, targets
+from jitgate.cli import access, accounts, admin, audit, ssh, targets
 
 app = typer.Typer(
     name="jitgate",
@@ -14,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 admin.register(app)
+audit.register(app)
 accounts.register(app)
 access.register(app)
 ssh.register(app)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -27,11 +25,9 @@ from jitgate.domain.model import (
 )
 from jitgate.errors import NotFound
 from jitgate.store.tables import (
-    credentials,
     grants,
     requests,
     reviews,
-    revocations,
     users,
 )
 
@@ -78,7 +74,6 @@ def _identity(row: RowMapping, source: str = "local") -> Identity:
 
 _INSERT_REQUEST = requests.insert()
 _INSERT_GRANT = grants.insert()
-_INSERT_CREDENTIAL = credentials.insert()
 
 
 def insert_request(conn: Connection, req: AccessRequest) -> None:
@@ -387,12 +382,6 @@ def next_lifecycle_deadline(conn: Connection) -> datetime | None:
     return min(values, default=None)
 
 
-def next_revocation_attempt(conn: Connection) -> datetime | None:
-    query = sa.select(sa.func.min(revocations.c.next_attempt_at)).where(revocations.c.state == "pending")
-    value: datetime | None = conn.execute(query).scalar()
-    return value
-
-
 def _grant(row: RowMapping) -> Grant:
     return Grant(
         id=row["id"],
@@ -407,217 +396,6 @@ def _grant(row: RowMapping) -> Grant:
         end_reason=GrantEnd(row["end_reason"]) if row["end_reason"] else None,
         break_glass=bool(row["break_glass"]),
     )
-
-
-# --- credentials and revocations ------------------------------------------------------------
-
-
-def insert_credential(
-    conn: Connection,
-    *,
-    grant_id: str,
-    holder: str,
-    target: str,
-    kind: str,
-    handle: str,
-    state: str,
-    now: datetime,
-    record: dict[str, Any],
-    valid_after: datetime | None = None,
-    valid_before: datetime | None = None,
-) -> int:
-    result = conn.execute(
-        _INSERT_CREDENTIAL,
-        {
-            "grant_id": grant_id,
-            "holder": holder,
-            "target": target,
-            "kind": kind,
-            "handle": handle,
-            "state": state,
-            "created_at": now,
-            "record": record,
-            "valid_after": valid_after,
-            "valid_before": valid_before,
-        },
-    )
-    key = result.inserted_primary_key
-    if key is None:
-        raise RuntimeError("credential insert returned no key")
-    return int(key[0])
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCredential:
-    """A credential minted and complete in one step (an SSH certificate), as its row records it."""
-
-    grant_id: str
-    holder: str
-    target: str
-    kind: str
-    handle: str
-    record: dict[str, Any]
-    valid_after: datetime
-    valid_before: datetime
-
-
-def insert_issued_credentials(conn: Connection, rows: Sequence[IssuedCredential], now: datetime) -> None:
-    """Record many minted credentials with one statement."""
-    if rows:
-        conn.execute(
-            _INSERT_CREDENTIAL,
-            [
-                {
-                    "grant_id": r.grant_id,
-                    "holder": r.holder,
-                    "target": r.target,
-                    "kind": r.kind,
-                    "handle": r.handle,
-                    "state": "issued",
-                    "created_at": now,
-                    "record": r.record,
-                    "valid_after": r.valid_after,
-                    "valid_before": r.valid_before,
-                }
-                for r in rows
-            ],
-        )
-
-
-def mark_credential_issued(
-    conn: Connection,
-    credential_id: int,
-    *,
-    record: dict[str, Any],
-    valid_after: datetime,
-    valid_before: datetime,
-) -> None:
-    conn.execute(
-        credentials.update()
-        .where(credentials.c.id == credential_id)
-        .values(state="issued", record=record, valid_after=valid_after, valid_before=valid_before)
-    )
-
-
-def credentials_of_grant(conn: Connection, grant_id: str) -> list[RowMapping]:
-    """Credentials of a grant still to be taken back: not revoked, and no revocation queued yet
-    (a failed issue queues its own clean-up before the grant ends)."""
-    queued = sa.select(revocations.c.id).where(revocations.c.credential_id == credentials.c.id)
-    query = sa.select(credentials).where(
-        credentials.c.grant_id == grant_id, credentials.c.revoked_at.is_(None), ~queued.exists()
-    )
-    return list(conn.execute(query).mappings())
-
-
-def mark_credential_revoked(conn: Connection, credential_id: int, now: datetime) -> None:
-    conn.execute(
-        credentials.update()
-        .where(credentials.c.id == credential_id, credentials.c.revoked_at.is_(None))
-        .values(revoked_at=now, state="revoked")
-    )
-
-
-def revoked_unexpired(conn: Connection, *, kind: str, now: datetime) -> list[RowMapping]:
-    """Credentials revoked before their own end: what a revocation list must still name."""
-    query = sa.select(credentials).where(
-        credentials.c.kind == kind, credentials.c.revoked_at.is_not(None), credentials.c.valid_before > now
-    )
-    return list(conn.execute(query).mappings())
-
-
-def enqueue_revocation(
-    conn: Connection,
-    *,
-    credential_id: int,
-    grant_id: str,
-    target: str,
-    kind: str,
-    handle: str,
-    now: datetime,
-    not_before: datetime | None = None,
-) -> None:
-    """Make sure a revocation of the credential will run from ``now`` on (a new one from
-    ``not_before`` when given).
-
-    A credential has at most one revocation row. If one exists already (the grant ended while the
-    credential was still being created, and its revocation may even have run before the login
-    existed), it is due again: revoking twice is harmless, a login left behind is not.
-    """
-    again = conn.execute(
-        revocations.update()
-        .where(revocations.c.credential_id == credential_id)
-        .values(state="pending", next_attempt_at=now, done_at=None)
-    )
-    if again.rowcount:
-        return
-    conn.execute(
-        revocations.insert().values(
-            credential_id=credential_id,
-            grant_id=grant_id,
-            target=target,
-            kind=kind,
-            handle=handle,
-            state="pending",
-            attempts=0,
-            next_attempt_at=not_before or now,
-            created_at=now,
-        )
-    )
-
-
-def due_revocations(conn: Connection, *, now: datetime, limit: int, skip_locked: bool) -> list[RowMapping]:
-    query = (
-        sa.select(revocations)
-        .where(revocations.c.state == "pending", revocations.c.next_attempt_at <= now)
-        .order_by(revocations.c.next_attempt_at)
-        .limit(limit)
-    )
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    return list(conn.execute(query).mappings())
-
-
-def get_revocation(conn: Connection, revocation_id: int, *, lock: bool) -> RowMapping | None:
-    query = sa.select(revocations).where(revocations.c.id == revocation_id)
-    if lock:
-        query = query.with_for_update()
-    return conn.execute(query).mappings().first()
-
-
-def finish_revocation(
-    conn: Connection, revocation_id: int, now: datetime, *, claimed_until: datetime
-) -> bool:
-    """Mark done, unless the revocation was queued again since it was claimed (then it runs again)."""
-    result = conn.execute(
-        revocations.update()
-        .where(
-            revocations.c.id == revocation_id,
-            revocations.c.state == "pending",
-            revocations.c.next_attempt_at == claimed_until,
-        )
-        .values(state="done", done_at=now, attempts=revocations.c.attempts + 1, last_error=None)
-    )
-    return result.rowcount == 1
-
-
-def claim_revocation(conn: Connection, revocation_id: int, *, until: datetime) -> None:
-    """Hold a due revocation for one worker until ``until``; if it dies, the work falls due again."""
-    conn.execute(revocations.update().where(revocations.c.id == revocation_id).values(next_attempt_at=until))
-
-
-def retry_revocation(conn: Connection, revocation_id: int, *, error: str, next_attempt_at: datetime) -> None:
-    conn.execute(
-        revocations.update()
-        .where(revocations.c.id == revocation_id)
-        .values(attempts=revocations.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
-    )
-
-
-def pending_revocations(conn: Connection, grant_ids: Sequence[str] | None = None) -> list[RowMapping]:
-    query = sa.select(revocations).where(revocations.c.state == "pending").order_by(revocations.c.id)
-    if grant_ids is not None:
-        query = query.where(revocations.c.grant_id.in_(list(grant_ids)))
-    return list(conn.execute(query).mappings())
 
 
 # Row builders for the keyset pages in ``paging``.

@@ -34,7 +34,7 @@ from jitgate.domain.model import RequestState, Verdict
 from jitgate.errors import JitgateError, TooManyFailures, Unauthenticated
 from jitgate.policy.decision import may_request
 from jitgate.runtime import Runtime
-from jitgate.store import queries as q
+from jitgate.store import issuance
 from jitgate.store.paging import Page, page_grants
 from jitgate.workflow import grants, requests
 from jitgate.workflow.auth_failures import audit_throttled
@@ -245,7 +245,7 @@ def home(request: Request) -> Response:
             newer_than=params.get("grants_before"),
         )
         held = held_page.items
-        pending = q.pending_revocations(conn, [g.id for g in held]) if held else []
+        pending = issuance.pending_revocations(conn, [g.id for g in held]) if held else []
     shown = []
     for grant in held:
         item = grant_json(grant, now)

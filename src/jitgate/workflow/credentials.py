@@ -16,6 +16,7 @@ from jitgate.domain.model import Grant, RequestState
 from jitgate.errors import AuditIntegrityError, Conflict, JitgateError, NotFound, ProviderError
 from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued, IssueRequest
+from jitgate.store import issuance
 from jitgate.store import queries as q
 from jitgate.workflow.context import WorkflowContext
 from jitgate.workflow.minting import ACTION, MintAsk, covering_grant, mint_many, role_of
@@ -61,7 +62,7 @@ def _create_at_target(
             grant=grant, role=role, target=target, identity=identity, now=now, params=params
         )
         handle = provider.new_handle(request)
-        credential_id = q.insert_credential(
+        credential_id = issuance.insert_credential(
             conn,
             grant_id=grant.id,
             holder=identity.name,
@@ -99,7 +100,7 @@ def _create_at_target(
     try:
         with ctx.transaction() as conn:
             current = q.get_grant(conn, grant.id, lock=True)
-            q.mark_credential_issued(
+            issuance.mark_credential_issued(
                 conn,
                 credential_id,
                 record=dict(issued.record),
@@ -111,7 +112,7 @@ def _create_at_target(
             )
             if current is None or current.state is not RequestState.ACTIVE:
                 # The grant ended while the login was being created: take it back at once.
-                q.enqueue_revocation(
+                issuance.enqueue_revocation(
                     conn,
                     credential_id=credential_id,
                     grant_id=grant.id,
@@ -171,7 +172,7 @@ def _abandon(
 ) -> None:
     """Creation failed part-way: queue a revocation so nothing half-made is left at the target."""
     with ctx.transaction(parks_audit=True) as conn:
-        q.enqueue_revocation(
+        issuance.enqueue_revocation(
             conn,
             credential_id=credential_id,
             grant_id=grant.id,

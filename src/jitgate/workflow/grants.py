@@ -19,7 +19,7 @@ from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, Re
 from jitgate.domain.text import checked_text
 from jitgate.errors import InvalidInput, NotFound, PolicyDenied
 from jitgate.policy.decision import auto_approval, check_reason, check_requester, may_request, may_see
-from jitgate.store import accounts
+from jitgate.store import accounts, issuance
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
 from jitgate.workflow.context import WorkflowContext
@@ -138,13 +138,13 @@ def end(
         return False  # someone else (another replica, a concurrent revoke) ended it first
     q.set_request_state(conn, grant.request_id, expect=grant.state, state=state, now=now)
     queued = 0
-    for cred in q.credentials_of_grant(conn, grant.id):
+    for cred in issuance.credentials_of_grant(conn, grant.id):
         provider = ctx.providers.get(cred["kind"])
         if provider is not None and not provider.revocable:
             # Dies by itself; marking it revoked puts it on the revocation list until its end.
-            q.mark_credential_revoked(conn, cred["id"], now)
+            issuance.mark_credential_revoked(conn, cred["id"], now)
             continue
-        q.enqueue_revocation(
+        issuance.enqueue_revocation(
             conn,
             credential_id=cred["id"],
             grant_id=grant.id,

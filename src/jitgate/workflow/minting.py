@@ -44,6 +44,7 @@ from jitgate.errors import (
 )
 from jitgate.policy.model import Role, Target
 from jitgate.providers.base import Issued, IssueRequest
+from jitgate.store import issuance
 from jitgate.store import queries as q
 from jitgate.workflow.context import INTERNAL, WorkflowContext, unexpected
 
@@ -91,7 +92,7 @@ def mint_many(ctx: WorkflowContext, asks: Sequence[MintAsk]) -> list[Minted | Ji
         now = ctx.clock.now()
         used = [p.grant.id for p in prepared if isinstance(p, Minted)]
         current = q.grants_by_id(conn, used, lock=ctx.db.locks_rows)
-        rows: list[q.IssuedCredential] = []
+        rows: list[issuance.IssuedCredential] = []
         events: list[Event] = []
         for ask, made in zip(asks, prepared, strict=True):
             if isinstance(made, Refused):
@@ -105,7 +106,7 @@ def mint_many(ctx: WorkflowContext, asks: Sequence[MintAsk]) -> list[Minted | Ji
                 continue
             issued = outcome.issued
             rows.append(
-                q.IssuedCredential(
+                issuance.IssuedCredential(
                     grant_id=outcome.grant.id,
                     holder=ask.identity.name,
                     target=outcome.target.name,
@@ -118,7 +119,7 @@ def mint_many(ctx: WorkflowContext, asks: Sequence[MintAsk]) -> list[Minted | Ji
             )
             events.append(outcome.event)
             results.append(outcome)
-        q.insert_issued_credentials(conn, rows, now)
+        issuance.insert_issued_credentials(conn, rows, now)
         ctx.record_events(conn, events)
     return results
 

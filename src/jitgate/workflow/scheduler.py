@@ -23,6 +23,7 @@ from jitgate.audit import checkpoint
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import GrantEnd, RequestState
 from jitgate.errors import AuditIntegrityError, JitgateError, ProviderError, TargetUnreachable
+from jitgate.store import issuance
 from jitgate.store import queries as q
 from jitgate.workflow import audit_state, grants
 from jitgate.workflow.context import WorkflowContext
@@ -119,9 +120,9 @@ def run_revocations(
     now = ctx.clock.now()
     until = now + REVOCATION_LEASE
     with ctx.transaction(parks_audit=True) as conn:
-        due = q.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
+        due = issuance.due_revocations(conn, now=now, limit=limit, skip_locked=ctx.db.locks_rows)
         for found in due:
-            q.claim_revocation(conn, found["id"], until=until)
+            issuance.claim_revocation(conn, found["id"], until=until)
     # The claim's end identifies this attempt: finishing checks nobody queued the item again since.
     claimed: list[Row] = [{**found, "claimed_until": until} for found in due]
     # Targets found unreachable in this batch, with the reason; shared by the threads under ``lock``.
@@ -180,10 +181,10 @@ def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: t
         return False
     done = ctx.clock.now()
     with ctx.transaction(parks_audit=True) as conn:
-        if not q.finish_revocation(conn, row["id"], done, claimed_until=row["claimed_until"]):
+        if not issuance.finish_revocation(conn, row["id"], done, claimed_until=row["claimed_until"]):
             log.info("revocation %s was queued again meanwhile; it will run once more", row["id"])
             return True
-        q.mark_credential_revoked(conn, row["credential_id"], done)
+        issuance.mark_credential_revoked(conn, row["credential_id"], done)
         ctx.audit_event(
             conn,
             SYSTEM.name,
@@ -204,7 +205,7 @@ def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
     now = ctx.clock.now()
     attempts = row["attempts"] + 1
     with ctx.transaction(parks_audit=True) as conn:
-        q.retry_revocation(conn, row["id"], error=error, next_attempt_at=now + backoff(ctx, attempts))
+        issuance.retry_revocation(conn, row["id"], error=error, next_attempt_at=now + backoff(ctx, attempts))
         ctx.audit_event(
             conn,
             SYSTEM.name,
@@ -318,7 +319,9 @@ class Scheduler:
         self._ctx = ctx
         self._loops = (
             _Loop("jitgate-lifecycle", ctx, run_lifecycle, q.next_lifecycle_deadline, poll_seconds),
-            _Loop("jitgate-revocations", ctx, run_revocations, q.next_revocation_attempt, poll_seconds),
+            _Loop(
+                "jitgate-revocations", ctx, run_revocations, issuance.next_revocation_attempt, poll_seconds
+            ),
         )
 
     def wake(self, at: datetime | None = None) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from jitgate.domain.durations import format_duration
 from jitgate.domain.model import AccessRequest, Grant
 from jitgate.errors import NotFound
+from jitgate.store import issuance
 from jitgate.store import queries as q
 
 RequestView = dict[str, Any]
@@ -93,7 +94,7 @@ def grant_view(conn: Connection, grant_id: str, now: datetime) -> GrantView:
     if grant is None:
         raise NotFound(f"no grant {grant_id}")
     out = grant_json(grant, now)
-    out["pending_revocations"] = [revocation_json(r) for r in q.pending_revocations(conn, [grant_id])]
+    out["pending_revocations"] = [revocation_json(r) for r in issuance.pending_revocations(conn, [grant_id])]
     return out
 
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from jitgate.clock import FrozenClock
 from jitgate.domain.model import Verdict
 from jitgate.errors import InvalidTransition, NotFound, PolicyDenied
+from jitgate.store import issuance
 from jitgate.store.tables import audit_events, revocations
 from jitgate.workflow import credentials, grants
 from jitgate.workflow import requests as svc
@@ -281,7 +282,6 @@ def test_a_login_created_after_its_grant_was_revoked_is_taken_back(
 def test_a_revocation_queued_again_while_it_runs_is_not_marked_done(
     ctx: WorkflowContext, clock: FrozenClock, fake: SwitchableProvider
 ) -> None:
-    from jitgate.store import queries as q
 
     grant = active(ctx, role="vault-read")
     credentials.issue(ctx, ALICE, "vault-1")
@@ -292,8 +292,8 @@ def test_a_revocation_queued_again_while_it_runs_is_not_marked_done(
     def revoke_then_requeue(target: object, handle: str) -> None:
         real_revoke(target, handle)  # type: ignore[arg-type]
         with ctx.transaction() as conn:  # meanwhile, a late issue asks for it to run again
-            row = q.pending_revocations(conn, [grant["id"]])[0]
-            q.enqueue_revocation(
+            row = issuance.pending_revocations(conn, [grant["id"]])[0]
+            issuance.enqueue_revocation(
                 conn,
                 credential_id=row["credential_id"],
                 grant_id=grant["id"],
@@ -306,8 +306,8 @@ def test_a_revocation_queued_again_while_it_runs_is_not_marked_done(
     fake.revoke = revoke_then_requeue  # type: ignore[method-assign]
     assert run_revocations(ctx) == (1, 0)
     with ctx.db.read() as conn:
-        assert len(q.pending_revocations(conn, [grant["id"]])) == 1
+        assert len(issuance.pending_revocations(conn, [grant["id"]])) == 1
     fake.revoke = real_revoke  # type: ignore[method-assign]
     assert run_revocations(ctx) == (1, 0)
     with ctx.db.read() as conn:
-        assert q.pending_revocations(conn, [grant["id"]]) == []
+        assert issuance.pending_revocations(conn, [grant["id"]]) == []

@@ -19,7 +19,7 @@ from jitgate.errors import Conflict, InternalError, InvalidInput, NotFound, Poli
 from jitgate.providers.base import Issued, IssueRequest
 from jitgate.providers.ssh.ca import CaStore
 from jitgate.providers.ssh.provider import SshCertificateProvider
-from jitgate.store import queries as q
+from jitgate.store import issuance
 from jitgate.store.tables import audit_events, credentials
 from jitgate.workflow import grants, minting
 from jitgate.workflow import requests as svc
@@ -143,7 +143,7 @@ def test_a_storage_failure_fails_the_whole_batch_and_records_nothing(
     def broken(*_args: object) -> None:
         raise StorageUnavailable("the broker's database failed: disk I/O error")
 
-    monkeypatch.setattr(q, "insert_issued_credentials", broken)
+    monkeypatch.setattr(issuance, "insert_issued_credentials", broken)
     asks = [MintAsk(ALICE, "stage-1", {"public_key": _key()}, kind="ssh") for _ in range(3)]
 
     with pytest.raises(StorageUnavailable):

@@ -17,7 +17,7 @@ from jitgate.clock import FrozenClock
 from jitgate.errors import ProviderError, TargetUnreachable
 from jitgate.policy.loader import parse_policy
 from jitgate.policy.model import Target
-from jitgate.store import queries as q
+from jitgate.store import issuance
 from jitgate.store.db import Database
 from jitgate.workflow import credentials
 from jitgate.workflow import requests as svc
@@ -106,7 +106,7 @@ def issue_then_expire(
 
 def pending(ctx: WorkflowContext, target: str) -> list[dict[str, object]]:
     with ctx.db.read() as conn:
-        return [dict(row) for row in q.pending_revocations(conn) if row["target"] == target]
+        return [dict(row) for row in issuance.pending_revocations(conn) if row["target"] == target]
 
 
 def failures(ctx: WorkflowContext) -> list[dict[str, object]]:
