@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +69,6 @@ def broker(tmp_path: Path, env: dict[str, str], *, soft_nofile: int | None = Non
             check=True,
         )
         tokens[name] = json.loads(added.stdout)["token"]
-    port = free_port()
 
     def limit_descriptors() -> None:
         if soft_nofile is not None:
@@ -77,6 +76,22 @@ def broker(tmp_path: Path, env: dict[str, str], *, soft_nofile: int | None = Non
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft_nofile, hard))
 
     log = tmp_path / "server.log"
+    with serving(data, policy, log, env, preexec=limit_descriptors) as (url, port, server):
+        yield Process(url, port, server.pid, tokens["alice"], tokens["admin"], log)
+
+
+@contextmanager
+def serving(
+    data: Path,
+    policy: Path,
+    log: Path,
+    env: dict[str, str],
+    *,
+    preexec: Callable[[], None] | None = None,
+) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
+    """``jitgate server`` on a free loopback port, with ``env`` added, once ``/healthz`` answers:
+    yields its URL, port and process, and stops it afterwards."""
+    port = free_port()
     listen = ["--listen", f"127.0.0.1:{port}", "--no-access-log"]
     with log.open("w") as log_file:
         server = subprocess.Popen(
@@ -84,7 +99,7 @@ def broker(tmp_path: Path, env: dict[str, str], *, soft_nofile: int | None = Non
             stdout=subprocess.DEVNULL,
             stderr=log_file,
             env={**os.environ, **env},
-            preexec_fn=limit_descriptors,  # noqa: PLW1509 - sets one rlimit, no threads involved
+            preexec_fn=preexec,  # noqa: PLW1509 - sets one rlimit, no threads involved
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -97,8 +112,8 @@ def broker(tmp_path: Path, env: dict[str, str], *, soft_nofile: int | None = Non
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
                 pytest.fail("server did not start: " + log.read_text())
-            time.sleep(0.1)
-        yield Process(url, port, server.pid, tokens["alice"], tokens["admin"], log)
+            time.sleep(0.1)  # polling for the server to come up
+        yield url, port, server
     finally:
         server.terminate()
         try:

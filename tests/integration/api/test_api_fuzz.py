@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.schemas import APIOperation
 
-from support.broker_process import free_port
+from support.broker_process import serving
 
 JITGATE = [sys.executable, "-m", "jitgate"]
 EXAMPLES = int(os.environ.get("JITGATE_FUZZ_EXAMPLES", "12"))
@@ -116,31 +115,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "alice": _add_user(data, "alice", "--group=engineers"),
         "carol": _add_user(data, "carol", "--group=engineers"),
     }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [*JITGATE, "server", "--data-dir", str(data), "--policy", str(policy)]
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [*argv, "--listen", f"127.0.0.1:{port}", "--no-access-log"],
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            env={**os.environ, **UNTHROTTLED},
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("server did not start: " + log.read_text())
-            time.sleep(0.1)  # polling for the server to come up
+    with serving(data, policy, log, UNTHROTTLED) as (url, _, _):
         yield Server(url, tokens, _seed(url, tokens), log)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def problem_violations(status: int, headers: dict[str, list[str]], content: bytes) -> list[str]:
