@@ -58,8 +58,22 @@ class Settings(BaseSettings):
     audit_witness_seconds: float = Field(default=60.0, gt=0)
     audit_witness_secret: SecretStr | None = None
     audit_witness_secret_file: Path | None = None
+    # The SSH gateway (``gateway/``): off unless an address is given.
+    gateway_listen: str | None = None
+    # Names clients use for the gateway, certified in its host certificate; comma-separated.
+    # Empty: the host of ``gateway_listen``.
+    gateway_names: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # HOST:PORT clients are told to connect to (``ssh-config --via-gateway``); default the listen address.
+    gateway_public_address: str | None = None
+    gateway_recordings_dir: Path | None = None
+    gateway_warn_seconds: float = Field(default=300.0, ge=0)
+    gateway_poll_seconds: float = Field(default=0.25, gt=0, le=1.0)
+    gateway_exec_record_bytes: int = Field(default=1024 * 1024, ge=0)
+    gateway_max_sessions: int = Field(default=1000, ge=1)
+    gateway_ephemeral_key_seconds: int = Field(default=300, ge=30, le=3600)
+    gateway_key_lifetime_seconds: int = Field(default=365 * 86400, gt=0)
 
-    @field_validator("audit_witness", mode="before")
+    @field_validator("audit_witness", "gateway_names", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -89,6 +103,17 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'jitgate.db'}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.gateway_recordings_dir or self.data_dir / "recordings"
+
+    @property
+    def gateway_host_port(self) -> tuple[str, int] | None:
+        if not self.gateway_listen:
+            return None
+        host, _, port = self.gateway_listen.rpartition(":")
+        return host or "127.0.0.1", int(port)
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -95,6 +95,18 @@ class SshAccess(Strict):
     force_command: str | None = None
     source_address: tuple[str, ...] = ()
     cert_ttl: Duration = timedelta(minutes=5)
+    # Direct TCP forwarding (``ssh -L``) through the gateway; certificates of such a role also
+    # carry ``permit-port-forwarding`` so a direct connection may forward too.
+    port_forwarding: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forwarding_extension(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("port_forwarding") is True:
+            extensions = tuple(data.get("extensions", ("permit-pty",)))
+            if "permit-port-forwarding" not in extensions:
+                data = {**data, "extensions": (*extensions, "permit-port-forwarding")}
+        return data
 
     @field_validator("logins")
     @classmethod

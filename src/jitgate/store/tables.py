@@ -210,3 +210,52 @@ audit_backlog = sa.Table(
     sa.Column("why", sa.Text, nullable=False),
     sa.Column("event", sa.JSON, nullable=False),
 )
+
+# OpenSSH public keys users register to sign in at the SSH gateway. A key authenticates its holder
+# to the gateway only: no target trusts it. ``ephemeral`` keys are made in memory by
+# ``jitgate ssh --via-gateway`` and end within minutes.
+user_keys = sa.Table(
+    "user_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False, index=True),
+    # ``SHA256:…`` of the key blob; one holder per key, so a key names one person.
+    sa.Column("fingerprint", sa.String(80), nullable=False, unique=True),
+    sa.Column("key_type", sa.String(64), nullable=False),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("comment", sa.String(200), nullable=False),
+    sa.Column("ephemeral", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
+)
+
+# One row per connection through the SSH gateway, from the moment its onward certificate is
+# minted. ``seen_at`` is the owning gateway's heartbeat: a live row whose gateway stopped beating
+# is ended by whoever notices (the gateway's connections died with it). ``kill_requested_at`` is
+# how an admin on any broker ends a session held by another process.
+gateway_sessions = sa.Table(
+    "gateway_sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("login", sa.String(64), nullable=False),
+    sa.Column("grant_id", sa.String(32), nullable=False, index=True),
+    sa.Column("credential_serial", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(80), nullable=False),
+    sa.Column("gateway", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Column("end_reason", sa.String(200)),
+    sa.Column("kill_requested_at", UTCDateTime),
+    sa.Column("kill_requested_by", sa.String(128)),
+    sa.Column("bytes_in", sa.BigInteger, nullable=False),
+    sa.Column("bytes_out", sa.BigInteger, nullable=False),
+    # [{channel, kind, file, sha256, size, truncated}] once the session has ended.
+    sa.Column("recordings", sa.JSON, nullable=False),
+    sa.Index(None, "state", "gateway"),
+    sa.Index(None, "holder", "started_at"),
+)
