@@ -134,6 +134,7 @@ def start_sshd(
     revoked_keys: bytes | None = None,
     host_certificate: str | None = None,
     host_key: Path | None = None,
+    extra_lines: Sequence[str] = (),
 ) -> Sshd:
     """Start ``sshd -D -e`` with its own config in ``directory``; returns once it listens.
 
@@ -171,6 +172,7 @@ def start_sshd(
         "UsePAM no",
         "StrictModes no",
         "LogLevel VERBOSE",
+        *extra_lines,
     ]
     revoked_file = None
     if revoked_keys is not None:
@@ -286,6 +288,7 @@ class SshdFactory:
         revoked_keys: bytes | None = None,
         host_certificate: str | None = None,
         host_key: Path | None = None,
+        extra_lines: Sequence[str] = (),
     ) -> Sshd:
         server = start_sshd(
             self._tmp.mktemp("sshd"),
@@ -295,6 +298,7 @@ class SshdFactory:
             revoked_keys=revoked_keys,
             host_certificate=host_certificate,
             host_key=host_key,
+            extra_lines=extra_lines,
         )
         self.started.append(server)
         return server

@@ -215,11 +215,19 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        gateway = None
+        if runtime.settings.gateway_listen and run_scheduler:
+            from jitgate.gateway.service import Gateway  # only a broker with a gateway loads asyncssh
+
+            gateway = app.state.gateway = Gateway(runtime)
+            await gateway.start()
         if run_scheduler:
             runtime.scheduler.start()
         try:
             yield
         finally:
+            if gateway is not None:
+                await gateway.stop()
             runtime.scheduler.stop()
             app.state.writer.shutdown(wait=True)
             if close_runtime:
@@ -235,6 +243,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
+    app.state.gateway = None
     app.state.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jitgate-writer")
     app.state.certificate_minter = routes_credentials.certificate_minter(
         runtime.ctx, app.state.writer if runtime.ctx.db.is_sqlite else None
@@ -268,6 +277,8 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
             "audit": "ok" if audit.problem is None else "broken",
             "audit_parked_records": audit.parked,
         }
+        if app.state.gateway is not None:
+            body["gateway"] = app.state.gateway.status()
         problem = audit.problem or rt.ctx.audit.problem
         if problem is not None:
             body["audit"] = "broken"

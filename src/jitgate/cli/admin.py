@@ -37,6 +37,11 @@ def _serve(settings: Settings, access_log: bool) -> None:
     with offline():
         # Also with several workers: a bad policy or database fails here, once, with one line.
         bounds = process_bounds(settings)
+        gateway = settings.gateway_host_port
+        if gateway is not None:
+            from jitgate.api.worker import check_port_free
+
+            check_port_free(*gateway)
         runtime = build_runtime(settings)
     host, port = settings.host_port
     if settings.workers > 1:
@@ -66,6 +71,8 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
         found["JITGATE_POLICY_FILE"] = str(settings.policy_file.resolve())
     if settings.database_url is not None:
         found["JITGATE_DATABASE_URL"] = settings.database_url
+    if settings.gateway_listen is not None:
+        found["JITGATE_GATEWAY_LISTEN"] = settings.gateway_listen
     return found
 
 
@@ -90,11 +97,24 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
                 "--workers", envvar="JITGATE_WORKERS", min=1, max=64, help="Worker processes (one per core)"
             ),
         ] = 1,
+        gateway_listen: Annotated[
+            str | None,
+            typer.Option(
+                "--gateway-listen",
+                envvar="JITGATE_GATEWAY_LISTEN",
+                help="HOST:PORT for the SSH gateway (off unless given)",
+            ),
+        ] = None,
     ) -> None:
-        """Run the broker: API, scheduler (expiry, revocation retries) and SSH CA."""
+        """Run the broker: API, scheduler (expiry, revocation retries), SSH CA and, if asked, the SSH gateway."""
         with offline():
             settings = data_settings(
-                data_dir, database_url, policy_file=policy, listen=listen, workers=workers
+                data_dir,
+                database_url,
+                policy_file=policy,
+                listen=listen,
+                workers=workers,
+                gateway_listen=gateway_listen,
             )
         _serve(settings, access_log)
 

@@ -175,17 +175,18 @@ class WorkflowContext:
         except StorageUnavailable:
             raise
         except JitgateError as exc:
-            self._record_refusal(identity, action, exc, fields)
+            self.record_refusal(identity, action, exc, fields)
             raise
         except Exception as exc:
             # A bug, not a refusal: the caller gets a 500, and the attempt is still on record.
             log.error("unexpected %s during %s by %s", unexpected(exc), action, identity.name)  # noqa: TRY400 - no message
-            self._record_refusal(identity, action, InternalError(INTERNAL), fields)
+            self.record_refusal(identity, action, InternalError(INTERNAL), fields)
             raise
 
-    def _record_refusal(
+    def record_refusal(
         self, identity: Identity, action: str, exc: JitgateError, fields: dict[str, Any]
     ) -> None:
+        """Record a refused attempt in its own transaction; a storage failure is logged, not raised."""
         try:
             with self.transaction(parks_audit=True) as conn:
                 self.record_events(conn, [self.refusal_event(identity, action, exc, **fields)])

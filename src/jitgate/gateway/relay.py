@@ -1,0 +1,449 @@
+"""Relaying one channel between the user's connection to the gateway and the gateway's to the target.
+
+A session channel (shell, exec, the SFTP subsystem) is opened at the target the way the user
+asked for it (the same command, terminal type, size and modes), and from then on bytes flow both
+ways untouched: window changes, signals and breaks go on to the target; the target's exit status
+or signal comes back. Back-pressure is passed through: when one side cannot take more, reading
+from the other side pauses, so a fast sender never fills the gateway's memory.
+
+Every byte is shown to the channel's recorder (``gateway/recording``) before it is passed on. A
+recorder that cannot write ends the whole session (fail closed): nothing is relayed unrecorded.
+What the relay needs from its connection is the small ``Link`` protocol; the server implements it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import asyncssh
+from jitgate.gateway.recording import RecordingFailed, SessionRecordings
+
+STDERR = asyncssh.EXTENDED_DATA_STDERR
+ANNOUNCE = "jitgate: "
+
+
+class Refused(Exception):
+    """The connection goes nowhere; ``str`` is the one line the user is shown."""
+
+
+class Link(Protocol):
+    """The connection a channel belongs to."""
+
+    recordings: SessionRecordings
+    exec_record_bytes: int
+
+    async def onward(self) -> asyncssh.SSHClientConnection:
+        """The connection to the target once it is up; raises ``Refused`` if there is none."""
+        ...
+
+    def next_channel(self) -> int: ...
+
+    def count(self, *, sent: int = 0, received: int = 0) -> None: ...
+
+    def channel_opened(self, relay: SessionRelay) -> None: ...
+
+    def channel_closed(self, relay: SessionRelay, exit_status: int | None) -> None: ...
+
+    def recording_failed(self, exc: RecordingFailed) -> None: ...
+
+    def forward_closed(self, relay: ForwardRelay) -> None: ...
+
+
+def line(message: str, *, pty: bool) -> bytes:
+    return f"{ANNOUNCE}{message}{chr(13) if pty else ''}\n".encode()
+
+
+class SessionRelay(asyncssh.SSHServerSession[bytes]):
+    """The user's side of a session channel."""
+
+    def __init__(self, link: Link, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._link = link
+        self._monotonic = monotonic
+        self._chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self._onward: asyncssh.SSHClientChannel[bytes] | None = None
+        self._pty: tuple[str, tuple[int, int, int, int], dict[int, int]] | None = None
+        self.kind = "shell"
+        self._command: str | None = None
+        self._recorder: Any = None
+        self._started = 0.0
+        self.channel = 0
+        self._closed = False
+        self._pending_eof = False
+
+    # -- requests before the channel starts -------------------------------------------------------
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._chan = chan
+
+    def pty_requested(
+        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: dict[int, int]
+    ) -> bool:
+        self._pty = (term_type, term_size, dict(term_modes))
+        return True
+
+    def shell_requested(self) -> bool:
+        self.kind = "shell"
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.kind, self._command = "exec", command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        if subsystem != "sftp":
+            return False
+        self.kind = "sftp"
+        return True
+
+    @property
+    def interactive(self) -> bool:
+        return self._pty is not None
+
+    def session_started(self) -> None:
+        if self._chan is None:  # asyncssh always calls connection_made first
+            return
+        self._chan.pause_reading()  # until the target's side is open: nothing is buffered here
+        asyncio.get_running_loop().create_task(self._open())
+
+    async def _open(self) -> None:
+        chan = self._chan
+        if chan is None:
+            return
+        try:
+            onward = await self._link.onward()
+        except Refused as refused:
+            self.refuse(str(refused))
+            return
+        self.channel = self._link.next_channel()
+        self._started = self._monotonic()
+        try:
+            self._recorder = self._new_recorder()
+        except RecordingFailed as exc:
+            self.refuse(str(exc))
+            self._link.recording_failed(exc)
+            return
+        term_type, term_size, term_modes = self._pty or (None, (0, 0, 0, 0), {})
+        try:
+            self._onward, _ = await onward.create_session(
+                lambda: _TargetSide(self),
+                self._command if self.kind == "exec" else None,
+                subsystem="sftp" if self.kind == "sftp" else None,
+                env=dict(chan.get_environment()),
+                request_pty=self._pty is not None,
+                term_type=term_type,
+                term_size=term_size,
+                term_modes=term_modes,
+                encoding=None,
+            )
+        except (asyncssh.Error, OSError) as exc:
+            reason = getattr(exc, "reason", "") or str(exc) or type(exc).__name__
+            self.refuse(f"the target refused the {self.kind}: {reason}")
+            self._finish(None)
+            return
+        self._link.channel_opened(self)
+        if self._pending_eof:
+            self._onward.write_eof()
+        chan.resume_reading()
+
+    def _new_recorder(self) -> Any:
+        recordings, at = self._link.recordings, time.time()
+        if self.kind == "exec":
+            return recordings.exec(
+                self.channel, self._command or "", cap_bytes=self._link.exec_record_bytes, timestamp=at
+            )
+        if self.kind == "sftp":
+            return recordings.sftp(self.channel, timestamp=at)
+        term_type, size = (self._pty[0], self._pty[1]) if self._pty else ("", (80, 24, 0, 0))
+        return recordings.shell(
+            self.channel,
+            width=size[0] or 80,
+            height=size[1] or 24,
+            term=term_type,
+            command=None,
+            timestamp=at,
+        )
+
+    def refuse(self, message: str) -> None:
+        """Tell the user why in one line and end the channel with status 1."""
+        if self._chan is not None and not self._chan.is_closing():
+            self._chan.write_stderr(line(message, pty=self._pty is not None))
+            self._chan.exit(1)
+
+    def announce(self, message: str) -> None:
+        """A line to the user (a warning before the grant ends) without ending anything."""
+        if self._chan is not None and not self._chan.is_closing():
+            self._chan.write_stderr(line(message, pty=self._pty is not None))
+
+    def end(self, message: str) -> None:
+        """End this channel now, telling the user why."""
+        self.refuse(message)
+        if self._onward is not None:
+            self._onward.close()
+        self._finish(None)
+
+    # -- the user's side → the target -------------------------------------------------------------
+
+    def _at(self) -> float:
+        return self._monotonic() - self._started
+
+    def _record(self, method: str, *args: Any) -> bool:
+        if self._recorder is None:
+            return True
+        try:
+            getattr(self._recorder, method)(self._at(), *args)
+        except RecordingFailed as exc:
+            self._link.recording_failed(exc)
+            return False
+        return True
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self._onward is None:
+            return
+        self._link.count(sent=len(data))
+        method = {"shell": "input", "exec": "stdin", "sftp": "from_client"}[self.kind]
+        if self._record(method, data):
+            self._onward.write(data)
+
+    def eof_received(self) -> bool:
+        if self._onward is None:
+            self._pending_eof = True
+        else:
+            self._onward.write_eof()
+        return True
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        if self._onward is not None:
+            if self.kind == "shell":
+                self._record("resize", width, height)
+            self._onward.change_terminal_size(width, height, pixwidth, pixheight)
+
+    def signal_received(self, signal: str) -> None:
+        if self._onward is not None:
+            self._onward.send_signal(signal)
+
+    def break_received(self, msec: int) -> bool:
+        if self._onward is not None:
+            self._onward.send_break(msec)
+        return True
+
+    def pause_writing(self) -> None:
+        if self._onward is not None:
+            self._onward.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._onward is not None:
+            self._onward.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._onward is not None:
+            self._onward.close()
+        self._finish(None)
+
+    # -- the target → the user's side -------------------------------------------------------------
+
+    def from_target(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        chan = self._chan
+        if chan is None or chan.is_closing():
+            return
+        self._link.count(received=len(data))
+        if self.kind == "exec":
+            method = "stderr" if datatype == STDERR else "stdout"
+        else:
+            method = {"shell": "output", "sftp": "from_server"}[self.kind]
+        if not self._record(method, data):
+            return
+        if datatype == STDERR:
+            chan.write_stderr(data)
+        else:
+            chan.write(data)
+
+    def target_eof(self) -> None:
+        if self._chan is not None and not self._chan.is_closing():
+            self._chan.write_eof()
+
+    def target_backed_up(self, paused: bool) -> None:
+        if self._chan is not None and not self._chan.is_closing():
+            if paused:
+                self._chan.pause_reading()
+            else:
+                self._chan.resume_reading()
+
+    def target_closed(self, status: int | None, signal: tuple[str, bool, str] | None) -> None:
+        chan = self._chan
+        if chan is not None and not chan.is_closing():
+            if signal is not None:
+                chan.exit_with_signal(*signal)
+            elif status is not None:
+                chan.exit(status)
+            else:
+                chan.close()
+        self._finish(status)
+
+    def _finish(self, status: int | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._recorder is not None:
+            try:
+                self._recorder.close(status) if self.kind != "sftp" else self._recorder.close()
+            except RecordingFailed as exc:
+                self._link.recording_failed(exc)
+        self._link.channel_closed(self, status)
+
+
+class _TargetSide(asyncssh.SSHClientSession[bytes]):
+    """The target's side of a session channel: everything goes back to the user's side."""
+
+    def __init__(self, relay: SessionRelay) -> None:
+        self._relay = relay
+        self._status: int | None = None
+        self._signal: tuple[str, bool, str] | None = None
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self._relay.from_target(data, datatype)
+
+    def eof_received(self) -> bool:
+        self._relay.target_eof()
+        return True
+
+    def exit_status_received(self, status: int) -> None:
+        self._status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self._signal = (signal, core_dumped, msg)
+
+    def pause_writing(self) -> None:
+        self._relay.target_backed_up(True)
+
+    def resume_writing(self) -> None:
+        self._relay.target_backed_up(False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._relay.target_closed(self._status, self._signal)
+
+
+class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
+    """One direct TCP forward (``ssh -L``), opened from the target to its destination."""
+
+    def __init__(
+        self,
+        link: Link,
+        recorder: Any,
+        onward: asyncssh.SSHTCPChannel[bytes] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._link = link
+        self._recorder = recorder
+        self.onward = onward
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._chan: asyncssh.SSHTCPChannel[bytes] | None = None
+        self._closed = False
+
+    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
+        self._chan = chan
+
+    def _record(self, method: str, n: int) -> bool:
+        try:
+            getattr(self._recorder, method)(self._monotonic() - self._started, n)
+        except RecordingFailed as exc:
+            self._link.recording_failed(exc)
+            return False
+        return True
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.onward is not None and self._record("sent", len(data)):
+            self._link.count(sent=len(data))
+            self.onward.write(data)
+
+    def eof_received(self) -> bool:
+        if self.onward is not None:
+            self.onward.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        if self.onward is not None:
+            self.onward.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.onward is not None:
+            self.onward.resume_reading()
+
+    def from_target(self, data: bytes) -> None:
+        if self._chan is not None and not self._chan.is_closing() and self._record("received", len(data)):
+            self._link.count(received=len(data))
+            self._chan.write(data)
+
+    def target_eof(self) -> None:
+        if self._chan is not None and not self._chan.is_closing():
+            self._chan.write_eof()
+
+    def target_backed_up(self, paused: bool) -> None:
+        if self._chan is not None and not self._chan.is_closing():
+            if paused:
+                self._chan.pause_reading()
+            else:
+                self._chan.resume_reading()
+
+    def end(self) -> None:
+        if self._chan is not None:
+            self._chan.close()
+        self.connection_lost(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.onward is not None:
+            self.onward.close()
+        if self._chan is not None:
+            self._chan.close()
+        if not self._closed:
+            self._closed = True
+            try:
+                self._recorder.close()
+            except RecordingFailed as exc2:
+                self._link.recording_failed(exc2)
+            self._link.forward_closed(self)
+
+
+class ForwardTarget(asyncssh.SSHTCPSession[bytes]):
+    """The target's side of a forward."""
+
+    def __init__(self) -> None:
+        self.relay: ForwardRelay | None = None
+        self._early: list[bytes] = []  # bytes that came before the user's side was attached
+        self._early_eof = False
+
+    def attach(self, relay: ForwardRelay) -> None:
+        self.relay = relay
+        for data in self._early:
+            relay.from_target(data)
+        if self._early_eof:
+            relay.target_eof()
+        self._early.clear()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.relay is not None:
+            self.relay.from_target(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> bool:
+        if self.relay is not None:
+            self.relay.target_eof()
+        else:
+            self._early_eof = True
+        return True
+
+    def pause_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.target_backed_up(True)
+
+    def resume_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.target_backed_up(False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.relay is not None:
+            self.relay.end()
