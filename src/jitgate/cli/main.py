@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jitgate.cli import access, accounts, admin, audit, ssh, targets
+from jitgate.cli import access, accounts, admin, audit, sessions, ssh, targets
 
 app = typer.Typer(
     name="jitgate",
@@ -18,4 +18,5 @@ audit.register(app)
 accounts.register(app)
 access.register(app)
 ssh.register(app)
+sessions.register(app)
 targets.register(app)

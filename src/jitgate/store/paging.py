@@ -1,4 +1,4 @@
-"""Keyset pages over requests and grants, newest first, so that no row is ever out of reach.
+"""Keyset pages over requests, grants and gateway sessions, newest first, so that no row is ever out of reach.
 
 A cursor names the row a page ended (or began) at by its sort key and id, so a page is found by an
 indexed range, never by an offset: rows added meanwhile neither shift nor hide others. Cursors are
@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection, RowMapping
 from jitgate.domain.model import AccessRequest, Grant, RequestState
 from jitgate.errors import InvalidInput
 from jitgate.store import queries as q
-from jitgate.store.tables import grants, requests
+from jitgate.store import sessions as s
+from jitgate.store.tables import gateway_sessions, grants, requests
 
 T = TypeVar("T")
 DEFAULT_PAGE = 50
@@ -164,6 +165,34 @@ def page_grants(
         row_id=grants.c.id,
         build=q.grant_of_row,
         key_of=lambda g: Cursor(g.starts_at, g.id),
+        limit=limit,
+        older_than=older_than,
+        newer_than=newer_than,
+    )
+
+
+def page_sessions(
+    conn: Connection,
+    *,
+    holder: str | None = None,
+    active: bool = False,
+    limit: int = DEFAULT_PAGE,
+    older_than: str | None = None,
+    newer_than: str | None = None,
+) -> Page[s.SessionRow]:
+    """Gateway sessions (of ``holder``, only live ones if ``active``), latest start first."""
+    query = sa.select(gateway_sessions)
+    if holder is not None:
+        query = query.where(gateway_sessions.c.holder == holder)
+    if active:
+        query = query.where(gateway_sessions.c.state == s.LIVE)
+    return _page(
+        conn,
+        query,
+        key=gateway_sessions.c.started_at,
+        row_id=gateway_sessions.c.id,
+        build=s.session_of_row,
+        key_of=lambda row: Cursor(row.started_at, row.id),
         limit=limit,
         older_than=older_than,
         newer_than=newer_than,

@@ -10,6 +10,7 @@ replicas. The loop sleeps until the earliest deadline in the database or until w
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from jitgate.domain.model import GrantEnd, RequestState
 from jitgate.errors import AuditIntegrityError, JitgateError, ProviderError, TargetUnreachable
 from jitgate.store import issuance
 from jitgate.store import queries as q
-from jitgate.workflow import audit_state, grants
+from jitgate.workflow import audit_state, grants, sessions
 from jitgate.workflow.context import WorkflowContext
 
 log = logging.getLogger("jitgate.scheduler")
@@ -37,6 +38,9 @@ REVOCATION_LEASE = timedelta(seconds=30)
 # Revocations of one claimed batch in flight at once; the database providers keep as many admin
 # connections per target by default (``admin_connections``).
 REVOCATION_WORKERS = 4
+SESSION_STALE = timedelta(seconds=30)
+"""A live gateway session whose gateway has not beaten for this long is ended as lost."""
+REAP_EVERY = timedelta(seconds=5)
 
 
 def expire_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
@@ -217,8 +221,32 @@ def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
     log.warning("revocation on %s failed (attempt %d): %s", row["target"], attempts, error)
 
 
-def run_lifecycle(ctx: WorkflowContext) -> None:
-    """One pass over the time-critical steps: scheduled starts, expiries, time-outs, warnings."""
+class Every:
+    """Lets a step run at most once per ``interval`` of the broker's clock."""
+
+    def __init__(self, interval: timedelta) -> None:
+        self.interval = interval
+        self.last: datetime | None = None
+
+    def due(self, now: datetime) -> bool:
+        if self.last is not None and now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+
+def reap_sessions(ctx: WorkflowContext) -> int:
+    """End gateway sessions whose gateway stopped; a failure is logged and tried at the next pass."""
+    try:
+        return sessions.reap_lost(ctx, stale_after=SESSION_STALE)
+    except Exception:
+        log.exception("ending lost gateway sessions failed; retrying later")
+        return 0
+
+
+def run_lifecycle(ctx: WorkflowContext, *, reap: Every | None = None) -> None:
+    """One pass over the time-critical steps: scheduled starts, expiries, time-outs, warnings, and
+    (when ``reap`` says it is due; always without it) the end of sessions lost with their gateway."""
     # Starting grants waits for a broken audit log (reported where it was found); ending does not.
     with contextlib.suppress(AuditIntegrityError):
         start_due(ctx)
@@ -226,6 +254,8 @@ def run_lifecycle(ctx: WorkflowContext) -> None:
         pass
     time_out_due(ctx)
     warn_expiring(ctx)
+    if reap is None or reap.due(ctx.clock.now()):
+        reap_sessions(ctx)
     if audit_state.watch(ctx).problem is None:
         checkpoint_audit(ctx)  # never copy out a head the broker does not trust
     ctx.db.checkpoint_wal()
@@ -318,7 +348,13 @@ class Scheduler:
     def __init__(self, ctx: WorkflowContext, *, poll_seconds: float = 1.0) -> None:
         self._ctx = ctx
         self._loops = (
-            _Loop("jitgate-lifecycle", ctx, run_lifecycle, q.next_lifecycle_deadline, poll_seconds),
+            _Loop(
+                "jitgate-lifecycle",
+                ctx,
+                functools.partial(run_lifecycle, reap=Every(REAP_EVERY)),
+                q.next_lifecycle_deadline,
+                poll_seconds,
+            ),
             _Loop(
                 "jitgate-revocations", ctx, run_revocations, issuance.next_revocation_attempt, poll_seconds
             ),

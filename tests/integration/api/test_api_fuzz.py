@@ -82,6 +82,40 @@ def _add_user(data: Path, name: str, *flags: str) -> str:
     return str(json.loads(done.stdout)["token"])
 
 
+def _seed_session(data: Path, policy: Path, grant_id: str) -> str:
+    """A gateway session of alice's under ``grant_id``, ended with a shell recording, as the gateway
+    records it on the server's data directory."""
+    from jitgate.clock import SystemClock
+    from jitgate.domain.identity import Identity
+    from jitgate.policy.loader import load_policy
+    from jitgate.runtime import open_audit, open_database
+    from jitgate.settings import Settings
+    from jitgate.store import queries as q
+    from jitgate.workflow import sessions
+    from jitgate.workflow.context import PolicyHolder, WorkflowContext
+
+    settings = Settings(data_dir=data, policy_file=policy)
+    db = open_database(settings)
+    try:
+        ctx = WorkflowContext(db, PolicyHolder(load_policy(policy)), open_audit(settings), SystemClock())
+        with db.read() as conn:
+            grant = q.get_grant(conn, grant_id)
+        assert grant is not None
+        alice = Identity("alice", frozenset({"engineers"}))
+        found = sessions.open_session(
+            ctx, alice, grant=grant, target="stage-1", login="deploy", credential_serial="1",
+            source="127.0.0.1:1", gateway="fuzz",
+        )  # fmt: skip
+        cast = settings.recordings_dir / found / "0.cast"
+        cast.parent.mkdir(parents=True)
+        cast.write_text('{"version": 2, "width": 80, "height": 24}\n[0.1, "o", "$ "]\n')
+        facts = {"channel": 0, "kind": "shell", "file": f"{found}/0.cast", "size": 1, "truncated": False}
+        sessions.close_session(ctx, found, reason="done", bytes_in=1, bytes_out=1, recordings=[facts])
+    finally:
+        db.dispose()
+    return found
+
+
 def _seed(url: str, tokens: dict[str, str]) -> dict[str, str]:
     """A pending request, an active grant and a token and user that may be revoked and disabled
     (carol's), so that operations on ids reach past the lookup."""
@@ -116,7 +150,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "carol": _add_user(data, "carol", "--group=engineers"),
     }
     with serving(data, policy, log, UNTHROTTLED) as (url, _, _):
-        yield Server(url, tokens, _seed(url, tokens), log)
+        ids = _seed(url, tokens)
+        ids["session_id"] = _seed_session(data, policy, ids["grant_id"])
+        yield Server(url, tokens, ids, log)
 
 
 def problem_violations(status: int, headers: dict[str, list[str]], content: bytes) -> list[str]:
