@@ -27,7 +27,14 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitgate import __version__
-from jitgate.api import problems, routes_access, routes_accounts, routes_audit, routes_credentials
+from jitgate.api import (
+    problems,
+    routes_access,
+    routes_accounts,
+    routes_audit,
+    routes_credentials,
+    routes_keys,
+)
 from jitgate.api.deps import RuntimeDep
 from jitgate.domain.model import RequestState
 from jitgate.runtime import Runtime
@@ -298,6 +305,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
     app.include_router(routes_credentials.router, tags=["credentials"])
     app.include_router(routes_audit.router, tags=["audit"])
     app.include_router(routes_accounts.router, tags=["accounts"])
+    app.include_router(routes_keys.router, tags=["keys"])
     app.include_router(web_routes.router)
 
     @app.get("/", include_in_schema=False)
