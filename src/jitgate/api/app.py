@@ -33,6 +33,7 @@ from jitgate.api import (
     routes_accounts,
     routes_audit,
     routes_credentials,
+    routes_keys,
     routes_sessions,
 )
 from jitgate.api.deps import RuntimeDep
@@ -317,6 +318,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
     app.include_router(routes_audit.router, tags=["audit"])
     app.include_router(routes_accounts.router, tags=["accounts"])
     app.include_router(routes_sessions.router, tags=["sessions"])
+    app.include_router(routes_keys.router, tags=["keys"])
     app.include_router(web_routes.router)
 
     @app.get("/", include_in_schema=False)

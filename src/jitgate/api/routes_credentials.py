@@ -61,13 +61,16 @@ def ssh_provider(ctx: WorkflowContext) -> SshCertificateProvider:
 
 
 def host_patterns(target: Target) -> list[str]:
-    """known_hosts names for a target, as the ssh client looks them up.
+    """known_hosts names for a target, as the ssh client looks them up."""
+    return known_host_names([n for n in (target.address, target.name) if n], target.effective_port)
+
+
+def known_host_names(names: list[str], port: int) -> list[str]:
+    """known_hosts names for a host reached by ``names`` on ``port``, duplicates dropped.
 
     ssh looks a host on a port other than 22 up as ``[host]:port``; a bare name would never match.
     """
-    port = target.effective_port
-    names = dict.fromkeys(n for n in (target.address, target.name) if n)
-    return [name if port == 22 else f"[{name}]:{port}" for name in names]
+    return [name if port == 22 else f"[{name}]:{port}" for name in dict.fromkeys(names)]
 
 
 def _require_kind(ctx: WorkflowContext, identity: Identity, name: str, *, ssh: bool) -> Target | None:

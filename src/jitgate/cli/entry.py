@@ -35,10 +35,11 @@ def fast_ssh(args: list[str]) -> int | None:
     parser.add_argument("--login", "-l")
     parser.add_argument("--ssh-option", "-o", action="append", default=[])
     parser.add_argument("--unsafe-accept-unknown-host", action="store_true")
+    parser.add_argument("--via-gateway", action="store_true")
     parser.add_argument("--url")
     parser.add_argument("--token")
     parsed, unknown = parser.parse_known_args(options)
-    if unknown:
+    if unknown or (parsed.via_gateway and parsed.unsafe_accept_unknown_host):
         return None  # let the full CLI explain what is wrong with them
 
     from jitgate import errors
@@ -47,6 +48,17 @@ def fast_ssh(args: list[str]) -> int | None:
     from jitgate.cli.sshsession import COMMAND_NOT_FOUND, connect
 
     try:
+        if parsed.via_gateway:
+            from jitgate.cli.gatewayssh import connect_via_gateway
+
+            return connect_via_gateway(
+                parsed.target,
+                command=command,
+                login=parsed.login,
+                options=parsed.ssh_option,
+                url=parsed.url,
+                token=parsed.token,
+            )
         return connect(
             parsed.target,
             command=command,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jitgate.cli import access, accounts, admin, audit, sessions, ssh, targets
+from jitgate.cli import access, accounts, admin, audit, keys, sessions, ssh, targets
 
 app = typer.Typer(
     name="jitgate",
@@ -16,6 +16,7 @@ app = typer.Typer(
 admin.register(app)
 audit.register(app)
 accounts.register(app)
+keys.register(app)
 access.register(app)
 ssh.register(app)
 sessions.register(app)

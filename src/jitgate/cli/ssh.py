@@ -55,7 +55,7 @@ def mint(client: ApiClient, target: str, public_line: str) -> Minted:
 # -- ssh-config -------------------------------------------------------------------------------------
 
 
-def _config_word(value: str) -> str:
+def config_word(value: str) -> str:
     """A value for ssh_config: percent signs escaped (ssh expands %-tokens), quoted if it has spaces.
 
     A control character (a newline above all) or a double quote cannot be held in one ssh_config
@@ -116,11 +116,11 @@ def config_stanza(target: ConfigTarget, login: str, base: Path, url: str) -> str
             f"    HostName {target.address}",
             f"    Port {target.port}",
             f"    User {login}",
-            f"    IdentityFile {_config_word(str(files))}",
-            f"    CertificateFile {_config_word(f'{files}-cert.pub')}",
+            f"    IdentityFile {config_word(str(files))}",
+            f"    CertificateFile {config_word(f'{files}-cert.pub')}",
             "    IdentitiesOnly yes",
             "    IdentityAgent none",
-            f"    UserKnownHostsFile {_config_word(f'{files}.known_hosts')}",
+            f"    UserKnownHostsFile {config_word(f'{files}.known_hosts')}",
             "    GlobalKnownHostsFile /dev/null",
             "    StrictHostKeyChecking yes",
             "",
@@ -163,6 +163,10 @@ def mint_into(client: ApiClient, target: str, base: Path) -> Minted:
 
 # -- commands ---------------------------------------------------------------------------------------
 
+ViaGatewayOpt = Annotated[
+    bool,
+    typer.Option("--via-gateway", help="Through the broker's SSH gateway (sign in with a registered key)"),
+]
 LoginOpt = Annotated[
     str | None, typer.Option("--login", "-l", help="Log in as this principal (default: the first)")
 ]
@@ -187,20 +191,35 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
                 help="UNSAFE: connect even if the host shows no certificate from the broker's host CA",
             ),
         ] = False,
+        via_gateway: ViaGatewayOpt = False,
         url: UrlOpt = None,
         token: TokenOpt = None,
     ) -> None:
-        """Connect to TARGET with a certificate minted now for a key that lives only in memory."""
+        """Connect to TARGET with a certificate minted now for a key that lives only in memory.
+
+        With --via-gateway, through the broker's SSH gateway with a key registered for minutes.
+        """
         try:
-            code = connect(
-                target,
-                command=command or [],
-                login=login,
-                options=ssh_option or [],
-                accept_unknown_host=unsafe_accept_unknown_host,
-                url=url,
-                token=token,
-            )
+            if via_gateway:
+                if unsafe_accept_unknown_host:
+                    raise errors.InvalidInput(
+                        "--unsafe-accept-unknown-host does not apply with --via-gateway"
+                    )
+                from jitgate.cli.gatewayssh import connect_via_gateway
+
+                code = connect_via_gateway(
+                    target, command=command or [], login=login, options=ssh_option or [], url=url, token=token
+                )
+            else:
+                code = connect(
+                    target,
+                    command=command or [],
+                    login=login,
+                    options=ssh_option or [],
+                    accept_unknown_host=unsafe_accept_unknown_host,
+                    url=url,
+                    token=token,
+                )
         except ProgramMissing as exc:
             err.print(f"error: {exc.message}", markup=False)
             raise typer.Exit(COMMAND_NOT_FOUND) from None
@@ -248,6 +267,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             typer.Option("--mint", hidden=True, help="Used by the printed config: mint for TARGET"),
         ] = None,
         into: Annotated[Path | None, typer.Option("--into", hidden=True)] = None,
+        via_gateway: ViaGatewayOpt = False,
         url: UrlOpt = None,
         token: TokenOpt = None,
     ) -> None:
@@ -257,6 +277,9 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         `jitgate ssh-config > ~/.ssh/jitgate.conf` and `Include jitgate.conf` at the top of
         ~/.ssh/config. Each connection then runs `jitgate ssh-config --mint TARGET` first, which
         writes a fresh key and certificate into $XDG_RUNTIME_DIR/jitgate (0700).
+
+        With --via-gateway the stanzas point at the broker's SSH gateway instead, where you sign
+        in with a key registered by `jitgate keys add`; nothing is minted on your machine.
         """
         if mint_target is not None:
             try:
@@ -267,20 +290,26 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             return
         with api(url, token) as client:
             found = [ConfigTarget.from_api(t) for t in client.get("/api/v1/ssh/targets")]
-            base = runtime_base()
             known = {t.name: t for t in found}
-            chosen = targets or list(known)
-            stanzas = []
-            for name in chosen:
+            chosen = []
+            for name in targets or list(known):
                 if name not in known:
                     raise errors.NotFound(f"no ssh target {name!r} you can ask for")
                 logins = known[name].logins
                 user = login or logins[0]
                 if user not in logins:
                     raise errors.InvalidInput(f"login {user!r} is not offered on {name}")
-                stanzas.append(config_stanza(known[name], user, base, client.url))
-        print(f"# jitgate ssh-config for {client.url}: Include this before any `Host *` block")
-        print("\n".join(stanzas), end="")
+                chosen.append((known[name], user))
+            if via_gateway:
+                from jitgate.cli.gatewayssh import Gateway, gateway_config
+
+                text = gateway_config(Gateway.from_api(client.get("/api/v1/gateway")), chosen, client.url)
+            else:
+                base = runtime_base()
+                stanzas = [config_stanza(target, user, base, client.url) for target, user in chosen]
+                text = f"# jitgate ssh-config for {client.url}: Include this before any `Host *` block\n"
+                text += "\n".join(stanzas)
+        print(text, end="")
 
     @app.command("host-cert")
     def host_cert(

@@ -63,7 +63,7 @@ def runtime_base(path: Path | None = None) -> Path:
     return path
 
 
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.write(fd, data)
@@ -166,7 +166,7 @@ class SessionKey:
             self._process.wait()
 
 
-def _one_line(value: object, what: str) -> str:
+def one_line(value: object, what: str) -> str:
     if not isinstance(value, str) or not value or any(c < " " or c == "\x7f" for c in value):
         raise errors.InvalidInput(f"the broker sent {what} that is not one line of text")
     return value
@@ -207,11 +207,11 @@ class Minted(NamedTuple):
         if not isinstance(principals, list) or not principals:
             raise errors.InvalidInput("the broker sent a certificate without principals")
         return cls(
-            certificate=_one_line(data["certificate"], "a certificate"),
+            certificate=one_line(data["certificate"], "a certificate"),
             logins=[checked(lambda p: sshnames.login_of(str(p), target), p, "principal") for p in principals],
             address=checked(sshnames.check_address, where["address"], "address"),
             port=checked(sshnames.check_port, where["port"], "port"),
-            known_hosts=[_one_line(line, "a known_hosts line") for line in data.get("known_hosts") or []],
+            known_hosts=[one_line(line, "a known_hosts line") for line in data.get("known_hosts") or []],
             grant_id=str(data["grant_id"]),
             valid_before=str(data["valid_before"]),
         )
@@ -229,15 +229,15 @@ class Minted(NamedTuple):
 def write_credentials(directory: Path, stem: str, key: KeyPair, minted: Minted) -> tuple[Path, Path, Path]:
     """Key (0600), certificate and known_hosts as ``ssh -i`` and ``UserKnownHostsFile`` want them."""
     key_file = directory / stem
-    _write_private(key_file, key.private_bytes())
+    write_private(key_file, key.private_bytes())
     return (key_file, *write_certificate(directory, stem, minted))
 
 
 def write_certificate(directory: Path, stem: str, minted: Minted) -> tuple[Path, Path]:
     """Certificate and known_hosts next to the key ``directory/stem``."""
     cert_file, hosts_file = directory / f"{stem}-cert.pub", directory / f"{stem}.known_hosts"
-    _write_private(cert_file, (minted.certificate + "\n").encode())
-    _write_private(hosts_file, "".join(f"{line}\n" for line in minted.known_hosts).encode())
+    write_private(cert_file, (minted.certificate + "\n").encode())
+    write_private(hosts_file, "".join(f"{line}\n" for line in minted.known_hosts).encode())
     return cert_file, hosts_file
 
 
@@ -270,7 +270,19 @@ def ssh_argv(
 
 
 def post_json(url: str, token: str | None, path: str, body: dict[str, Any], timeout: float = 30) -> Any:
-    """POST to the broker; an error response becomes the matching ``JitgateError``.
+    """POST to the broker; an error response becomes the matching ``JitgateError``."""
+    return broker_json(url, token, "POST", path, body, timeout)
+
+
+def broker_json(
+    url: str,
+    token: str | None,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 30,
+) -> Any:
+    """Call the broker's API; an error response becomes the matching ``JitgateError``.
 
     ``http.client`` rather than ``urllib.request``: it is what urllib uses underneath, and importing
     it alone is measurably faster at the start of every ``jitgate ssh``.
@@ -286,7 +298,8 @@ def post_json(url: str, token: str | None, path: str, body: dict[str, Any], time
         headers["Authorization"] = f"Bearer {token}"
     connection = connection_class(parts.hostname, parts.port, timeout=timeout)
     try:
-        connection.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
+        payload = None if body is None else json.dumps(body)
+        connection.request(method, parts.path.rstrip("/") + path, body=payload, headers=headers)
         response = connection.getresponse()
         data = response.read()
     except (OSError, http.client.HTTPException):

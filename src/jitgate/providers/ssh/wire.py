@@ -148,6 +148,10 @@ def _refuse_type(key_type: str) -> InvalidInput:
         return InvalidInput("a certificate is not accepted as a public key; send the plain public key")
     if key_type == "ssh-dss":
         return InvalidInput("DSA keys (ssh-dss) are refused; use ed25519, ecdsa or rsa of 2048 bits or more")
+    if key_type.startswith("sk-"):
+        return InvalidInput(
+            "security keys (sk-…, FIDO) are not supported yet; use ed25519, ecdsa or rsa of 2048 bits or more"
+        )
     shown = key_type if key_type.isprintable() and len(key_type) <= 64 else "unknown"
     return InvalidInput(f"key type {shown!r} is not supported; use one of {', '.join(SUPPORTED)}")
 
