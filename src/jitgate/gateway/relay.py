@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import asyncssh
@@ -79,7 +79,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         self._chan = chan
 
     def pty_requested(
-        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: dict[int, int]
+        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Mapping[int, int]
     ) -> bool:
         self._pty = (term_type, term_size, dict(term_modes))
         return True
@@ -131,7 +131,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
                 lambda: _TargetSide(self),
                 self._command if self.kind == "exec" else None,
                 subsystem="sftp" if self.kind == "sftp" else None,
-                env=dict(chan.get_environment()),
+                env=dict[str | bytes, str | bytes](chan.get_environment()),
                 request_pty=self._pty is not None,
                 term_type=term_type,
                 term_size=term_size,
