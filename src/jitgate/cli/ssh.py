@@ -14,6 +14,8 @@ and certificate stay in that directory between connections (each connection repl
 certificate is dead within minutes and the key is trusted nowhere else. Every value the broker
 sends for a stanza (name, address, port, login) is checked against ``domain/sshnames`` first: a
 newline in an address would otherwise add a ``ProxyCommand`` to the user's ssh configuration.
+
+With ``--via-gateway`` both go through the broker's SSH gateway instead (``cli/gatewayssh.py``).
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ def _insert(
     *,
     comment: str,
     ephemeral: bool,
+    now: datetime,
     expires_at: datetime,
     extra: dict[str, Any],
 ) -> KeyRow:
@@ -99,7 +100,6 @@ def _insert(
     if store.fingerprint_taken(conn, parsed.fingerprint):
         raise Conflict("this key is already registered")
     key_id = new_key_id()
-    now = ctx.clock.now()
     try:
         store.insert_key(
             conn,
@@ -159,6 +159,7 @@ def add_key(
             raise InvalidInput(f"a key may be registered for at most {longest}")
         parsed = _parsed(ctx, public_line)
         text = checked_text("comment", parsed.comment if comment is None else comment, max_length=MAX_COMMENT)
+        now = ctx.clock.now()
         with ctx.transaction() as conn:
             return _insert(
                 ctx,
@@ -167,7 +168,8 @@ def add_key(
                 parsed,
                 comment=text,
                 ephemeral=False,
-                expires_at=ctx.clock.now() + lifetime,
+                now=now,
+                expires_at=now + lifetime,
                 extra={},
             )
 
@@ -193,6 +195,7 @@ def register_ephemeral(
                 parsed,
                 comment=EPHEMERAL_COMMENT,
                 ephemeral=True,
+                now=now,
                 expires_at=now + ttl,
                 extra={"removed_ended_key_ids": swept} if swept else {},
             )

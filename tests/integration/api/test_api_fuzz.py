@@ -33,6 +33,7 @@ from schemathesis import GenerationMode
 from schemathesis.schemas import APIOperation
 
 from support.broker_process import serving
+from support.keys import fresh_ed25519
 
 JITGATE = [sys.executable, "-m", "jitgate"]
 EXAMPLES = int(os.environ.get("JITGATE_FUZZ_EXAMPLES", "12"))
@@ -117,8 +118,8 @@ def _seed_session(data: Path, policy: Path, grant_id: str) -> str:
 
 
 def _seed(url: str, tokens: dict[str, str]) -> dict[str, str]:
-    """A pending request, an active grant and a token and user that may be revoked and disabled
-    (carol's), so that operations on ids reach past the lookup."""
+    """A pending request, an active grant and a token, SSH key and user that may be revoked,
+    removed and disabled (carol's), so that operations on ids reach past the lookup."""
     alice = {"Authorization": f"Bearer {tokens['alice']}"}
     pending = httpx.post(
         f"{url}/api/v1/requests",
@@ -131,10 +132,13 @@ def _seed(url: str, tokens: dict[str, str]) -> dict[str, str]:
     assert pending.status_code == active.status_code == 201, (pending.text, active.text)
     carol = {"Authorization": f"Bearer {tokens['carol']}"}
     listed = httpx.get(f"{url}/api/v1/tokens", headers=carol).json()
+    key = httpx.post(f"{url}/api/v1/keys", json={"public_key": fresh_ed25519()}, headers=carol)
+    assert key.status_code == 201, key.text
     return {
         "request_id": pending.json()["id"],
         "grant_id": active.json()["grant"]["id"],
         "token_id": listed[0]["id"],
+        "key_id": key.json()["id"],
         "name": "carol",
     }
 

@@ -32,7 +32,9 @@ class Cli:
     home: Path
     gateway_port: int | None = None
 
-    def run(self, *args: str, user: str | None = "alice") -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, user: str | None = "alice", stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {
             **os.environ,
             "JITGATE_URL": self.broker.url,
@@ -43,7 +45,7 @@ class Cli:
         if user is not None:
             env["JITGATE_TOKEN"] = self.broker.token if user == "alice" else self.broker.admin_token
         return subprocess.run(
-            [*JITGATE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            [*JITGATE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
         )
 
     def json(self, *args: str, user: str = "alice") -> object:
@@ -101,12 +103,18 @@ def test_keys_are_added_listed_and_removed(plain: Cli, tmp_path: Path) -> None:
     assert gone.returncode == 6
 
 
-def test_keys_add_with_a_comment_of_your_own(plain: Cli, tmp_path: Path) -> None:
+def test_keys_add_with_a_comment_of_your_own_or_from_standard_input(plain: Cli, tmp_path: Path) -> None:
     private = keygen(tmp_path, "id", "-t", "ecdsa")
     added = plain.json("keys", "add", f"{private}.pub", "--comment", "work laptop")
     assert isinstance(added, dict)
     assert added["comment"] == "work laptop"
     assert plain.run("keys", "remove", added["id"]).returncode == 0
+    piped = plain.run("keys", "add", "-", stdin=public_line(tmp_path, "piped", "-t", "ed25519", comment="ci"))
+    assert piped.returncode == 0, piped.stderr
+    assert "registered until" in piped.stdout
+    [key] = plain.json("keys", "list")  # type: ignore[misc]
+    assert key["comment"] == "ci"
+    assert plain.run("keys", "remove", key["id"]).returncode == 0
 
 
 def test_refusals_are_one_line_with_their_exit_codes(plain: Cli, tmp_path: Path) -> None:
