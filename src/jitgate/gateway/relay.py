@@ -168,8 +168,8 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
 
     def refuse(self, message: str) -> None:
         """Tell the user why in one line and end the channel with status 1."""
-        if self._chan is not None and not self._chan.is_closing():
-            self._chan.write_stderr(line(message, pty=self._pty is not None))
+        self.announce(message)
+        if self._chan is not None:
             self._chan.exit(1)
 
     def announce(self, message: str) -> None:
@@ -273,7 +273,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
 
     def target_closed(self, status: int | None, signal: tuple[str, bool, str] | None) -> None:
         chan = self._chan
-        if chan is not None and not chan.is_closing():
+        if chan is not None:  # after an EOF the channel counts as closing, but still takes the status
             if signal is not None:
                 chan.exit_with_signal(*signal)
             elif status is not None:
