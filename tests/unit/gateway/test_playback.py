@@ -6,9 +6,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from asciinema.asciicast import events as asciinema_events
 
 from jitgate.errors import InvalidInput
 from jitgate.gateway.playback import frames
+
+EVENTS = [
+    [0.2, "o", "a"],
+    [0.9, "i", "x"],
+    [7.5, "o", "b"],
+    [7.5, "r", "90x30"],
+    [20.0, "o", "c"],
+    [20.25, "o", "d"],
+]
 
 HEADER = json.dumps(
     {"version": 2, "width": 80, "height": 24, "timestamp": 1_764_000_000, "env": {"TERM": "xterm"}}
@@ -33,6 +43,23 @@ def test_speed_divides_the_delays_and_the_idle_limit_cuts_long_pauses() -> None:
     # A pause made of several events is cut gap by gap, as asciinema does.
     spread = cast([0.0, "o", "a"], [10.0, "i", "x"], [20.0, "o", "b"])
     assert list(frames(spread, idle_limit=3.0)) == [(0.0, "a"), (6.0, "b")]
+
+
+@pytest.mark.parametrize(("speed", "idle_limit"), [(1.0, None), (2.0, None), (0.5, 3.0), (4.0, 1.0)])
+def test_the_frames_come_when_asciinemas_own_player_shows_them(
+    speed: float, idle_limit: float | None
+) -> None:
+    """The oracle: asciinema's player computes when each event is shown this way (player.py)."""
+    timed = asciinema_events.to_relative_time(EVENTS)
+    timed = asciinema_events.cap_relative_time(timed, idle_limit)
+    timed = asciinema_events.to_absolute_time(timed)
+    shown = [(t, text) for t, code, text in asciinema_events.adjust_speed(timed, speed) if code == "o"]
+    at, ours = 0.0, []
+    for delay, text in frames(cast(*EVENTS), speed=speed, idle_limit=idle_limit):
+        at += delay
+        ours.append((at, text))
+    assert [text for _, text in ours] == [text for _, text in shown]
+    assert [t for t, _ in ours] == pytest.approx([t for t, _ in shown])
 
 
 def test_the_headers_idle_limit_applies_unless_the_caller_gives_one() -> None:

@@ -7,11 +7,13 @@ import hashlib
 import json
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from asciinema import asciicast
 
 from jitgate.audit.recordings import RECORDING_FILE
 from jitgate.gateway import playback
@@ -80,6 +82,30 @@ def test_a_shell_session_is_a_cast_as_asciicast_v2_specifies(tmp_path: Path) -> 
         "size": facts.size,
         "truncated": False,
     }
+
+
+def test_asciinema_itself_reads_the_cast_as_it_was_recorded(tmp_path: Path) -> None:
+    session = SessionRecordings(tmp_path, SID)
+    shell = session.shell(0, width=80, height=24, term="xterm", command=None, timestamp=START)
+    shell.output(0.1, "\x1b[1mbold ✓\x1b[0m\r\n".encode()[:9])
+    shell.output(0.2, "\x1b[1mbold ✓\x1b[0m\r\n".encode()[9:])
+    shell.input(0.3, b"exit\r")
+    shell.resize(0.4, 132, 43)
+    shell.output(0.5, "line\u2028separator\r\n".encode())
+    facts = shell.close(0)
+    path = tmp_path / facts.file
+    with asciicast.open_from_url(str(path)) as cast:
+        assert cast.v2_header["width"] == 80
+        events = list(cast.events())
+    assert [e[1] for e in events] == ["o", "o", "i", "r", "o"]
+    cat = subprocess.run(
+        [sys.executable, "-m", "asciinema", "cat", str(path)],
+        capture_output=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # no terminal: asciinema must not take one over
+    )
+    assert cat.stdout.decode() == "\x1b[1mbold ✓\x1b[0m\r\nline\u2028separator\r\n"
 
 
 def test_the_cast_plays_back_as_it_was_recorded(tmp_path: Path) -> None:
