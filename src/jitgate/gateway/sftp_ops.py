@@ -27,13 +27,7 @@ MAX_HANDLES = 1024
 
 Operation = dict[str, Any]
 
-# Operations given as their answer arrives, with the request's fields as recorded.
-_ANSWERED_ALONE = frozenset(
-    {
-        "remove", "rename", "mkdir", "rmdir", "setstat", "lsetstat", "symlink", "hardlink",
-        "realpath", "expand-path", "readlink", "stat", "lstat", "statvfs", "extended", "unknown",
-    }
-)  # fmt: skip
+# Operations on a handle, given with the path the handle was opened for.
 _ON_HANDLE = frozenset({"fstat", "fsetstat", "fsync", "fstatvfs"})
 
 

@@ -58,6 +58,7 @@ server.wait()
 BATCH = """\
 mkdir remote
 put local.bin remote/a.bin
+put -p local.bin remote/p.bin
 get remote/a.bin back.bin
 chmod 600 remote/a.bin
 rename remote/a.bin remote/b.bin
@@ -66,6 +67,7 @@ ls -l remote
 -rm remote/nosuch
 rm remote/link
 rm remote/b.bin
+rm remote/p.bin
 rmdir remote
 """
 
@@ -148,6 +150,8 @@ def test_a_real_sftp_session_is_recorded_as_what_it_did(capture: Capture) -> Non
     assert closes[0]["writes"] >= 3  # several writes, counted per handle
     assert closes[0]["handle"] == put["handle"]
     assert find("setstat", path=a, attrs={"permissions": "600"}, status="ok")
+    (kept,) = find("fsetstat", path=f"{root}/remote/p.bin", status="ok")  # put -p: times kept
+    assert {"atime", "mtime"} <= set(kept["attrs"])
     assert find("rename", old=a, new=b, status="ok")
     assert find("symlink", target="b.bin", link=f"{root}/remote/link", status="ok")
     (listing,) = find("close", kind="dir", status="ok")
