@@ -8,13 +8,15 @@ is left is a perfectly consistent shorter chain.
 
 A signed head proves nothing against an old head saved and put back, so ``verify_anchored`` also
 checks the chain against the heads kept outside the database: the checkpoint and any witness
-files. It is the one verdict of both ``jitgate audit verify`` and ``GET /api/v1/audit/verify``.
+files, and, given the recordings directory, the gateway's session recordings against the
+``session.ended`` records that list them (``audit/recordings.py``). It is the one verdict of both
+``jitgate audit verify`` and ``GET /api/v1/audit/verify``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
@@ -24,18 +26,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Connection
 
-from jitgate.audit import checkpoint, witness
+from jitgate.audit import checkpoint, recordings, witness
 from jitgate.audit.canonical import BODY_FIELDS, GENESIS_HASH, head_message, iso_utc, record_hash
 from jitgate.audit.chain import SignedHead, read_head
 from jitgate.settings import Settings
 from jitgate.store.tables import audit_events
 
 _FIELDS = frozenset(BODY_FIELDS)
+SESSION_ENDED = "session.ended"
 
 
 class Anchors(TypedDict):
     checkpoint_path: Path | None
     witness_files: Sequence[Path]
+    recordings_root: Path | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +47,10 @@ class VerifyResult:
     """The outcome: ``count`` records verified; on failure the first bad one and a one-line why.
 
     ``verdict`` is ``intact``, ``broken`` (records or head tampered with), ``rolled_back`` (the
-    chain is behind a head kept outside the database) or ``forked`` (it holds a different record
-    under a number such a head names); ``anchors`` says which outside heads were checked.
+    chain is behind a head kept outside the database), ``forked`` (it holds a different record
+    under a number such a head names) or ``recordings_damaged`` (the chain is intact but session
+    recordings it lists are missing or changed: ``problems`` has a line for each, ``problem``
+    the first); ``anchors`` says what outside the chain was checked.
     """
 
     ok: bool
@@ -53,6 +59,7 @@ class VerifyResult:
     problem: str
     verdict: str = "intact"
     anchors: str = ""
+    problems: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +68,7 @@ class VerifyResult:
             "count": self.count,
             "first_bad_seq": self.first_bad_seq,
             "problem": self.problem,
+            "problems": list(self.problems) if self.problems else [p for p in (self.problem,) if p],
             "anchors": self.anchors,
         }
 
@@ -71,8 +79,10 @@ def verify_anchored(
     *,
     checkpoint_path: Path | None,
     witness_files: Sequence[Path] = (),
+    recordings_root: Path | None = None,
 ) -> VerifyResult:
-    """``verify``, then the chain must hold the checkpointed head and every witnessed head."""
+    """``verify``, then the chain must hold the checkpointed head and every witnessed head, and
+    the recordings under ``recordings_root`` (if given) must be those the chain lists."""
     # Read the outside heads first: whatever they name was committed before the chain is read,
     # so a head written meanwhile by a running broker is not mistaken for a rollback.
     saved = checkpoint.read(checkpoint_path) if checkpoint_path is not None else None
@@ -92,16 +102,51 @@ def verify_anchored(
         if not found.ok:
             return replace(result, ok=False, verdict=found.verdict, problem=found.problem)
         notes.append(found.problem)
+    if recordings_root is not None:
+        checked = recordings.check(recordings_root, _sessions_ended(conn, ending.seq))
+        if not checked.ok:
+            return replace(
+                result,
+                ok=False,
+                verdict="recordings_damaged",
+                first_bad_seq=checked.first_bad_seq,
+                problem=checked.problems[0],
+                problems=checked.problems,
+                anchors="; ".join(notes),
+            )
+        if checked.sessions:
+            notes.append(checked.summary)
     return replace(result, anchors="; ".join(notes))
 
 
-def anchors(settings: Settings, extra_witness_files: Sequence[Path] = ()) -> Anchors:
-    """The outside heads a broker with ``settings`` keeps: its checkpoint and its witness files."""
+def anchors(
+    settings: Settings, extra_witness_files: Sequence[Path] = (), recordings_root: Path | None = None
+) -> Anchors:
+    """What a broker with ``settings`` keeps outside the chain: its checkpoint, its witness files
+    and its session recordings (``recordings_root``, by default the settings' directory)."""
     files = [p for p in (witness.file_path(spec) for spec in settings.audit_witness) if p is not None]
     return {
         "checkpoint_path": checkpoint.default_path(settings.data_dir),
         "witness_files": [*files, *(p for p in extra_witness_files if p not in files)],
+        "recordings_root": recordings_root or settings.recordings_dir,
     }
+
+
+def _sessions_ended(conn: Connection, last: int) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """``(seq, details)`` of every ``session.ended`` record up to ``last``, streamed."""
+    query = (
+        sa.select(audit_events.c.seq, audit_events.c.body)
+        .where(audit_events.c.action == SESSION_ENDED, audit_events.c.seq <= last)
+        .order_by(audit_events.c.seq)
+        .execution_options(yield_per=1000)
+    )
+    result = conn.execute(query)
+    try:
+        for seq, body in result:
+            details = json.loads(body)["details"]  # the chain was verified: bodies are records
+            yield seq, details if isinstance(details, dict) else {}
+    finally:
+        result.close()
 
 
 def verify(conn: Connection, public_key: Ed25519PublicKey, *, batch: int = 5000) -> VerifyResult:

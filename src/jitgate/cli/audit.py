@@ -75,9 +75,14 @@ def audit_verify(
         list[Path] | None,
         typer.Option("--witness", help="A witness file of signed heads the chain must contain (repeatable)"),
     ] = None,
+    recordings: Annotated[
+        Path | None,
+        typer.Option("--recordings", help="The gateway's recordings directory (default from the settings)"),
+    ] = None,
 ) -> None:
-    """Check the hash chain, the signed head, the checkpoint kept outside the database and the
-    witness files; exit 0 when intact, 10 when broken, rolled back or forked."""
+    """Check the hash chain, the signed head, the checkpoint kept outside the database, the
+    witness files and the gateway's session recordings; exit 0 when intact, 10 when broken,
+    rolled back or forked, or when a recording is missing or changed."""
     from jitgate.audit import keys as audit_keys
     from jitgate.audit.verify import anchors, verify_anchored
     from jitgate.runtime import open_database
@@ -92,12 +97,15 @@ def audit_verify(
             key = audit_keys.load_signing_key(path).public_key()
         db = open_database(settings)
         with db.read() as conn:
-            result = verify_anchored(conn, key, **anchors(settings, witness or ()))
+            result = verify_anchored(conn, key, **anchors(settings, witness or (), recordings))
         db.dispose()
     if result.ok:
         out.print(f"audit log intact: {result.count} records; {result.anchors}", markup=False)
         return
-    if result.verdict in {"rolled_back", "forked"}:
+    if result.verdict == "recordings_damaged":
+        for line in result.problems:  # "session s-…: recording s-…/1-shell.cast is missing", one each
+            err.print(f"recording damaged: {line}", markup=False)
+    elif result.verdict in {"rolled_back", "forked"}:
         err.print(result.problem, markup=False)  # "audit log rolled back: …", "audit log forked: …"
     elif result.first_bad_seq is not None:
         err.print(f"audit log BROKEN at record {result.first_bad_seq}: {result.problem}", markup=False)
