@@ -23,6 +23,7 @@ from jitgate.gateway.recording import RecordingFailed, SessionRecordings
 
 STDERR = asyncssh.EXTENDED_DATA_STDERR
 ANNOUNCE = "jitgate: "
+EARLY_LIMIT = 256 * 1024
 
 
 class Refused(Exception):
@@ -72,6 +73,8 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         self.channel = 0
         self._closed = False
         self._pending_eof = False
+        self._early: list[bytes] = []
+        self._early_size = 0
 
     # -- requests before the channel starts -------------------------------------------------------
 
@@ -103,9 +106,6 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         return self._pty is not None
 
     def session_started(self) -> None:
-        if self._chan is None:  # asyncssh always calls connection_made first
-            return
-        self._chan.pause_reading()  # until the target's side is open: nothing is buffered here
         asyncio.get_running_loop().create_task(self._open())
 
     async def _open(self) -> None:
@@ -131,7 +131,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
                 lambda: _TargetSide(self),
                 self._command if self.kind == "exec" else None,
                 subsystem="sftp" if self.kind == "sftp" else None,
-                env=dict[str | bytes, str | bytes](chan.get_environment()),
+                env=self._environment(chan),
                 request_pty=self._pty is not None,
                 term_type=term_type,
                 term_size=term_size,
@@ -144,9 +144,17 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
             self._finish(None)
             return
         self._link.channel_opened(self)
-        if self._pending_eof:
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data, None)
+        chan.resume_reading()  # delivers, in order, whatever waited in the channel
+        if self._pending_eof:  # the user's EOF came after all of it
             self._onward.write_eof()
-        chan.resume_reading()
+
+    @staticmethod
+    def _environment(chan: asyncssh.SSHServerChannel[bytes]) -> dict[bytes | str, bytes | str]:
+        """What the client sent with ``SendEnv``; the target's ``AcceptEnv`` decides what it keeps."""
+        return dict(chan.get_environment().items())
 
     def _new_recorder(self) -> Any:
         recordings, at = self._link.recordings, time.time()
@@ -201,11 +209,23 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self._onward is None:
+            self._hold(data)
             return
         self._link.count(sent=len(data))
         method = {"shell": "input", "exec": "stdin", "sftp": "from_client"}[self.kind]
         if self._record(method, data):
             self._onward.write(data)
+
+    def _hold(self, data: bytes) -> None:
+        """Keep what the user sends before the target's side is open, up to ``EARLY_LIMIT``.
+
+        (The channel's own pause only works once asyncssh has started reading it.) Past the
+        limit reading pauses, and the rest waits in the channel, bounded by its window.
+        """
+        self._early.append(data)
+        self._early_size += len(data)
+        if self._early_size >= EARLY_LIMIT and self._chan is not None:
+            self._chan.pause_reading()
 
     def eof_received(self) -> bool:
         if self._onward is None:
