@@ -352,12 +352,14 @@ class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
         self,
         link: Link,
         recorder: Any,
-        onward: asyncssh.SSHTCPChannel[bytes] | None = None,
+        onward: asyncssh.SSHTCPChannel[bytes],
+        target_side: ForwardTarget,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._target_side = target_side
         self._link = link
         self._recorder = recorder
-        self.onward = onward
+        self.onward: asyncssh.SSHTCPChannel[bytes] | None = onward
         self._monotonic = monotonic
         self._started = monotonic()
         self._chan: asyncssh.SSHTCPChannel[bytes] | None = None
@@ -365,6 +367,7 @@ class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self._chan = chan
+        self._target_side.attach(self)  # what the target sent meanwhile goes out now
 
     def _record(self, method: str, n: int) -> bool:
         try:
@@ -432,8 +435,10 @@ class ForwardTarget(asyncssh.SSHTCPSession[bytes]):
 
     def __init__(self) -> None:
         self.relay: ForwardRelay | None = None
-        self._early: list[bytes] = []  # bytes that came before the user's side was attached
+        # What came before the user's side was attached (bounded by the channel's window).
+        self._early: list[bytes] = []
         self._early_eof = False
+        self._lost = False
 
     def attach(self, relay: ForwardRelay) -> None:
         self.relay = relay
@@ -442,6 +447,8 @@ class ForwardTarget(asyncssh.SSHTCPSession[bytes]):
         if self._early_eof:
             relay.target_eof()
         self._early.clear()
+        if self._lost:
+            relay.end()
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self.relay is not None:
@@ -467,3 +474,5 @@ class ForwardTarget(asyncssh.SSHTCPSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.relay is not None:
             self.relay.end()
+        else:
+            self._lost = True

@@ -224,8 +224,7 @@ class GatewayConnection(asyncssh.SSHServer):
         except asyncssh.ChannelOpenError as exc:
             recorder.close()
             raise asyncssh.ChannelOpenError(exc.code, f"the target cannot open it: {exc.reason}") from None
-        relay = ForwardRelay(self, recorder, chan)
-        target_side.attach(relay)
+        relay = ForwardRelay(self, recorder, chan, target_side)
         self._forwards.append(relay)
         return relay
 
