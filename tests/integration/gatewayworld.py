@@ -86,7 +86,7 @@ class GatewayWorld:
         return str(granted.json()["grant"]["id"])
 
     def revoke(self, user: str, grant: str) -> None:
-        done = self.http("POST", f"/api/v1/grants/{grant}/revoke", user, json={"reason": "test"})
+        done = self.http("POST", f"/api/v1/grants/{grant}/revoke", user, json={"comment": "test"})
         assert done.status_code == 200, done.text
 
     def audit(self, **params: str) -> list[dict[str, Any]]:
