@@ -13,7 +13,7 @@ defaults; what was negotiated is printed once.
 1. ``ssh … true``: connect, authenticate, run, close; gateway and direct alternate.
 2. Throughput of an exec channel (``head -c N /dev/zero`` to the client's /dev/null, and
    ``cat > /dev/null`` fed a file from the client) and of scp (SFTP protocol, a file on tmpfs),
-   both directions, gateway and direct alternating.
+   both directions, gateway and direct alternating; with the gateway workers' CPU meanwhile.
 3. ``--sessions`` concurrent interactive shells (``ssh -tt``, stdin a pipe), each typing one loop
    that prints 200 lines: the gateway workers' memory and CPU per session (from /proc), next to
    sshd's own processes for the same sessions made directly.
@@ -268,11 +268,25 @@ def scp_down(bench: Bench, blob: Path, local: Path) -> Callable[[str], float]:
     return run
 
 
-def rate_line(label: str, size: int, samples: dict[str, list[float]]) -> str:
+def rates(bench: Bench, label: str, size: int, runs: int, work: Callable[[str], float]) -> str:
+    """Best MiB/s each way, and what the gateway workers' CPU did while the gateway carried it."""
+    used: list[tuple[float, float]] = []
+
+    def measured(how: str) -> float:
+        if how != "gateway":
+            return work(how)
+        before = cpu(gateway_pids(bench.world))
+        took = work(how)
+        used.append((cpu(gateway_pids(bench.world)) - before, took))
+        return took
+
+    samples = alternate(runs, measured)
     gateway, direct = (size / MIB / min(samples[h]) for h in ("gateway", "direct"))
+    seconds, wall = sum(c for c, _ in used), sum(t for _, t in used)
     return (
-        f"  {label:<34} direct {direct:7.1f} MiB/s   gateway {gateway:7.1f} MiB/s   "
-        f"ratio {gateway / direct * 100:5.1f} %"
+        f"  {label:<34} direct {direct:6.1f} MiB/s   gateway {gateway:6.1f} MiB/s   "
+        f"ratio {gateway / direct * 100:5.1f} %   (workers {seconds / wall * 100:3.0f} % of a core, "
+        f"{seconds / (runs * size / (1024 * MIB)):.1f} CPU s/GiB)"
     )
 
 
@@ -285,7 +299,7 @@ def throughput(bench: Bench, size: int, runs: int, blob: Path, remote: Path) -> 
         ("scp (SFTP), client → target", scp_up(bench, blob, remote)),
         ("scp (SFTP), target → client", scp_down(bench, blob, local)),
     ):
-        lines.append(rate_line(label, size, alternate(runs, work)))
+        lines.append(rates(bench, label, size, runs, work))
     return lines
 
 
@@ -423,7 +437,7 @@ def recording_cost(bench: Bench, size: int, runs: int, blob: Path) -> list[str]:
         recordings = bench.world.data / "recordings"
         before = _tree_size(recordings)
         for direction, work in (("↓", exec_down(bench, size)), ("↑", exec_up(bench, blob))):
-            lines.append(rate_line(f"{label} {direction}", size, alternate(runs, work)))
+            lines.append(rates(bench, f"{label} {direction}", size, runs, work))
         lines.append(f"    recordings written: {(_tree_size(recordings) - before) / MIB:.1f} MiB")
         shutil.rmtree(recordings, ignore_errors=True)
     return lines
