@@ -218,28 +218,37 @@ def settle_heap() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
+@asynccontextmanager
+async def _serving(
+    app: FastAPI, runtime: Runtime, *, run_scheduler: bool, close_runtime: bool
+) -> AsyncIterator[None]:
+    """What runs while the app is served: the SSH gateway if configured, and the scheduler."""
+    gateway = None
+    if runtime.settings.gateway_listen and run_scheduler:
+        from jitgate.gateway.service import Gateway  # only a broker with a gateway loads asyncssh
+
+        gateway = app.state.gateway = Gateway(runtime)
+        await gateway.start()
+    if run_scheduler:
+        runtime.scheduler.start()
+    try:
+        yield
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        runtime.scheduler.stop()
+        app.state.writer.shutdown(wait=True)
+        if close_runtime:
+            runtime.close()
+
+
 def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: bool = False) -> FastAPI:
     """The broker's app; ``close_runtime`` closes the runtime (database pool) when serving ends."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        gateway = None
-        if runtime.settings.gateway_listen and run_scheduler:
-            from jitgate.gateway.service import Gateway  # only a broker with a gateway loads asyncssh
-
-            gateway = app.state.gateway = Gateway(runtime)
-            await gateway.start()
-        if run_scheduler:
-            runtime.scheduler.start()
-        try:
+        async with _serving(app, runtime, run_scheduler=run_scheduler, close_runtime=close_runtime):
             yield
-        finally:
-            if gateway is not None:
-                await gateway.stop()
-            runtime.scheduler.stop()
-            app.state.writer.shutdown(wait=True)
-            if close_runtime:
-                runtime.close()
 
     app = FastAPI(
         title="jitgate",

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             ),
         ] = None,
     ) -> None:
-        """Run the broker: API, scheduler (expiry, revocation retries), SSH CA and, if asked, the SSH gateway."""
+        """Run the broker: API, scheduler (expiry, revocation retries), SSH CA and, if asked, SSH gateway."""
         with offline():
             settings = data_settings(
                 data_dir,

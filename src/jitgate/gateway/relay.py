@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import asyncssh
+
 from jitgate.gateway.recording import RecordingFailed, SessionRecordings
 
 STDERR = asyncssh.EXTENDED_DATA_STDERR

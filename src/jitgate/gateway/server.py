@@ -21,14 +21,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncssh
-from jitgate.gateway.recording import RecordingFailed, SessionRecordings
-from jitgate.workflow.keys import identity_for_key
 
 from jitgate.domain.identity import Identity
 from jitgate.errors import JitgateError, PolicyDenied, StorageUnavailable
 from jitgate.gateway import onward
+from jitgate.gateway.recording import RecordingFailed, SessionRecordings
 from jitgate.gateway.relay import ForwardRelay, ForwardTarget, Refused, SessionRelay
 from jitgate.workflow import sessions
+from jitgate.workflow.keys import identity_for_key
 
 if TYPE_CHECKING:
     from jitgate.gateway.service import Gateway

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
-from jitgate.gateway.recording import RecordingFailed, SessionRecordings
 
 from jitgate.errors import InvalidInput, JitgateError, ProviderError
 from jitgate.gateway import hostkey, onward
+from jitgate.gateway.recording import RecordingFailed, SessionRecordings
 from jitgate.gateway.server import GatewayConnection
 from jitgate.providers.ssh.provider import SshCertificateProvider
 from jitgate.runtime import Runtime
