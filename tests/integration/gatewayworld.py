@@ -31,9 +31,10 @@ POLICY = """
 targets:
   - {{name: web-1, kind: ssh, address: 127.0.0.1, port: {web1}}}
   - {{name: web-2, kind: ssh, address: 127.0.0.1, port: {web2}}}
+  - {{name: web-3, kind: ssh, address: 127.0.0.1, port: {web3}}}
 roles:
   - name: shell
-    targets: {{names: [web-1]}}
+    targets: {{names: [web-1, web-3]}}
     ssh: {{logins: [deploy, ops]}}
     min_duration: 1s
     max_duration: 1h
@@ -203,8 +204,16 @@ def start_world(
         tokens[name] = json.loads(added.stdout)["token"]
     provider = SshCertificateProvider(CaStore(data / "ca"), CLOCK)
     targets = {name: certified_target(factory, tmp, provider, name) for name in ("web-1", "web-2")}
+    # web-3 trusts the user CA but shows a plain host key: the gateway must not go there.
+    targets["web-3"] = factory(
+        target="web-3",
+        trusted_ca_lines=provider.ca_store.public_lines(CaKind.USER, CLOCK.now()),
+        revoked_keys=empty_krl(tmp),
+    )
     policy = tmp / "policy.yaml"
-    policy.write_text(POLICY.format(web1=targets["web-1"].port, web2=targets["web-2"].port))
+    policy.write_text(
+        POLICY.format(web1=targets["web-1"].port, web2=targets["web-2"].port, web3=targets["web-3"].port)
+    )
     gateway_port = free_port()
     server_env = {
         "JITGATE_GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}",

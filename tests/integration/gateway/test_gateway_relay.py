@@ -297,3 +297,70 @@ def test_an_interactive_shell_is_recorded_as_a_cast_that_replays_what_was_typed_
     played = gateway_world.jitgate("sessions", "play", session["id"], "--speed", "1000")
     assert played.returncode == 0, played.stderr
     assert "gateway-42" in played.stdout
+
+
+def test_a_target_without_a_host_certificate_from_the_host_ca_is_never_reached(
+    gateway_world: GatewayWorld,
+) -> None:
+    done = gateway_world.ssh("alice", "deploy@web-3", "echo reached")
+    assert done.returncode != 0
+    assert done.stdout == b""
+    assert "did not show a host certificate from jitgate's host CA" in one_line(done)
+
+
+def test_jitgate_ssh_via_the_gateway_needs_no_registered_key(gateway_world: GatewayWorld) -> None:
+    env = {**os.environ, "JITGATE_URL": gateway_world.url, "JITGATE_TOKEN": gateway_world.tokens["alice"]}
+    runtime = gateway_world.tmp / "run-via"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    from gatewayworld import JITGATE
+
+    done = subprocess.run(
+        [*JITGATE, "ssh", "web-1", "--via-gateway", "--login", "ops", "--", "id", "-un"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "ops\n"), done.stderr
+    assert not any(runtime.rglob("*")) or all(p.is_dir() for p in runtime.rglob("*"))
+    keys = gateway_world.http("GET", "/api/v1/keys", "alice").json()
+    assert not [k for k in keys if k["ephemeral"] and k["state"] == "active"]
+
+
+def test_plain_ssh_scp_and_sftp_go_through_the_gateway_with_ssh_config(
+    gateway_world: GatewayWorld, tmp_path: Path
+) -> None:
+    from gatewayworld import JITGATE
+
+    config_home = tmp_path / "cfg"
+    env = {**os.environ, "JITGATE_URL": gateway_world.url, "JITGATE_TOKEN": gateway_world.tokens["alice"],
+           "XDG_CONFIG_HOME": str(config_home)}  # fmt: skip
+    printed = subprocess.run(
+        [*JITGATE, "ssh-config", "--via-gateway"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stderr
+    config = tmp_path / "ssh_config"
+    key = gateway_world.keys["alice"]
+    config.write_text(
+        printed.stdout + f"\nHost *\n    IdentityFile {key}\n    IdentitiesOnly yes\n    BatchMode yes\n"
+    )
+    done = subprocess.run(
+        ["ssh", "-F", str(config), "web-1", "id -un"], capture_output=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, b"deploy\n"), done.stderr
+    local = tmp_path / "f.txt"
+    local.write_text("through the config\n")
+    copied = subprocess.run(
+        ["scp", "-F", str(config), str(local), "web-1:/tmp/jg-gw-config.txt"],
+        capture_output=True,
+        check=False,
+    )
+    assert copied.returncode == 0, copied.stderr
+    back = subprocess.run(
+        ["ssh", "-F", str(config), "web-1", "cat /tmp/jg-gw-config.txt; rm /tmp/jg-gw-config.txt"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert back.stdout == b"through the config\n"

@@ -181,8 +181,8 @@ def test_people_list_their_own_keys_and_admins_anyones(ctx: WorkflowContext, tmp
         ctx, ALICE, public_line(tmp_path, "e", "-t", "ed25519"), ttl=timedelta(minutes=5)
     )
     theirs = add(ctx, BOB, public_line(tmp_path, "b", "-t", "ed25519"))
-    assert [k.id for k in keys.list_keys(ctx, ALICE)] == [mine.id, brief.id]
-    assert [k.ephemeral for k in keys.list_keys(ctx, ALICE)] == [False, True]
+    listed = {k.id: k.ephemeral for k in keys.list_keys(ctx, ALICE)}  # made at the same instant
+    assert listed == {mine.id: False, brief.id: True}
     with pytest.raises(PolicyDenied):
         keys.list_keys(ctx, ALICE, user="bob")
     assert [k.id for k in keys.list_keys(ctx, ADMIN, user="bob")] == [theirs.id]
