@@ -120,6 +120,10 @@ async def connect(
             username=plan.login,
             client_keys=[(credential.key, credential.certificate)],
             known_hosts=([], ca_keys, []),
+            # Offer plain host key types too, so a target without a certificate is told apart
+            # (and refused as such) instead of failing the key exchange: only a host certificate
+            # from the host CA is ever trusted.
+            server_host_key_algs="default",
             agent_path=None,
             config=[],
             preferred_auth="publickey",
