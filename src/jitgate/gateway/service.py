@@ -118,6 +118,7 @@ class Gateway:
                 server_factory=functools.partial(GatewayConnection, self),
                 server_host_keys=[self._key],
                 server_host_certs=[self._host.certificate],
+                encryption_algs=list(onward.CIPHERS),
                 reuse_address=True,
                 reuse_port=True,
                 agent_forwarding=False,
