@@ -505,11 +505,11 @@ def negotiated(bench: Bench) -> list[str]:
 
 def onward_algorithms(bench: Bench) -> str:
     """What the gateway's onward connection gets: an asyncssh client with the gateway's ciphers."""
-    from jitgate.gateway.onward import CIPHERS
-
     import asyncio
 
     import asyncssh
+
+    from jitgate.gateway.onward import CIPHERS
 
     async def probe() -> str:
         key = asyncssh.read_private_key(bench.direct_key)

@@ -142,6 +142,10 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     def demo(
         data_dir: DataDirOpt = Path("demo-data"),
         listen: Annotated[str, typer.Option("--listen")] = "127.0.0.1:8080",
+        gateway_listen: Annotated[
+            str | None,
+            typer.Option("--gateway-listen", help="HOST:PORT for the SSH gateway (off unless given)"),
+        ] = None,
     ) -> None:
         """Start a broker with the demo policy and demo users, and print what to try."""
         from jitgate.runtime import checkpoint_now, open_audit, open_database
@@ -150,7 +154,9 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         policy_path = data_dir / "demo-policy.yaml"
         tokens_path = data_dir / "demo-tokens.json"
         with offline():
-            settings = data_settings(data_dir, None, policy_file=policy_path, listen=listen)
+            settings = data_settings(
+                data_dir, None, policy_file=policy_path, listen=listen, gateway_listen=gateway_listen
+            )
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not policy_path.exists():
                 policy_path.write_text((files("jitgate") / "demo" / "policy.yaml").read_text())

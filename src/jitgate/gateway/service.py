@@ -56,6 +56,29 @@ def host_names(listen: str, names: list[str], public: str | None) -> list[str]:
     return [host]
 
 
+class Blindness:
+    """How long this gateway has been unable to read its sessions' grants.
+
+    Past ``limit`` seconds without one good read nobody can tell whether a grant was revoked
+    meanwhile, so every session must end (fail closed).
+    """
+
+    def __init__(self, limit: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._monotonic = monotonic
+        self._since: float | None = None
+
+    def failed(self) -> bool:
+        """A read failed; True once reads have failed for ``limit`` seconds."""
+        now = self._monotonic()
+        if self._since is None:
+            self._since = now
+        return now - self._since >= self._limit
+
+    def recovered(self) -> None:
+        self._since = None
+
+
 class _NoRecordings(SessionRecordings):
     """Stands in until a connection has a session id; opening a recording there fails closed."""
 
@@ -86,7 +109,7 @@ class Gateway:
         self._watched: dict[str, GatewayConnection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
-        self._blind_since: float | None = None
+        self._blindness = Blindness(BLIND_LIMIT)
         self._ca_keys: list[asyncssh.SSHKey] = []
         self._ca_keys_at = 0.0
 
@@ -222,14 +245,14 @@ class Gateway:
             if connection.expires_at is not None and now >= connection.expires_at:
                 connection.end(f"grant {self._grant_of(connection)} has expired; access ends")
         if not watched:
-            self._blind_since = None
+            self._blindness.recovered()
             return
         try:
             found = await self.run(sessions.watch, self.ctx, list(watched))
         except JitgateError as exc:
             self._blind(watched, exc)
             return
-        self._blind_since = None
+        self._blindness.recovered()
         warn = self.settings.gateway_warn_seconds
         for session_id, connection in watched.items():
             seen = found.get(session_id)
@@ -243,8 +266,7 @@ class Gateway:
             self._maybe_warn(connection, seen.expires_at, now, warn)
 
     def _blind(self, watched: dict[str, GatewayConnection], exc: JitgateError) -> None:
-        started = self._blind_since = self._blind_since or time.monotonic()
-        if time.monotonic() - started >= BLIND_LIMIT:
+        if self._blindness.failed():
             log.error(
                 "the database has been unreadable for %.0f s: ending every gateway session", BLIND_LIMIT
             )
