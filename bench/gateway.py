@@ -525,6 +525,47 @@ def onward_algorithms(bench: Bench) -> str:
     return f"  gateway ↔ sshd (asyncssh {asyncssh.__version__}): {asyncio.run(probe())}"
 
 
+def ending(world: GatewayWorld, runs: int) -> list[str]:
+    """Seconds from a revoke's answer, and from a grant's end, until the user's ssh has exited."""
+    from datetime import UTC, datetime
+
+    def started(user: str, grant: str) -> subprocess.Popen[bytes]:
+        ssh = subprocess.Popen(
+            world.ssh_argv(user, "deploy@web-1", ["echo started; sleep 60"]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        if ssh.stdout is None or ssh.stdout.readline() != b"started\n":
+            raise SystemExit("a session did not start")
+        world.wait_for("a live session", lambda: [s for s in world.sessions() if s["grant"] == grant
+                                                   and s["state"] == "live"])  # fmt: skip
+        return ssh
+
+    revoked: list[float] = []
+    expired: list[float] = []
+    for _ in range(runs):
+        grant = world.grant("dave", "shell")
+        ssh = started("dave", grant)
+        begin = time.monotonic()
+        world.revoke("dave", grant)
+        ssh.wait(timeout=30)
+        revoked.append(time.monotonic() - begin)
+        grant = world.grant("dave", "shell", duration="3s")
+        ends = datetime.fromisoformat(
+            world.http("GET", f"/api/v1/grants/{grant}", "dave").json()["expires_at"]
+        )
+        ssh = started("dave", grant)
+        ssh.wait(timeout=30)
+        expired.append((datetime.now(UTC) - ends).total_seconds())
+    lines = [f"5. an open session ends with its grant ({runs} of each; the gateway polls every 0.25 s)"]
+    for label, samples in (
+        ("revoke answered → user's ssh exited", revoked),
+        ("grant's end → ssh exited", expired),
+    ):
+        p50, _ = percentiles(samples)
+        lines.append(f"  {label:<40} p50 {p50 * 1000:6.0f} ms   max {max(samples) * 1000:6.0f} ms")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -534,7 +575,8 @@ def main() -> None:
     parser.add_argument("--throughput-runs", type=int, default=2, help="transfers of each kind, each way")
     parser.add_argument("--sessions", type=int, default=100, help="concurrent interactive sessions")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="broker worker processes")
-    parser.add_argument("--sections", default="1,2,3,4", help="which figures, e.g. 2 or 1,2")
+    parser.add_argument("--sections", default="1,2,3,4,5", help="which figures, e.g. 2 or 1,2")
+    parser.add_argument("--end-runs", type=int, default=10, help="sessions ended by revoke and by expiry")
     args = parser.parse_args()
     size = int(args.gib * 1024 * MIB)
     ensure_login_users(LOGINS)
@@ -570,6 +612,8 @@ def main() -> None:
                 print("\n".join(latency(bench, args.runs)), flush=True)
             if "2" in sections:
                 print("\n".join(throughput(bench, size, args.throughput_runs, blob, remote)), flush=True)
+            if "5" in sections:
+                print("\n".join(ending(world, args.end_runs)), flush=True)
             if not sections & {"3", "4"}:
                 return
 
