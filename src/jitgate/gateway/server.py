@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncssh
 
 from jitgate.domain.identity import Identity
-from jitgate.errors import JitgateError, PolicyDenied, StorageUnavailable
+from jitgate.errors import JitgateError, PolicyDenied, StorageUnavailable, TooManyFailures
 from jitgate.gateway import onward
 from jitgate.gateway.recording import RecordingFailed, SessionRecordings
 from jitgate.gateway.relay import ForwardRelay, ForwardTarget, Refused, SessionRelay
 from jitgate.workflow import sessions
+from jitgate.workflow.auth_failures import audit_throttled
 from jitgate.workflow.keys import identity_for_key
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self._gateway = gateway
         self._conn: asyncssh.SSHServerConnection | None = None
         self.source = "unknown"
+        self._host = "unknown"
         self._username = ""
         self.identity: Identity | None = None
         self._unknown_keys = 0
@@ -74,6 +76,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self._conn = conn
         peer = conn.get_extra_info("peername") or ("unknown", 0)
         self.source = f"{peer[0]}:{peer[1]}"
+        self._host = str(peer[0])
         if not self._gateway.admit(self):
             conn.close()
 
@@ -309,7 +312,22 @@ class GatewayConnection(asyncssh.SSHServer):
         )
 
     async def _refuse_unknown_key(self) -> None:
+        """Audit a sign-in with no registered key, unless its source address is throttled.
+
+        Anyone who can reach the port can cause this record, so each address gets the HTTP
+        side's budget of failures; past it, one ``auth.throttled`` record stands for the rest.
+        Keys are still looked up for a throttled address (users behind one NAT are not locked
+        out by a stranger among them); only the audit records are bounded.
+        """
+        throttle = self._gateway.key_failures
+        try:
+            throttle.check(self._host)
+        except TooManyFailures:
+            return
+        started = throttle.failed(self._host)
         await self._audit_refusal(PolicyDenied("no registered key was offered"), self._username[:64])
+        if started is not None:
+            await self._gateway.run(audit_throttled, self._gateway.ctx, throttle, started, "gateway")
 
     async def _audit_refusal(self, exc: JitgateError, target: str) -> None:
         identity = self.identity or ANONYMOUS
