@@ -195,6 +195,10 @@ class GatewayConnection(asyncssh.SSHServer):
             return await asyncio.shield(self._ready)
         except Refused:
             raise
+        except asyncio.CancelledError:
+            if not self._ready.cancelled():
+                raise  # it is the channel that is being cancelled, not the way to the target
+            raise Refused(self._end_reason or "the connection is ending") from None
         except Exception:
             raise Refused("the gateway failed to reach the target; it logged why") from None
 
@@ -274,6 +278,10 @@ class GatewayConnection(asyncssh.SSHServer):
         if self._end_reason is not None and self._finished:
             return
         self._end_reason = reason
+        if self._ready is not None and not self._ready.done():
+            # Still on its way to the target (a revoke landed meanwhile): stop there, so that
+            # the channels waiting for it are refused with the reason before the connection drops.
+            self._ready.cancel()
         self._close_onward()
         for relay in list(self._channels):
             relay.end(reason)

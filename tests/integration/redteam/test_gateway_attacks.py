@@ -9,6 +9,7 @@ through a relay the test can hold, so that a revoke can land while the gateway i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 _HELPERS = str(Path(__file__).resolve().parents[1])
@@ -46,6 +48,13 @@ roles:
   - name: tunnel
     targets: {{names: [web-2]}}
     ssh: {{logins: [deploy], port_forwarding: true}}
+    min_duration: 1s
+    max_duration: 1h
+    requesters: [group:engineers]
+    approval: auto
+  - name: forced
+    targets: {{names: [web-2]}}
+    ssh: {{logins: [ops], force_command: "echo forced-for-$USER"}}
     min_duration: 1s
     max_duration: 1h
     requesters: [group:engineers]
@@ -93,9 +102,12 @@ class HeldRelay:
                         b.sendall(chunk)
                 done.set()
 
-            threading.Thread(target=copy, args=(up, client), daemon=True).start()
-            copy(client, up)
-            done.wait(30)
+            for a, b in ((up, client), (client, up)):
+                threading.Thread(target=copy, args=(a, b), daemon=True).start()
+            done.wait()
+            for each in (up, client):  # either side ending ends both, as one TCP connection would
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._listener.close()
@@ -127,9 +139,40 @@ def world(
         ports={"held": held.port},
     )
     held.upstream = found.targets["web-1"].port
+    found.targets["impostor"] = factory(target="web-1")  # a plain host key, no certificate
     yield found
     found.server.stop()
     factory.stop_all()
+
+
+async def hostile_client(world: GatewayWorld, user: str, username: str) -> asyncssh.SSHClientConnection:
+    """An asyncssh client signed in with ``user``'s key, free to send whatever SSH allows."""
+    return await asyncssh.connect(
+        "127.0.0.1",
+        world.gateway_port,
+        username=username,
+        client_keys=[asyncssh.read_private_key(world.keys[user])],
+        known_hosts=None,
+        agent_path=None,
+        config=[],
+    )
+
+
+def socket_owner(port: int) -> str:
+    """The command name of the process holding the local TCP socket bound to ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if str(fd.readlink()) in inodes:
+                        return (fd_dir.parent / "comm").read_text().strip()
+    return "?"
 
 
 def recording_text(world: GatewayWorld, session_id: str) -> str:
@@ -266,5 +309,75 @@ def test_a_revoke_that_lands_while_the_gateway_connects_onward_lets_nothing_thro
     out, err = ssh.communicate(timeout=30)
     assert b"ran-on-the-target" not in out
     assert ssh.returncode != 0, err
+    assert f"jitgate: grant {grant} was revoked; access ends".encode() in err
     ended = next(s for s in world.sessions() if s["id"] == session["id"])
     assert "revoked" in str(ended["end_reason"])
+
+
+def test_a_target_without_a_host_certificate_from_jitgate_is_refused(
+    world: GatewayWorld, held: HeldRelay
+) -> None:
+    grant = world.grant("dave", "shell")
+    held.upstream = world.targets["impostor"].port
+    try:
+        done = world.ssh("dave", "web-1", "echo reached")
+    finally:
+        held.upstream = world.targets["web-1"].port
+        world.revoke("dave", grant)
+    # It offers no certificate the gateway would take, so the key exchange itself fails.
+    assert done.stdout == b""
+    assert done.returncode == 1
+    assert b"jitgate: target web-1 (127.0.0.1:" in done.stderr
+
+
+def test_a_forward_to_loopback_is_opened_by_the_target_not_by_the_gateway(world: GatewayWorld) -> None:
+    grant = world.grant("alice", "tunnel")
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[int] = []
+    owners: list[str] = []
+
+    def accept() -> None:
+        peer, (_, port) = listener.accept()
+        with peer:
+            seen.append(port)
+            owners.append(socket_owner(port))
+            peer.sendall(b"loopback\n")
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    async def forward() -> bytes:
+        async with await hostile_client(world, "alice", "web-2") as conn:
+            reader, _ = await conn.open_connection("127.0.0.1", listener.getsockname()[1])
+            return await reader.readline()
+
+    try:
+        assert asyncio.run(forward()) == b"loopback\n"
+    finally:
+        listener.close()
+        world.revoke("alice", grant)
+    assert seen
+    assert owners == ["sshd"]
+
+
+def test_a_forced_command_runs_whatever_the_user_asks_for(world: GatewayWorld) -> None:
+    grant = world.grant("bob", "forced")
+    try:
+        done = world.ssh("bob", "ops@web-2", "cat /etc/shadow")
+    finally:
+        world.revoke("bob", grant)
+    assert done.stdout == b"forced-for-ops\n", done.stderr
+
+
+def test_a_signal_that_ends_the_remote_command_comes_back_as_that_signal(world: GatewayWorld) -> None:
+    grant = world.grant("alice", "tunnel")
+
+    async def run() -> asyncssh.SSHCompletedProcess:
+        async with await hostile_client(world, "alice", "web-2") as conn:
+            return await conn.run("kill -TERM $$", check=False)
+
+    try:
+        done = asyncio.run(run())
+    finally:
+        world.revoke("alice", grant)
+    assert done.exit_signal is not None
+    assert done.exit_signal[0] == "TERM"
