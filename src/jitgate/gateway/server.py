@@ -39,6 +39,9 @@ T = TypeVar("T")
 ANONYMOUS = Identity(name="anonymous", source="gateway")
 CLOSE_AFTER = 0.2
 """Seconds between telling the user why and dropping the connection, so the line gets out."""
+MAX_CHANNELS = 128
+"""Channels (sessions and forwards) one connection may hold open at once. Each holds a recording
+file and a channel at the target, so without a bound one user could use up the gateway's files."""
 
 
 class GatewayConnection(asyncssh.SSHServer):
@@ -61,6 +64,9 @@ class GatewayConnection(asyncssh.SSHServer):
         self.recordings: SessionRecordings = gateway.no_recordings
         self.exec_record_bytes = gateway.settings.gateway_exec_record_bytes
         self._channels: list[SessionRelay] = []
+        self._sessions: set[SessionRelay] = set()  # every session channel not yet closed
+        self._pending_forwards = 0
+        self._forwards_refused = 0
         self._forwards: list[ForwardRelay] = []
         self._channel_count = 0
         self._sent = 0
@@ -105,14 +111,27 @@ class GatewayConnection(asyncssh.SSHServer):
         self._ready.add_done_callback(self._prepared)
 
     def session_requested(self) -> SessionRelay:
-        return SessionRelay(self)
+        self._check_room()
+        relay = SessionRelay(self)
+        self._sessions.add(relay)
+        return relay
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> tuple[asyncssh.SSHTCPChannel[bytes], Any]:
         if self._conn is None:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "not connected")
-        return self._conn.create_tcp_channel(), self._forward(dest_host, dest_port, orig_host, orig_port)
+        self._check_room()
+        self._pending_forwards += 1
+        return self._conn.create_tcp_channel(), self._counted_forward(
+            dest_host, dest_port, orig_host, orig_port
+        )
+
+    def _check_room(self) -> None:
+        if len(self._sessions) + self._pending_forwards + len(self._forwards) >= MAX_CHANNELS:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_RESOURCE_SHORTAGE, f"at most {MAX_CHANNELS} channels at once on one connection"
+            )
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return False  # remote forwarding (ssh -R) is never relayed
@@ -202,6 +221,14 @@ class GatewayConnection(asyncssh.SSHServer):
         except Exception:
             raise Refused("the gateway failed to reach the target; it logged why") from None
 
+    async def _counted_forward(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> ForwardRelay:
+        try:
+            return await self._forward(dest_host, dest_port, orig_host, orig_port)
+        finally:
+            self._pending_forwards -= 1  # now in ``_forwards``, or refused
+
     async def _forward(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> ForwardRelay:
         try:
             connection = await self.onward()
@@ -211,7 +238,9 @@ class GatewayConnection(asyncssh.SSHServer):
         if plan is None or plan.role.ssh is None or not plan.role.ssh.port_forwarding:
             role = plan.role.name if plan is not None else "?"
             message = f"port forwarding is not allowed by role {role}"
-            self._gateway.spawn(self._audit_refusal(PolicyDenied(message), f"{dest_host}:{dest_port}"))
+            self._forwards_refused += 1
+            if self._forwards_refused == 1:  # one record per connection stands for the rest
+                self._gateway.spawn(self._audit_refusal(PolicyDenied(message), f"{dest_host}:{dest_port}"))
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
         try:
             recorder = self.recordings.forward(
@@ -249,6 +278,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self._channels.append(relay)
 
     def channel_closed(self, relay: SessionRelay, exit_status: int | None) -> None:
+        self._sessions.discard(relay)
         if relay in self._channels:
             self._channels.remove(relay)
             self._exit_status = exit_status if exit_status is not None else self._exit_status

@@ -23,6 +23,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from jitgate.gateway.server import MAX_CHANNELS
+
 _HELPERS = str(Path(__file__).resolve().parents[1])
 if _HELPERS not in sys.path:
     sys.path.insert(0, _HELPERS)
@@ -381,3 +383,69 @@ def test_a_signal_that_ends_the_remote_command_comes_back_as_that_signal(world: 
         world.revoke("alice", grant)
     assert done.exit_signal is not None
     assert done.exit_signal[0] == "TERM"
+
+
+def test_one_connection_holds_a_bounded_number_of_channels_at_once(world: GatewayWorld) -> None:
+    grant = world.grant("alice", "tunnel")
+    listener = socket.create_server(("127.0.0.1", 0), backlog=MAX_CHANNELS + 20)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+
+    async def flood() -> tuple[int, list[str]]:
+        async with await hostile_client(world, "alice", "web-2") as conn:
+            opened = await asyncio.gather(
+                *[conn.open_connection("127.0.0.1", port) for _ in range(MAX_CHANNELS + 10)],
+                return_exceptions=True,
+            )
+            held = [pair for pair in opened if not isinstance(pair, BaseException)]
+            refused = [str(e) for e in opened if isinstance(e, asyncssh.ChannelOpenError)]
+            held[0][1].close()  # one given back makes room for one more
+            await held[0][1].wait_closed()
+            _, again = await conn.open_connection("127.0.0.1", port)
+            again.close()
+            return len(held), refused
+
+    try:
+        held, refused = asyncio.run(flood())
+    finally:
+        listener.close()
+        for sock in accepted:
+            sock.close()
+        world.revoke("alice", grant)
+    assert held == MAX_CHANNELS
+    assert len(refused) == 10
+    assert refused[0] == f"at most {MAX_CHANNELS} channels at once on one connection"
+
+
+def test_forwards_a_role_does_not_allow_are_refused_and_audited_once_per_connection(
+    world: GatewayWorld,
+) -> None:
+    grant = world.grant("dave", "shell")
+
+    async def try_forwards() -> list[str]:
+        async with await hostile_client(world, "dave", "web-1") as conn:
+            refused = []
+            for port in range(1, 21):
+                try:
+                    await conn.open_connection("forbidden.invalid", port)
+                except asyncssh.ChannelOpenError as exc:
+                    refused.append(exc.reason)
+            return refused
+
+    try:
+        refused = asyncio.run(try_forwards())
+    finally:
+        world.revoke("dave", grant)
+    assert refused == ["port forwarding is not allowed by role shell"] * 20
+    audited = world.wait_for(
+        "the refusal on record",
+        lambda: [e for e in world.audit() if str(e.get("target")).startswith("forbidden.invalid:")],
+    )
+    assert [e["target"] for e in audited] == ["forbidden.invalid:1"]
