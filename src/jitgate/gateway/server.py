@@ -39,6 +39,9 @@ T = TypeVar("T")
 ANONYMOUS = Identity(name="anonymous", source="gateway")
 CLOSE_AFTER = 0.2
 """Seconds between telling the user why and dropping the connection, so the line gets out."""
+MAX_UNKNOWN_KEYS = 6
+"""Unregistered keys one connection may offer before it is dropped (sshd's ``MaxAuthTries``):
+each is a database read, and an outsider could otherwise offer keys for the whole sign-in time."""
 MAX_CHANNELS = 128
 """Channels (sessions and forwards) one connection may hold open at once. Each holds a recording
 file and a channel at the target, so without a bound one user could use up the gateway's files."""
@@ -94,6 +97,9 @@ class GatewayConnection(asyncssh.SSHServer):
         return True
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self._unknown_keys >= MAX_UNKNOWN_KEYS:
+            self._drop()
+            return False
         ctx = self._gateway.ctx
         try:
             found = await self._gateway.run(identity_for_key, ctx, key.public_data, ctx.clock.now())

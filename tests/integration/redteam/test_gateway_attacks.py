@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from jitgate.gateway.server import MAX_CHANNELS
+from jitgate.gateway.server import MAX_CHANNELS, MAX_UNKNOWN_KEYS
 
 _HELPERS = str(Path(__file__).resolve().parents[1])
 if _HELPERS not in sys.path:
@@ -449,3 +449,63 @@ def test_forwards_a_role_does_not_allow_are_refused_and_audited_once_per_connect
         lambda: [e for e in world.audit() if str(e.get("target")).startswith("forbidden.invalid:")],
     )
     assert [e["target"] for e in audited] == ["forbidden.invalid:1"]
+
+
+def test_a_sender_faster_than_the_target_reads_is_held_back_not_buffered(world: GatewayWorld) -> None:
+    grant = world.grant("alice", "tunnel")
+    chunk = b"x" * 65536
+
+    async def push() -> int:
+        async with await hostile_client(world, "alice", "web-2") as conn:
+            process = await conn.create_process("sleep 30", encoding=None)  # never reads its stdin
+            sent = 0
+
+            async def write() -> None:
+                nonlocal sent
+                while True:
+                    process.stdin.write(chunk)
+                    sent += len(chunk)
+                    await process.stdin.drain()
+
+            writer = asyncio.create_task(write())
+            await asyncio.sleep(2)  # real time for the sender to push what the windows let through
+            writer.cancel()
+            process.close()
+            return sent
+
+    try:
+        in_flight = asyncio.run(push())
+    finally:
+        world.revoke("alice", grant)
+    # the SSH windows on both legs (2 MiB each) and the pipe into the command, not the gigabytes
+    # the sender could have pushed in that time
+    assert in_flight < 8 * 1024 * 1024, in_flight
+
+
+def test_a_connection_offering_many_unknown_keys_is_dropped_before_its_lookups_add_up(
+    world: GatewayWorld,
+) -> None:
+    grant = world.grant("alice", "tunnel")
+    registered = asyncssh.read_private_key(world.keys["alice"])
+
+    async def sign_in(strangers: int) -> str:
+        keys = [asyncssh.generate_private_key("ssh-ed25519") for _ in range(strangers)]
+        try:
+            async with asyncssh.connect(
+                "127.0.0.1",
+                world.gateway_port,
+                username="web-2",
+                client_keys=[*keys, registered],
+                known_hosts=None,
+                agent_path=None,
+                config=[],
+            ) as conn:
+                return str((await conn.run("echo in", check=False)).stdout)
+        except (asyncssh.PermissionDenied, asyncssh.ConnectionLost, asyncssh.DisconnectError):
+            return "dropped"
+
+    try:
+        assert asyncio.run(sign_in(MAX_UNKNOWN_KEYS - 1)) == "in\n"
+        assert asyncio.run(sign_in(MAX_UNKNOWN_KEYS + 4)) == "dropped"
+    finally:
+        world.revoke("alice", grant)
