@@ -509,3 +509,26 @@ def test_a_connection_offering_many_unknown_keys_is_dropped_before_its_lookups_a
         assert asyncio.run(sign_in(MAX_UNKNOWN_KEYS + 4)) == "dropped"
     finally:
         world.revoke("alice", grant)
+
+
+def test_a_recording_directory_removed_mid_session_ends_the_session(world: GatewayWorld) -> None:
+    grant = world.grant("dave", "tunnel")
+    ssh = subprocess.Popen(
+        world.ssh_argv("dave", "web-2", ["echo started; sleep 60"]),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert ssh.stdout is not None
+        assert ssh.stdout.readline() == b"started\n"
+        session = world.session_of_grant(grant, live=True)
+        directory = world.data / "recordings" / str(session["id"])
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()  # what is written now would go nowhere anyone can read
+        removed_at = time.monotonic()
+        _, err = ssh.communicate(timeout=30)
+        assert time.monotonic() - removed_at < ENDS_WITHIN
+    finally:
+        ssh.kill()
+        world.revoke("dave", grant)
+    assert b"recording" in err, err
