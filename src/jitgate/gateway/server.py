@@ -39,6 +39,8 @@ T = TypeVar("T")
 ANONYMOUS = Identity(name="anonymous", source="gateway")
 CLOSE_AFTER = 0.2
 """Seconds between telling the user why and dropping the connection, so the line gets out."""
+REFUSED_LINGER = 5.0
+"""Seconds a connection that goes nowhere stays, so that channels its client opens late say why."""
 MAX_UNKNOWN_KEYS = 6
 """Unregistered keys one connection may offer before it is dropped (sshd's ``MaxAuthTries``):
 each is a database read, and an outsider could otherwise offer keys for the whole sign-in time."""
@@ -211,7 +213,7 @@ class GatewayConnection(asyncssh.SSHServer):
         if not isinstance(exc, Refused):
             log.error("preparing a gateway connection failed: %s", type(exc).__name__)
         # A connection that goes nowhere does not linger: its channels say why, then it closes.
-        asyncio.get_running_loop().call_later(5.0, self._drop)
+        asyncio.get_running_loop().call_later(REFUSED_LINGER, self._drop)
 
     async def onward(self) -> asyncssh.SSHClientConnection:
         if self._ready is None:
@@ -315,9 +317,15 @@ class GatewayConnection(asyncssh.SSHServer):
             return
         self._end_reason = reason
         if self._ready is not None and not self._ready.done():
-            # Still on its way to the target (a revoke landed meanwhile): stop there, so that
-            # the channels waiting for it are refused with the reason before the connection drops.
+            # Still on its way to the target (a revoke landed meanwhile): stop there. Nothing was
+            # relayed yet; like a connection that goes nowhere, its channels are refused with the
+            # reason (also those the client opens only now), then it closes.
             self._ready.cancel()
+            self._refused = True
+            asyncio.get_running_loop().call_later(REFUSED_LINGER, self._drop)
+            return
+        if self._refused:
+            return  # nothing is relayed; it closes once its channels have said why
         self._close_onward()
         for relay in list(self._channels):
             relay.end(reason)
