@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -194,8 +194,15 @@ def certified_target(factory: SshdFactory, tmp: Path, provider: SshCertificatePr
 
 
 def start_world(
-    tmp: Path, factory: SshdFactory, *, env: dict[str, str] | None = None, workers: int = 1
+    tmp: Path,
+    factory: SshdFactory,
+    *,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    policy: str = POLICY,
+    ports: Mapping[str, int] | None = None,
 ) -> GatewayWorld:
+    """The world, under ``policy`` (``{web1}``, ``{web2}``, ``{web3}`` and each of ``ports`` filled in)."""
     data = tmp / "data"
     tokens = {}
     for name, groups in {**USERS, "admin": []}.items():
@@ -210,9 +217,11 @@ def start_world(
         trusted_ca_lines=provider.ca_store.public_lines(CaKind.USER, CLOCK.now()),
         revoked_keys=empty_krl(tmp),
     )
-    policy = tmp / "policy.yaml"
-    policy.write_text(
-        POLICY.format(web1=targets["web-1"].port, web2=targets["web-2"].port, web3=targets["web-3"].port)
+    policy_file = tmp / "policy.yaml"
+    policy_file.write_text(
+        policy.format(
+            web1=targets["web-1"].port, web2=targets["web-2"].port, web3=targets["web-3"].port, **(ports or {})
+        )
     )
     gateway_port = free_port()
     server_env = {
@@ -220,7 +229,7 @@ def start_world(
         "JITGATE_WORKERS": str(workers),
         **(env or {}),
     }
-    server = Server.start(data, policy, tmp / "server.log", server_env)
+    server = Server.start(data, policy_file, tmp / "server.log", server_env)
     known_hosts = tmp / "gateway_known_hosts"
     lines = provider.ca_store.known_hosts_lines([f"[127.0.0.1]:{gateway_port}"], CLOCK.now())
     known_hosts.write_text("\n".join(lines) + "\n")

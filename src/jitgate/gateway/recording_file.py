@@ -99,7 +99,8 @@ class RecordingFile:
             self.flush()
 
     def flush(self) -> None:
-        """Write everything buffered to the file (not necessarily to the disk)."""
+        """Write everything buffered to the file (not necessarily to the disk); fails once the
+        file has been removed (its directory, say), which the gateway's flushes notice soon."""
         fd = self._usable()
         view = memoryview(self._buffer)
         done = 0
@@ -109,12 +110,16 @@ class RecordingFile:
                 self._hash.update(view[done : done + n])
                 self.size += n
                 done += n
+            removed = os.fstat(fd).st_nlink == 0
         except OSError as exc:
             self.failed = failure(exc)
             raise self.failed from None
         finally:
             view.release()
             del self._buffer[:done]
+        if removed:  # writes to a file nobody can open any more record nothing
+            self.failed = RecordingFailed("the session recording cannot be written: its file was removed")
+            raise self.failed
 
     def close(self) -> bool:
         """Write the rest out, sync and close; never raises. True if every byte was written."""

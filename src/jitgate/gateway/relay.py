@@ -68,6 +68,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         self._onward: asyncssh.SSHClientChannel[bytes] | None = None
         self._pty: tuple[str, tuple[int, int, int, int], dict[int, int]] | None = None
         self.kind = "shell"
+        self._recorded_as = "shell"
         self._command: str | None = None
         self._recorder: Any = None
         self._started = 0.0
@@ -158,20 +159,26 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         return dict(chan.get_environment().items())
 
     def _new_recorder(self) -> Any:
+        """The channel's recorder. A command run on a terminal is as interactive as a shell (it
+        may well be one: ``ssh -t target bash``), so it is recorded whole as a cast, never under
+        the exec recording's cap."""
         recordings, at = self._link.recordings, time.time()
-        if self.kind == "exec":
+        if self.kind == "exec" and self._pty is None:
+            self._recorded_as = "exec"
             return recordings.exec(
                 self.channel, self._command or "", cap_bytes=self._link.exec_record_bytes, timestamp=at
             )
         if self.kind == "sftp":
+            self._recorded_as = "sftp"
             return recordings.sftp(self.channel, timestamp=at)
+        self._recorded_as = "shell"
         term_type, size = (self._pty[0], self._pty[1]) if self._pty else ("", (80, 24, 0, 0))
         return recordings.shell(
             self.channel,
             width=size[0] or 80,
             height=size[1] or 24,
             term=term_type,
-            command=None,
+            command=self._command,
             timestamp=at,
         )
 
@@ -213,7 +220,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
             self._hold(data)
             return
         self._link.count(sent=len(data))
-        method = {"shell": "input", "exec": "stdin", "sftp": "from_client"}[self.kind]
+        method = {"shell": "input", "exec": "stdin", "sftp": "from_client"}[self._recorded_as]
         if self._record(method, data):
             self._onward.write(data)
 
@@ -237,7 +244,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         if self._onward is not None:
-            if self.kind == "shell":
+            if self._recorded_as == "shell":
                 self._record("resize", width, height)
             self._onward.change_terminal_size(width, height, pixwidth, pixheight)
 
@@ -270,10 +277,10 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         if chan is None or chan.is_closing():
             return
         self._link.count(received=len(data))
-        if self.kind == "exec":
+        if self._recorded_as == "exec":
             method = "stderr" if datatype == STDERR else "stdout"
         else:
-            method = {"shell": "output", "sftp": "from_server"}[self.kind]
+            method = {"shell": "output", "sftp": "from_server"}[self._recorded_as]
         if not self._record(method, data):
             return
         if datatype == STDERR:
@@ -309,7 +316,7 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         self._closed = True
         if self._recorder is not None:
             try:
-                self._recorder.close(status) if self.kind != "sftp" else self._recorder.close()
+                self._recorder.close(status) if self._recorded_as != "sftp" else self._recorder.close()
             except RecordingFailed as exc:
                 self._link.recording_failed(exc)
         self._link.channel_closed(self, status)

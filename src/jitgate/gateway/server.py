@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncssh
 
 from jitgate.domain.identity import Identity
-from jitgate.errors import JitgateError, PolicyDenied, StorageUnavailable
+from jitgate.errors import JitgateError, PolicyDenied, StorageUnavailable, TooManyFailures
 from jitgate.gateway import onward
 from jitgate.gateway.recording import RecordingFailed, SessionRecordings
 from jitgate.gateway.relay import ForwardRelay, ForwardTarget, Refused, SessionRelay
 from jitgate.workflow import sessions
+from jitgate.workflow.auth_failures import audit_throttled
 from jitgate.workflow.keys import identity_for_key
 
 if TYPE_CHECKING:
@@ -38,6 +39,14 @@ T = TypeVar("T")
 ANONYMOUS = Identity(name="anonymous", source="gateway")
 CLOSE_AFTER = 0.2
 """Seconds between telling the user why and dropping the connection, so the line gets out."""
+REFUSED_LINGER = 5.0
+"""Seconds a connection that goes nowhere stays, so that channels its client opens late say why."""
+MAX_UNKNOWN_KEYS = 6
+"""Unregistered keys one connection may offer before it is dropped (sshd's ``MaxAuthTries``):
+each is a database read, and an outsider could otherwise offer keys for the whole sign-in time."""
+MAX_CHANNELS = 128
+"""Channels (sessions and forwards) one connection may hold open at once. Each holds a recording
+file and a channel at the target, so without a bound one user could use up the gateway's files."""
 
 
 class GatewayConnection(asyncssh.SSHServer):
@@ -47,6 +56,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self._gateway = gateway
         self._conn: asyncssh.SSHServerConnection | None = None
         self.source = "unknown"
+        self._host = "unknown"
         self._username = ""
         self.identity: Identity | None = None
         self._unknown_keys = 0
@@ -59,6 +69,9 @@ class GatewayConnection(asyncssh.SSHServer):
         self.recordings: SessionRecordings = gateway.no_recordings
         self.exec_record_bytes = gateway.settings.gateway_exec_record_bytes
         self._channels: list[SessionRelay] = []
+        self._sessions: set[SessionRelay] = set()  # every session channel not yet closed
+        self._pending_forwards = 0
+        self._forwards_refused = 0
         self._forwards: list[ForwardRelay] = []
         self._channel_count = 0
         self._sent = 0
@@ -74,6 +87,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self._conn = conn
         peer = conn.get_extra_info("peername") or ("unknown", 0)
         self.source = f"{peer[0]}:{peer[1]}"
+        self._host = str(peer[0])
         if not self._gateway.admit(self):
             conn.close()
 
@@ -85,6 +99,9 @@ class GatewayConnection(asyncssh.SSHServer):
         return True
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self._unknown_keys >= MAX_UNKNOWN_KEYS:
+            self._drop()
+            return False
         ctx = self._gateway.ctx
         try:
             found = await self._gateway.run(identity_for_key, ctx, key.public_data, ctx.clock.now())
@@ -102,14 +119,27 @@ class GatewayConnection(asyncssh.SSHServer):
         self._ready.add_done_callback(self._prepared)
 
     def session_requested(self) -> SessionRelay:
-        return SessionRelay(self)
+        self._check_room()
+        relay = SessionRelay(self)
+        self._sessions.add(relay)
+        return relay
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> tuple[asyncssh.SSHTCPChannel[bytes], Any]:
         if self._conn is None:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "not connected")
-        return self._conn.create_tcp_channel(), self._forward(dest_host, dest_port, orig_host, orig_port)
+        self._check_room()
+        self._pending_forwards += 1
+        return self._conn.create_tcp_channel(), self._counted_forward(
+            dest_host, dest_port, orig_host, orig_port
+        )
+
+    def _check_room(self) -> None:
+        if len(self._sessions) + self._pending_forwards + len(self._forwards) >= MAX_CHANNELS:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_RESOURCE_SHORTAGE, f"at most {MAX_CHANNELS} channels at once on one connection"
+            )
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return False  # remote forwarding (ssh -R) is never relayed
@@ -183,7 +213,7 @@ class GatewayConnection(asyncssh.SSHServer):
         if not isinstance(exc, Refused):
             log.error("preparing a gateway connection failed: %s", type(exc).__name__)
         # A connection that goes nowhere does not linger: its channels say why, then it closes.
-        asyncio.get_running_loop().call_later(5.0, self._drop)
+        asyncio.get_running_loop().call_later(REFUSED_LINGER, self._drop)
 
     async def onward(self) -> asyncssh.SSHClientConnection:
         if self._ready is None:
@@ -192,8 +222,20 @@ class GatewayConnection(asyncssh.SSHServer):
             return await asyncio.shield(self._ready)
         except Refused:
             raise
+        except asyncio.CancelledError:
+            if not self._ready.cancelled():
+                raise  # it is the channel that is being cancelled, not the way to the target
+            raise Refused(self._end_reason or "the connection is ending") from None
         except Exception:
             raise Refused("the gateway failed to reach the target; it logged why") from None
+
+    async def _counted_forward(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> ForwardRelay:
+        try:
+            return await self._forward(dest_host, dest_port, orig_host, orig_port)
+        finally:
+            self._pending_forwards -= 1  # now in ``_forwards``, or refused
 
     async def _forward(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> ForwardRelay:
         try:
@@ -204,7 +246,9 @@ class GatewayConnection(asyncssh.SSHServer):
         if plan is None or plan.role.ssh is None or not plan.role.ssh.port_forwarding:
             role = plan.role.name if plan is not None else "?"
             message = f"port forwarding is not allowed by role {role}"
-            self._gateway.spawn(self._audit_refusal(PolicyDenied(message), f"{dest_host}:{dest_port}"))
+            self._forwards_refused += 1
+            if self._forwards_refused == 1:  # one record per connection stands for the rest
+                self._gateway.spawn(self._audit_refusal(PolicyDenied(message), f"{dest_host}:{dest_port}"))
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
         try:
             recorder = self.recordings.forward(
@@ -242,6 +286,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self._channels.append(relay)
 
     def channel_closed(self, relay: SessionRelay, exit_status: int | None) -> None:
+        self._sessions.discard(relay)
         if relay in self._channels:
             self._channels.remove(relay)
             self._exit_status = exit_status if exit_status is not None else self._exit_status
@@ -271,6 +316,16 @@ class GatewayConnection(asyncssh.SSHServer):
         if self._end_reason is not None and self._finished:
             return
         self._end_reason = reason
+        if self._ready is not None and not self._ready.done():
+            # Still on its way to the target (a revoke landed meanwhile): stop there. Nothing was
+            # relayed yet; like a connection that goes nowhere, its channels are refused with the
+            # reason (also those the client opens only now), then it closes.
+            self._ready.cancel()
+            self._refused = True
+            asyncio.get_running_loop().call_later(REFUSED_LINGER, self._drop)
+            return
+        if self._refused:
+            return  # nothing is relayed; it closes once its channels have said why
         self._close_onward()
         for relay in list(self._channels):
             relay.end(reason)
@@ -309,7 +364,22 @@ class GatewayConnection(asyncssh.SSHServer):
         )
 
     async def _refuse_unknown_key(self) -> None:
+        """Audit a sign-in with no registered key, unless its source address is throttled.
+
+        Anyone who can reach the port can cause this record, so each address gets the HTTP
+        side's budget of failures; past it, one ``auth.throttled`` record stands for the rest.
+        Keys are still looked up for a throttled address (users behind one NAT are not locked
+        out by a stranger among them); only the audit records are bounded.
+        """
+        throttle = self._gateway.key_failures
+        try:
+            throttle.check(self._host)
+        except TooManyFailures:
+            return
+        started = throttle.failed(self._host)
         await self._audit_refusal(PolicyDenied("no registered key was offered"), self._username[:64])
+        if started is not None:
+            await self._gateway.run(audit_throttled, self._gateway.ctx, throttle, started, "gateway")
 
     async def _audit_refusal(self, exc: JitgateError, target: str) -> None:
         identity = self.identity or ANONYMOUS

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import asyncssh
 
+from jitgate.auth.throttle import FailureThrottle
 from jitgate.errors import InvalidInput, JitgateError, ProviderError
 from jitgate.gateway import hostkey, onward
 from jitgate.gateway.recording import RecordingFailed, SessionRecordings
@@ -100,6 +101,11 @@ class Gateway:
         self.id = f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.recordings_root: Path = self.settings.recordings_dir
         self.no_recordings: SessionRecordings = _NoRecordings()
+        # Its own, not the HTTP side's: a flood here must not lock an address out of the API.
+        self.key_failures = FailureThrottle(
+            limit=self.settings.auth_failures_per_source,
+            window_seconds=self.settings.auth_failure_window_seconds,
+        )
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jitgate-gateway")
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._host: hostkey.HostIdentity | None = None

@@ -1,5 +1,5 @@
 """The real database fixtures of ``integration/db`` (private databases, admins, group roles), shared
-with the attacks here, and its helpers importable as ``dbkit``."""
+with the attacks here, and its helpers importable as ``dbkit``; the gateway world's helpers too."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 _DB = Path(__file__).resolve().parent.parent / "db"
-if str(_DB) not in sys.path:
-    sys.path.insert(0, str(_DB))
+# the db helpers, the shared gateway world (``gatewayworld``, ``sshd``) and this folder's own
+for _helpers in (_DB, _DB.parent, Path(__file__).resolve().parent):
+    if str(_helpers) not in sys.path:
+        sys.path.insert(0, str(_helpers))
 
 _spec = importlib.util.spec_from_file_location("redteam_db_fixtures", _DB / "conftest.py")
 assert _spec is not None
