@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     gateway_poll_seconds: float = Field(default=0.25, gt=0, le=1.0)
     gateway_exec_record_bytes: int = Field(default=1024 * 1024, ge=0)
     gateway_max_sessions: int = Field(default=1000, ge=1)
+    gateway_max_startups: int = Field(default=100, ge=1)
+    gateway_login_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_ephemeral_key_seconds: int = Field(default=300, ge=30, le=3600)
     gateway_key_lifetime_seconds: int = Field(default=365 * 86400, gt=0)
 

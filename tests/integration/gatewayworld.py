@@ -220,7 +220,10 @@ def start_world(
     policy_file = tmp / "policy.yaml"
     policy_file.write_text(
         policy.format(
-            web1=targets["web-1"].port, web2=targets["web-2"].port, web3=targets["web-3"].port, **(ports or {})
+            web1=targets["web-1"].port,
+            web2=targets["web-2"].port,
+            web3=targets["web-3"].port,
+            **(ports or {}),
         )
     )
     gateway_port = free_port()

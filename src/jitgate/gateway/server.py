@@ -60,7 +60,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self._username = ""
         self.identity: Identity | None = None
         self._unknown_keys = 0
-        self._ready: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+        self._ready: asyncio.Future[asyncssh.SSHClientConnection] | None = None
         self._onward: asyncssh.SSHClientConnection | None = None
         self.plan: onward.Plan | None = None
         self.session_id: str | None = None
@@ -115,6 +115,11 @@ class GatewayConnection(asyncssh.SSHServer):
         return True
 
     def auth_completed(self) -> None:
+        if not self._gateway.signed_in(self):
+            self._ready = asyncio.get_running_loop().create_future()
+            self._ready.set_exception(Refused("the gateway is full; try again later"))
+            self._ready.add_done_callback(self._prepared)
+            return
         self._ready = asyncio.get_running_loop().create_task(self._prepare())
         self._ready.add_done_callback(self._prepared)
 
@@ -203,7 +208,7 @@ class GatewayConnection(asyncssh.SSHServer):
             raise Refused(self._end_reason)
         return self._onward
 
-    def _prepared(self, task: asyncio.Task[asyncssh.SSHClientConnection]) -> None:
+    def _prepared(self, task: asyncio.Future[asyncssh.SSHClientConnection]) -> None:
         if task.cancelled():
             return
         exc = task.exception()

@@ -112,6 +112,7 @@ class Gateway:
         self._key: asyncssh.SSHKey | None = None
         self._names: list[str] = []
         self._connections: set[GatewayConnection] = set()
+        self._signing_in: set[GatewayConnection] = set()
         self._watched: dict[str, GatewayConnection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -155,7 +156,7 @@ class Gateway:
                 allow_pty=True,
                 line_editor=False,
                 encoding=None,
-                login_timeout=30,
+                login_timeout=self.settings.gateway_login_timeout_seconds,
                 keepalive_interval=30,
                 allow_scp=False,
                 config=[],
@@ -201,10 +202,23 @@ class Gateway:
         return time.time()
 
     def admit(self, connection: GatewayConnection) -> bool:
+        """Take a new connection while it signs in, within the cap on those.
+
+        Connections still signing in have a cap of their own (like sshd's ``MaxStartups``) and
+        ``gateway_login_timeout_seconds`` to sign in, so idle sockets can never take the places
+        of people signed in.
+        """
+        if len(self._signing_in) >= self.settings.gateway_max_startups:
+            log.warning("too many connections signing in: refusing %s", connection.source)
+            return False
+        self._signing_in.add(connection)
+        return True
+
+    def signed_in(self, connection: GatewayConnection) -> bool:
+        """Move a connection that signed in to the signed-in ones, within ``gateway_max_sessions``."""
+        self._signing_in.discard(connection)
         if len(self._connections) >= self.settings.gateway_max_sessions:
-            log.warning(
-                "gateway full (%d connections): refusing %s", len(self._connections), connection.source
-            )
+            log.warning("gateway full (%d sessions): refusing %s", len(self._connections), connection.source)
             return False
         self._connections.add(connection)
         return True
@@ -216,6 +230,7 @@ class Gateway:
 
     def unwatch(self, connection: GatewayConnection) -> None:
         self._connections.discard(connection)
+        self._signing_in.discard(connection)
         if connection.session_id is not None:
             self._watched.pop(connection.session_id, None)
 
