@@ -25,8 +25,9 @@ import asyncssh
 from jitgate.domain.identity import Identity
 from jitgate.errors import JitgateError, PolicyDenied, StorageUnavailable, TooManyFailures
 from jitgate.gateway import onward
+from jitgate.gateway.forward import ForwardRelay, ForwardTarget
 from jitgate.gateway.recording import RecordingFailed, SessionRecordings
-from jitgate.gateway.relay import ForwardRelay, ForwardTarget, Refused, SessionRelay
+from jitgate.gateway.relay import Refused, SessionRelay
 from jitgate.workflow import sessions
 from jitgate.workflow.auth_failures import audit_throttled
 from jitgate.workflow.keys import identity_for_key
