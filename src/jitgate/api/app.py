@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitgate import __version__
 from jitgate.api import (
+    docs_page,
     problems,
     routes_access,
     routes_accounts,
@@ -258,7 +259,11 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
         # FastAPI's built-in OpenTelemetry looks for a configured provider on every request; the
         # broker does not export traces or metrics through it (metrics are at /metrics).
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's pages load their scripts from a CDN; /docs is the broker's own (docs_page).
+        docs_url=None,
+        redoc_url=None,
     )
+    docs_page.install(app)
     app.state.runtime = runtime
     app.state.gateway = None
     app.state.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jitgate-writer")

@@ -15,6 +15,11 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        from jitgate import __version__
+
+        print(f"jitgate {__version__}")
+        return
     if args[:1] == ["ssh"]:
         code = fast_ssh(args[1:])
         if code is not None:
