@@ -19,8 +19,9 @@ import asyncssh
 
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant
-from jitgate.errors import InvalidInput, JitgateError, NotFound, PolicyDenied, ProviderError
+from jitgate.errors import InvalidInput, JitgateError, PolicyDenied, ProviderError
 from jitgate.gateway.addressing import choose_login, parse
+from jitgate.policy.decision import target_named
 from jitgate.policy.model import Role, Target
 from jitgate.providers.ssh.ca import CaKind
 from jitgate.providers.ssh.provider import SshCertificateProvider
@@ -59,9 +60,7 @@ def decide(ctx: WorkflowContext, identity: Identity, username: str) -> Plan:
     """The target, login, grant and role a user name asks for; refusals are audited."""
     with ctx.refusals_audited(identity, ACTION, target=username[:64]):
         address = parse(username)
-        target = ctx.policy.target(address.target)
-        if target is None:
-            raise NotFound(f"no target named {address.target!r}")
+        target = target_named(ctx.policy, address.target)
         if target.kind != "ssh":
             raise InvalidInput(f"target {target.name} is of kind {target.kind}, not ssh")
         with ctx.db.read() as conn:

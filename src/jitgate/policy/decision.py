@@ -6,21 +6,37 @@ Pure functions over the policy model and an identity; each refusal says why in o
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from jitgate.domain.durations import format_duration
 from jitgate.domain.identity import Identity
 from jitgate.errors import InvalidInput, NotFound, PolicyDenied
-from jitgate.policy.model import Policy, Role
+from jitgate.policy.model import Policy, Role, Target
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the one of ``names`` closest to a mistyped ``name``, else nothing."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def get_role(policy: Policy, name: str) -> Role:
     role = policy.role(name)
     if role is None:
-        raise NotFound(f"no role named {name!r}")
+        raise NotFound(f"no role named {name!r}{did_you_mean(name, (r.name for r in policy.roles))}")
     return role
+
+
+def target_named(policy: Policy, name: str) -> Target:
+    """The policy's target ``name``; a mistyped one is refused with the nearest name."""
+    target = policy.target(name)
+    if target is None:
+        raise NotFound(f"no target named {name!r}{did_you_mean(name, (t.name for t in policy.targets))}")
+    return target
 
 
 def may_request(identity: Identity, role: Role) -> bool:
@@ -61,7 +77,7 @@ def resolve_targets(policy: Policy, role: Role, asked: tuple[str, ...]) -> tuple
         return reachable
     for name in asked:
         if policy.target(name) is None:
-            raise NotFound(f"no target named {name!r}")
+            raise NotFound(f"no target named {name!r}{did_you_mean(name, reachable)}")
         if name not in reachable:
             raise PolicyDenied(f"role {role.name} does not reach target {name}")
     return tuple(dict.fromkeys(asked))

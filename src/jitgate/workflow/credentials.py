@@ -14,6 +14,7 @@ from typing import Any
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
 from jitgate.errors import AuditIntegrityError, Conflict, JitgateError, NotFound, ProviderError
+from jitgate.policy.decision import target_named
 from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued, IssueRequest
 from jitgate.store import issuance
@@ -28,9 +29,7 @@ def issue(
     """Mint a credential for ``target_name`` under the caller's active grant that covers it."""
     params = dict(params or {})
     with ctx.refusals_audited(identity, ACTION, target=target_name):
-        target = ctx.policy.target(target_name)
-        if target is None:
-            raise NotFound(f"no target named {target_name!r}")
+        target = target_named(ctx.policy, target_name)
         provider = ctx.provider_for(target)
     if not provider.revocable:
         (result,) = mint_many(ctx, [MintAsk(identity, target_name, params)])

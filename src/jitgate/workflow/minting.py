@@ -38,10 +38,10 @@ from jitgate.errors import (
     InternalError,
     InvalidInput,
     JitgateError,
-    NotFound,
     PolicyDenied,
     ProviderError,
 )
+from jitgate.policy.decision import target_named
 from jitgate.policy.model import Role, Target
 from jitgate.providers.base import Issued, IssueRequest
 from jitgate.store import issuance
@@ -161,9 +161,7 @@ def _prepare(ctx: WorkflowContext, in_force: list[Grant], ask: MintAsk, now: dat
 
 def _mint_one(ctx: WorkflowContext, in_force: list[Grant], ask: MintAsk, now: datetime) -> Minted:
     """Every check and the signing for one ask, against the caller's grants in force; writes nothing."""
-    target = ctx.policy.target(ask.target)
-    if target is None:
-        raise NotFound(f"no target named {ask.target!r}")
+    target = target_named(ctx.policy, ask.target)
     if ask.kind is not None and target.kind != ask.kind:
         use = "jitgate ssh" if target.kind == "ssh" else "jitgate db"
         raise InvalidInput(f"target {target.name} is of kind {target.kind}; use {use}")

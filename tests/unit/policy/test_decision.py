@@ -12,6 +12,7 @@ from jitgate.policy.decision import (
     explain,
     get_role,
     resolve_targets,
+    target_named,
 )
 from jitgate.policy.loader import parse_policy
 from support import ALICE, CAROL, MALLORY, TEST_POLICY
@@ -28,6 +29,17 @@ def test_requesters_are_matched_by_group_or_user() -> None:
 def test_unknown_role_is_not_found() -> None:
     with pytest.raises(NotFound, match="no role named 'nope'"):
         get_role(POLICY, "nope")
+
+
+def test_a_mistyped_role_or_target_is_answered_with_the_nearest_name() -> None:
+    with pytest.raises(NotFound, match=r"^no role named 'prod-shel' \(did you mean prod-shell\?\)$"):
+        get_role(POLICY, "prod-shel")
+    with pytest.raises(NotFound, match=r"^no target named 'web1' \(did you mean web-1\?\)$"):
+        target_named(POLICY, "web1")
+    with pytest.raises(NotFound, match=r"^no target named 'web-9' \(did you mean web-\d\?\)$"):
+        resolve_targets(POLICY, get_role(POLICY, "prod-shell"), ("web-9",))
+    with pytest.raises(NotFound, match=r"^no target named 'moon'$"):  # nothing near: no guess
+        target_named(POLICY, "moon")
 
 
 def test_reason_rules() -> None:
