@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sshd import Sshd, SshdFactory, empty_krl, sshd_logins
+from sshd import CLIENT_OPTIONS, Sshd, SshdFactory, empty_krl, sshd_logins
 
 from jitgate.clock import SystemClock
 from jitgate.providers.ssh.ca import CaKind, CaStore
@@ -97,13 +97,7 @@ class GatewayWorld:
 
     def ssh_options(self, user: str, key: Path | None = None) -> list[str]:
         return [
-            "-F", "/dev/null",
-            "-o", "BatchMode=yes",
-            "-o", "IdentitiesOnly=yes",
-            "-o", "IdentityAgent=none",
-            "-o", "PreferredAuthentications=publickey",
-            "-o", "ConnectTimeout=10",
-            "-o", "LogLevel=ERROR",
+            *CLIENT_OPTIONS,
             "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "GlobalKnownHostsFile=/dev/null",

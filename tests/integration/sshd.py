@@ -27,6 +27,16 @@ import pytest
 from support import component_missing
 
 SSHD = Path("/usr/sbin/sshd")
+CLIENT_OPTIONS = (
+    "-F", "/dev/null",
+    "-o", "BatchMode=yes",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "IdentityAgent=none",
+    "-o", "PreferredAuthentications=publickey",
+    "-o", "ConnectTimeout=10",
+    "-o", "LogLevel=ERROR",
+)  # fmt: skip
+"""The ssh client with only the key it is given: no user config, agent, prompts or chatter."""
 LOGINS = ("deploy", "ops")
 
 
@@ -228,13 +238,7 @@ def run_ssh(
     With ``known_hosts`` the host key is checked strictly against it; otherwise it is not checked.
     """
     options = [
-        "-F", "/dev/null",
-        "-o", "BatchMode=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "IdentityAgent=none",
-        "-o", "PreferredAuthentications=publickey",
-        "-o", "ConnectTimeout=10",
-        "-o", "LogLevel=ERROR",
+        *CLIENT_OPTIONS,
         "-o", "CheckHostIP=no",
         "-i", str(key),
     ]  # fmt: skip

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -34,7 +33,7 @@ from urllib.parse import quote
 
 from jitgate import errors
 from jitgate.cli.config import login_file, resolve
-from jitgate.cli.signals import SessionSignal, run_child, signals_end_session
+from jitgate.cli.signals import ended_by_signals, run_child
 from jitgate.cli.sshsession import (
     SSH,
     KeyPair,
@@ -132,12 +131,7 @@ def connect_via_gateway(
 
     SIGINT, SIGTERM or SIGHUP at any moment end the session with 128+N, the key file removed.
     """
-    try:
-        with signals_end_session():
-            return _session(target, command, login, options, url, token)
-    except SessionSignal as stopped:
-        sys.stderr.write(f"error: stopped by {stopped.name}; the session key is removed\n")
-        return stopped.exit_code
+    return ended_by_signals(lambda: _session(target, command, login, options, url, token))
 
 
 def _session(

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -65,6 +66,16 @@ def signals_end_session() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def ended_by_signals(session: Callable[[], int]) -> int:
+    """Run ``session`` (which cleans up after itself); a signal ends it with 128+N and one line."""
+    try:
+        with signals_end_session():
+            return session()
+    except SessionSignal as stopped:
+        sys.stderr.write(f"error: stopped by {stopped.name}; the session key is removed\n")
+        return stopped.exit_code
 
 
 def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> int:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from jitgate import errors
 from jitgate.cli.config import STATUS_ERRORS, resolve
-from jitgate.cli.signals import ProgramMissing, SessionSignal, run_child, signals_end_session
+from jitgate.cli.signals import ProgramMissing, ended_by_signals, run_child
 from jitgate.domain import sshnames
 
 if TYPE_CHECKING:
@@ -329,12 +329,9 @@ def connect(
 
     SIGINT, SIGTERM or SIGHUP at any moment end the session with 128+N, the key directory removed.
     """
-    try:
-        with signals_end_session():
-            return _session(target, command, login, options, accept_unknown_host, url, token)
-    except SessionSignal as stopped:
-        sys.stderr.write(f"error: stopped by {stopped.name}; the session key is removed\n")
-        return stopped.exit_code
+    return ended_by_signals(
+        lambda: _session(target, command, login, options, accept_unknown_host, url, token)
+    )
 
 
 def _session(

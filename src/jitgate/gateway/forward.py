@@ -14,7 +14,7 @@ from typing import Any
 import asyncssh
 
 from jitgate.gateway.recording import RecordingFailed
-from jitgate.gateway.relay import Link
+from jitgate.gateway.relay import Link, hold, pass_eof
 
 
 class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
@@ -60,12 +60,10 @@ class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
         return True
 
     def pause_writing(self) -> None:
-        if self.onward is not None:
-            self.onward.pause_reading()
+        hold(self.onward, True)
 
     def resume_writing(self) -> None:
-        if self.onward is not None:
-            self.onward.resume_reading()
+        hold(self.onward, False)
 
     def from_target(self, data: bytes) -> None:
         if self._chan is not None and not self._chan.is_closing() and self._record("received", len(data)):
@@ -73,15 +71,10 @@ class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
             self._chan.write(data)
 
     def target_eof(self) -> None:
-        if self._chan is not None and not self._chan.is_closing():
-            self._chan.write_eof()
+        pass_eof(self._chan)
 
     def target_backed_up(self, paused: bool) -> None:
-        if self._chan is not None and not self._chan.is_closing():
-            if paused:
-                self._chan.pause_reading()
-            else:
-                self._chan.resume_reading()
+        hold(self._chan, paused)
 
     def end(self) -> None:
         if self._chan is not None:

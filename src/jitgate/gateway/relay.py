@@ -57,6 +57,24 @@ class Link(Protocol):
     def forward_closed(self, relay: ForwardRelay) -> None: ...
 
 
+Channel = asyncssh.SSHServerChannel[bytes] | asyncssh.SSHClientChannel[bytes] | asyncssh.SSHTCPChannel[bytes]
+
+
+def pass_eof(chan: Channel | None) -> None:
+    """The other side sent EOF: send it on, unless this side is already closing."""
+    if chan is not None and not chan.is_closing():
+        chan.write_eof()
+
+
+def hold(chan: Channel | None, paused: bool) -> None:
+    """Stop (or go on) reading from ``chan`` while the other side cannot take more."""
+    if chan is not None and not chan.is_closing():
+        if paused:
+            chan.pause_reading()
+        else:
+            chan.resume_reading()
+
+
 def line(message: str, *, pty: bool) -> bytes:
     return f"{ANNOUNCE}{message}{chr(13) if pty else ''}\n".encode()
 
@@ -261,12 +279,10 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         return True
 
     def pause_writing(self) -> None:
-        if self._onward is not None:
-            self._onward.pause_reading()
+        hold(self._onward, True)
 
     def resume_writing(self) -> None:
-        if self._onward is not None:
-            self._onward.resume_reading()
+        hold(self._onward, False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._onward is not None:
@@ -292,15 +308,10 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
             chan.write(data)
 
     def target_eof(self) -> None:
-        if self._chan is not None and not self._chan.is_closing():
-            self._chan.write_eof()
+        pass_eof(self._chan)
 
     def target_backed_up(self, paused: bool) -> None:
-        if self._chan is not None and not self._chan.is_closing():
-            if paused:
-                self._chan.pause_reading()
-            else:
-                self._chan.resume_reading()
+        hold(self._chan, paused)
 
     def target_closed(self, status: int | None, signal: tuple[str, bool, str] | None) -> None:
         chan = self._chan

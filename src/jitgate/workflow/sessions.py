@@ -329,19 +329,6 @@ def session_page(
         )
 
 
-def list_sessions(
-    ctx: WorkflowContext,
-    identity: Identity,
-    *,
-    active: bool = False,
-    user: str | None = None,
-    limit: int = 100,
-    older_than: str | None = None,
-) -> list[SessionRow]:
-    """``session_page``'s sessions alone."""
-    return session_page(ctx, identity, active=active, user=user, limit=limit, older_than=older_than).items
-
-
 def get_session(ctx: WorkflowContext, identity: Identity, session_id: str) -> SessionRow:
     """A session, to its holder, admins and auditors; to anyone else, ``NotFound``."""
     with ctx.db.read() as conn:

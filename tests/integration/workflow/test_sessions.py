@@ -291,17 +291,17 @@ def test_watching_two_hundred_sessions_is_one_query(ctx: WorkflowContext) -> Non
 def test_holders_see_their_own_and_admins_and_auditors_everyones(ctx: WorkflowContext) -> None:
     mine = opened(ctx, granted(ctx))
     theirs = opened(ctx, granted(ctx, who=CAROL), who=CAROL)
-    assert [s.id for s in sessions.list_sessions(ctx, ALICE)] == [mine]
+    assert [s.id for s in sessions.session_page(ctx, ALICE).items] == [mine]
     with pytest.raises(PolicyDenied):
-        sessions.list_sessions(ctx, ALICE, user="carol")
+        sessions.session_page(ctx, ALICE, user="carol")
     with pytest.raises(NotFound):
         sessions.get_session(ctx, ALICE, theirs)
     for reader in (ADMIN, AUDITOR):
-        assert {s.id for s in sessions.list_sessions(ctx, reader, user="*")} == {mine, theirs}
-        assert [s.id for s in sessions.list_sessions(ctx, reader, user="carol")] == [theirs]
+        assert {s.id for s in sessions.session_page(ctx, reader, user="*").items} == {mine, theirs}
+        assert [s.id for s in sessions.session_page(ctx, reader, user="carol").items] == [theirs]
         assert sessions.get_session(ctx, reader, theirs).holder == "carol"
     sessions.close_session(ctx, mine, reason="done", bytes_in=0, bytes_out=0, recordings=[])
-    assert [s.id for s in sessions.list_sessions(ctx, ADMIN, user="*", active=True)] == [theirs]
+    assert [s.id for s in sessions.session_page(ctx, ADMIN, user="*", active=True).items] == [theirs]
 
 
 def test_a_recording_file_must_lie_under_the_recordings_directory(
