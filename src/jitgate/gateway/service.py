@@ -178,7 +178,12 @@ class Gateway:
         self._executor.shutdown(wait=True, cancel_futures=False)
 
     def status(self) -> dict[str, Any]:
-        return {"id": self.id, "connections": len(self._connections), "sessions": len(self._watched)}
+        return {
+            "id": self.id,
+            "signing_in": len(self._signing_in),
+            "connections": len(self._connections),
+            "sessions": len(self._watched),
+        }
 
     # -- what connections use ---------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncssh
+import httpx
 import pytest
 from gatewayattacks import (
     FAILURES_PER_SOURCE,
@@ -55,7 +55,10 @@ def test_idle_unauthenticated_connections_cannot_lock_out_a_user_with_a_grant(wo
     grant = world.grant("dave", "tunnel")
     idle = [socket.create_connection(("127.0.0.1", world.gateway_port)) for _ in range(MAX_CONNECTIONS)]
     try:
-        time.sleep(0.3)  # the gateway accepts them asynchronously
+        world.wait_for(  # accepted by the gateway, and waiting to sign in
+            "the idle connections held",
+            lambda: httpx.get(f"{world.url}/healthz").json()["gateway"]["signing_in"] >= MAX_CONNECTIONS,
+        )
         done = world.ssh("dave", "web-2", "echo in", timeout=20)
     finally:
         for sock in idle:
