@@ -72,6 +72,19 @@ class PolicyDenied(JitgateError):
     code = "forbidden"
 
 
+class StepUpRequired(JitgateError):
+    """The role demands a fresher or stronger sign-in than the caller's (RFC 9470's
+    ``insufficient_user_authentication``): sign in again at the identity provider with ``max_age``
+    and ``acr_values``, then retry."""
+
+    code = "step_up_required"
+
+    def __init__(self, message: str, *, max_age: int | None, acr_values: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.max_age = max_age
+        self.acr_values = acr_values
+
+
 class NotFound(JitgateError):
     """The thing named does not exist (or the caller may not know it exists)."""
 

@@ -14,15 +14,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from jitgate.web.routes import HEADERS
+from jitgate.web.pages import HEADERS
 
 METHODS = ("get", "post", "put", "patch", "delete")
-STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.4}"
-    "code{background:#f3f3f3;padding:0 .2rem}section{border-top:1px solid #ddd;padding:.5rem 0}"
-    ".m{font-weight:bold;text-transform:uppercase;display:inline-block;width:4.5rem}"
-    "td{padding:0 .5rem;vertical-align:top}"
-)
 
 
 def _schema_name(schema: dict[str, Any]) -> str:
@@ -73,7 +67,7 @@ def render(schema: dict[str, Any]) -> str:
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f'<title>{escape(title)}</title><link rel="stylesheet" href="/ui/static/docs.css"></head><body>'
         f"<h1>{escape(title)}</h1><p>{escape(info.get('description', ''))}. Every route takes "
         f"<code>Authorization: Bearer TOKEN</code>; errors are <code>application/problem+json</code>. "
         f'The schema: <a href="/openapi.json">/openapi.json</a>.</p><p>{toc}</p>{blocks}</body></html>'

@@ -37,6 +37,9 @@ class Identity:
 
     ``display_name`` is for people to read (an OIDC ``preferred_username``); it never decides
     anything. ``expires_at`` is when the credential that proved the identity ends, if known.
+    ``auth_time``, ``acr`` and ``amr`` say when and how strongly the person last signed in at
+    their identity provider (the OIDC claims of those names), for roles that demand a fresh or
+    strong sign-in; they are None and empty for API tokens, which prove no recent sign-in.
     """
 
     name: str
@@ -46,6 +49,9 @@ class Identity:
     source: str = "token"
     display_name: str | None = None
     expires_at: datetime | None = None
+    auth_time: datetime | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
 
     @property
     def principals(self) -> frozenset[str]:

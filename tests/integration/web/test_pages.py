@@ -96,13 +96,27 @@ def test_request_review_and_revoke_in_the_browser(runtime: Runtime, tokens: dict
         assert "grant.revoked" in alice.get("/ui/audit").text
 
 
-def test_pages_forbid_framing_and_scripts(runtime: Runtime, tokens: dict[str, str]) -> None:
+def test_pages_forbid_framing_and_admit_only_the_brokers_own_styles_and_scripts(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
     with browser(runtime) as client:
         sign_in(client, tokens["alice"])
         headers = client.get("/ui/").headers
-        assert "frame-ancestors 'none'" in headers["content-security-policy"]
-        assert "script-src" not in headers["content-security-policy"]  # default-src 'none' covers scripts
+        policy = dict(part.strip().split(" ", 1) for part in headers["content-security-policy"].split(";"))
+        assert policy["frame-ancestors"] == "'none'"
+        assert policy["default-src"] == "'none'"
+        assert policy["script-src"] == "'self'"  # no inline script, no other site's
+        assert policy["style-src"] == "'self'"
         assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_console_serves_its_style_sheet_itself_and_nothing_else_from_static(client: TestClient) -> None:
+    sheet = client.get("/ui/static/console.css")
+    assert sheet.status_code == 200
+    assert sheet.headers["content-type"].startswith("text/css")
+    assert sheet.headers["x-content-type-options"] == "nosniff"
+    for name in ("../routes.py", "..%2Froutes.py", "missing.css", "console.css.map"):
+        assert client.get(f"/ui/static/{name}").status_code == 404
 
 
 def session_rows(runtime: Runtime) -> int:

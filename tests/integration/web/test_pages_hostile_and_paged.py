@@ -10,7 +10,7 @@ from importlib.resources import files
 from integration.web.test_pages import browser, sign_in, tokens
 from jitgate.clock import FrozenClock
 from jitgate.runtime import Runtime
-from jitgate.web.routes import _templates
+from jitgate.web.pages import templates as _templates
 
 __all__ = ["tokens"]  # fixture shared with test_pages
 
