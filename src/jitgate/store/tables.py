@@ -81,6 +81,35 @@ web_sessions = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
     # One message the broker wrote for the next page, shown once.
     sa.Column("flash", sa.JSON),
+    # A session opened by signing in at the OpenID provider: what signing out and re-checking need
+    # (the ID token as logout hint, the refresh token, when the provider is asked again).
+    sa.Column("oidc", sa.JSON),
+)
+
+oidc_sign_ins = sa.Table(
+    "oidc_sign_ins",
+    metadata,
+    # SHA-256 of the ``state`` sent to the provider; each sign-in can be completed once.
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("code_verifier", sa.String(128), nullable=False),
+    # Where the browser goes afterwards: a path of the console's own, never a URL from elsewhere.
+    sa.Column("return_to", sa.String(512), nullable=False),
+    # A step-up: what the provider was asked for, checked again on the ID token that comes back.
+    sa.Column("max_age_s", sa.Integer),
+    sa.Column("acr_values", sa.JSON),
+    # SHA-256 of the pre-session cookie of the browser that started the sign-in (login CSRF).
+    sa.Column("browser_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+chat_replays = sa.Table(
+    "chat_replays",
+    metadata,
+    # SHA-256 of a signed chat interaction's signature: the same request is acted on once.
+    sa.Column("signature_hash", sa.String(64), primary_key=True),
+    sa.Column("seen_at", UTCDateTime, nullable=False, index=True),
 )
 
 requests = sa.Table(
@@ -102,6 +131,7 @@ requests = sa.Table(
     sa.Column("auto_approved", sa.String(64)),
     sa.Column("decided_at", UTCDateTime),
     sa.Index(None, "state", "review_deadline"),
+    sa.Index(None, "state", "created_at"),
 )
 
 reviews = sa.Table(
@@ -189,6 +219,10 @@ audit_events = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # The audit page's filters page newest first within an actor, an action or a role.
+    sa.Index(None, "actor", "seq"),
+    sa.Index(None, "action", "seq"),
+    sa.Index(None, "role", "seq"),
 )
 
 audit_head = sa.Table(
