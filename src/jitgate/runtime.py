@@ -17,11 +17,12 @@ from jitgate.audit import keys as audit_keys
 from jitgate.audit.chain import AuditLog
 from jitgate.auth.base import Authenticator
 from jitgate.auth.oidc import OidcAuthenticator
+from jitgate.auth.slack import SlackUsers, load_slack_users
 from jitgate.auth.throttle import FailureThrottle
 from jitgate.auth.tokens import TokenAuthenticator
 from jitgate.clock import Clock, SystemClock
 from jitgate.domain.identity import SYSTEM
-from jitgate.errors import PolicyFileError, StorageUnavailable
+from jitgate.errors import InvalidInput, PolicyFileError, StorageUnavailable
 from jitgate.policy.loader import load_policy
 from jitgate.policy.model import Policy
 from jitgate.providers.base import ProviderContext
@@ -30,6 +31,8 @@ from jitgate.settings import Settings
 from jitgate.store.db import Database, sqlite_path, storage_error
 from jitgate.store.migrate import upgrade
 from jitgate.workflow import witness
+from jitgate.workflow.chat import SlackApprovals
+from jitgate.workflow.chat_replies import ResponseSender
 from jitgate.workflow.context import NullNotifier, PolicyHolder, WorkflowContext
 from jitgate.workflow.notify import WebhookNotifier
 from jitgate.workflow.scheduler import Scheduler
@@ -102,6 +105,7 @@ class Runtime:
     authenticators: list[Authenticator]
     policy_digest: str
     auth_throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    slack: SlackApprovals | None = None
 
     @property
     def tokens(self) -> TokenAuthenticator:
@@ -121,6 +125,15 @@ def load_policy_file(settings: Settings) -> tuple[Policy, str]:
     return policy, digest
 
 
+def slack_users(settings: Settings) -> SlackUsers | None:
+    """The Slack user map, if approvals from Slack are configured; checked before anything starts."""
+    if settings.slack_signing_secret is None:
+        return None
+    if settings.slack_users_file is None:
+        raise InvalidInput("JITGATE_SLACK_USERS_FILE must be set with JITGATE_SLACK_SIGNING_SECRET")
+    return load_slack_users(settings.slack_users_file)
+
+
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Everything ``jitgate server`` runs on. The policy is checked before the database is touched."""
     clock = clock or SystemClock()
@@ -137,12 +150,16 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         name = settings.policy_file.name if settings.policy_file else "policy"
         lines = [f"{name}: {p}" for p in problems]
         raise PolicyFileError(lines[0], lines)
+    chat_users = slack_users(settings)
+    replies = ResponseSender(settings.slack_response_urls) if chat_users is not None else None
     db = open_database(settings)
     audit = open_audit(settings)
     notifier = (
         WebhookNotifier(
             settings.webhook_url,
             settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+            public_url=settings.public_url,
+            slack_id_of=chat_users.slack_id if chat_users is not None else None,
         )
         if settings.webhook_url
         else NullNotifier()
@@ -179,8 +196,18 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     except StorageUnavailable:
         db.dispose()
         raise
+    slack = None
+    if chat_users is not None and replies is not None and settings.slack_signing_secret is not None:
+        slack = SlackApprovals(
+            ctx,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            users=chat_users,
+            public_url=settings.public_url,
+            replies=replies,
+        )
     return Runtime(
         settings=settings,
+        slack=slack,
         ctx=ctx,
         scheduler=scheduler,
         authenticators=authenticators(settings, db, clock),

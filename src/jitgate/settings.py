@@ -74,8 +74,17 @@ class Settings(BaseSettings):
     gateway_login_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_ephemeral_key_seconds: int = Field(default=300, ge=30, le=3600)
     gateway_key_lifetime_seconds: int = Field(default=365 * 86400, gt=0)
+    # Approvals from Slack (``/api/v1/chat/slack/interactions``): off without a signing secret.
+    slack_signing_secret: SecretStr | None = None
+    slack_signing_secret_file: Path | None = None
+    # Which local jitgate user each Slack account is (auth/slack.py).
+    slack_users_file: Path | None = None
+    # Where answers to clicks may be posted (Slack's ``response_url``): URL prefixes, comma-separated.
+    slack_response_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://hooks.slack.com/"]
+    )
 
-    @field_validator("audit_witness", "gateway_names", mode="before")
+    @field_validator("audit_witness", "gateway_names", "slack_response_urls", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -90,6 +99,13 @@ class Settings(BaseSettings):
             self.webhook_secret = SecretStr(self.webhook_secret_file.read_text().strip())
         if self.audit_witness_secret is None and self.audit_witness_secret_file is not None:
             self.audit_witness_secret = SecretStr(self.audit_witness_secret_file.read_text().strip())
+        if self.slack_signing_secret is None and self.slack_signing_secret_file is not None:
+            self.slack_signing_secret = SecretStr(self.slack_signing_secret_file.read_text().strip())
+        if self.slack_signing_secret is not None and self.slack_signing_secret.get_secret_value() in {
+            "",
+            "changeme",
+        }:
+            raise ValueError("JITGATE_SLACK_SIGNING_SECRET is empty or a placeholder; set the app's secret")
         if self.ca_passphrase is not None and self.ca_passphrase.get_secret_value() in {"", "changeme"}:
             raise ValueError("JITGATE_CA_PASSPHRASE is empty or a placeholder; set a real one or unset it")
         return self

@@ -286,7 +286,16 @@ def extend(
             view = request_view(conn, req.id, now)
         if rule is None:
             ctx.notifier.send(
-                "approval_needed", {"request": req.id, "role": role.name, "requester": identity.name}
+                "approval_needed",
+                {
+                    "request": req.id,
+                    "role": role.name,
+                    "requester": identity.name,
+                    "reason": reason,
+                    "targets": list(grant.targets),
+                    "duration": format_duration(extra),
+                    "extension": True,
+                },
             )
         return view
 

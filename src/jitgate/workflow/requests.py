@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from jitgate.domain.durations import duration_argument, instant_argument
+from jitgate.domain.durations import duration_argument, format_duration, instant_argument
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_duration, check_transition, decide_review
 from jitgate.domain.model import AccessRequest, Grant, RequestKind, RequestState, Review, Verdict
@@ -111,7 +111,8 @@ def submit(
         elif rule is not None:
             ctx.notifier.send("granted", payload)
         else:
-            ctx.notifier.send("approval_needed", {**payload, "approvers": list(the_role.approvers)})
+            asked = {"targets": list(chosen), "duration": format_duration(length)}
+            ctx.notifier.send("approval_needed", {**payload, **asked, "approvers": list(the_role.approvers)})
         ctx.wake_scheduler(next_step(grant) if grant is not None else req.review_deadline)
         return view
 
@@ -139,9 +140,19 @@ def _check_start(start_at: datetime | None, now: datetime) -> None:
 
 
 def review(
-    ctx: WorkflowContext, identity: Identity, request_id: str, *, verdict: Verdict, comment: str = ""
+    ctx: WorkflowContext,
+    identity: Identity,
+    request_id: str,
+    *,
+    verdict: Verdict,
+    comment: str = "",
+    via: dict[str, str] | None = None,
 ) -> RequestView:
-    """Approve or deny. Locks the request, then checks its state, then changes it."""
+    """Approve or deny. Locks the request, then checks its state, then changes it.
+
+    ``via`` says where the decision was made, when not through the API or console (a chat
+    interaction: its channel and chat user); it is recorded with the review.
+    """
     with ctx.refusals_audited(identity, f"review.{verdict.value}", request_id=request_id):
         checked_text("comment", comment)
         now = ctx.clock.now()
@@ -171,7 +182,7 @@ def review(
                 f"review.{'approved' if verdict is Verdict.APPROVE else 'denied'}",
                 request_id=req.id,
                 role=req.role,
-                details={"comment": comment, "approvals": outcome.approvals},
+                details={"comment": comment, "approvals": outcome.approvals, **({"via": via} if via else {})},
             )
             if outcome.state is S.DENIED:
                 q.set_request_state(conn, req.id, expect=S.PENDING, state=S.DENIED, now=now)
@@ -182,10 +193,11 @@ def review(
                 else:
                     grants.activate(ctx, conn, req, now=now, actor=identity.name)
             view = request_view(conn, req.id, now)
+        told = {"request": req.id, "by": identity.name, "requester": req.requester, "role": req.role}
         if outcome.state is S.DENIED:
-            ctx.notifier.send("denied", {"request": req.id, "by": identity.name, "comment": comment})
+            ctx.notifier.send("denied", {**told, "comment": comment})
         elif outcome.state is S.APPROVED:
-            ctx.notifier.send("granted", {"request": req.id, "by": identity.name})
+            ctx.notifier.send("granted", told)
             ctx.wake_scheduler(None if req.kind is RequestKind.EXTENSION else next_step_of(view))
         return view
 
