@@ -1,5 +1,5 @@
-"""Webhooks: HMAC-signed JSON with a Slack-compatible ``text``, sent to a real HTTP receiver after
-the change committed; break-glass use tells the approvers."""
+"""Webhooks: HMAC-signed JSON with a Slack-compatible ``text`` and ``blocks``, sent to a real HTTP
+receiver after the change committed; break-glass use tells the approvers."""
 
 from __future__ import annotations
 
@@ -77,6 +77,9 @@ def test_chat_markup_in_reasons_and_comments_arrives_inert(
     for payload in sent:
         assert "<" not in payload["text"]
         assert ">" not in payload["text"]
+        # The Block Kit form of the same message is as inert as its text.
+        assert "<" not in json.dumps(payload["blocks"])
+        assert ">" not in json.dumps(payload["blocks"])
     assert sent[0]["text"] == (
         f"Approval needed: alice asks for prod-shell ({req['id']}): INC-1 &lt;!channel&gt; &lt;@U123&gt; "
         "&lt;https://evil.example|click here&gt; &amp; &lt;!here&gt;"
