@@ -177,7 +177,7 @@ class SlackApprovals:
 
     def _record(self, actor: Identity, click: Click, exc: JitgateError) -> None:
         self.ctx.record_refusal(
-            actor, click.attempted, exc, {"request_id": click.request_id, "details": click.via()}
+            actor, click.attempted, exc, {"request_id": click.request_id, "details": {"via": click.via()}}
         )
 
     def _refuse(self, actor: Identity, click: Click, exc: JitgateError) -> Answer:

@@ -153,7 +153,8 @@ def review(
     ``via`` says where the decision was made, when not through the API or console (a chat
     interaction: its channel and chat user); it is recorded with the review.
     """
-    with ctx.refusals_audited(identity, f"review.{verdict.value}", request_id=request_id):
+    where = {"details": {"via": via}} if via else {}
+    with ctx.refusals_audited(identity, f"review.{verdict.value}", request_id=request_id, **where):
         checked_text("comment", comment)
         now = ctx.clock.now()
         with ctx.transaction() as conn:

@@ -294,7 +294,7 @@ def test_a_replayed_click_is_refused_and_approves_only_once(
     assert [r["reviewer"] for r in reviews_of(slack_runtime, request_id)] == ["bob"]
     refused = events(slack_runtime, action="access.refused", request_id=request_id)
     assert [(e.actor, e.details["attempted"]) for e in refused] == [("bob", "review.approve")]
-    assert refused[0].details["slack_user"] == "U0BOB"
+    assert refused[0].details["via"]["slack_user"] == "U0BOB"
 
 
 def test_a_body_changed_after_signing_is_refused(slack: TestClient, slack_runtime: Runtime) -> None:
@@ -319,6 +319,7 @@ def test_a_slack_user_not_in_the_map_is_refused_and_recorded(
     assert state_of(slack_runtime, request_id) == "PENDING"
     (refused,) = events(slack_runtime, action="access.refused", request_id=request_id)
     assert refused.actor == "slack:U0NOBODY"
+    assert refused.details["via"] == {"channel": "slack", "slack_team": "T0001", "slack_user": "U0NOBODY"}
     assert "payload" not in json.dumps(refused.details)
 
 
@@ -344,6 +345,7 @@ def test_approving_ones_own_request_from_slack_is_refused_by_policy(
     assert state_of(slack_runtime, request_id) == "PENDING"
     (refused,) = events(slack_runtime, action="access.refused", request_id=request_id)
     assert (refused.actor, refused.details["attempted"]) == ("bob", "review.approve")
+    assert refused.details["via"] == {"channel": "slack", "slack_team": "T0001", "slack_user": "U0BOB"}
 
 
 def test_someone_who_may_not_approve_is_refused_from_slack(slack: TestClient, slack_runtime: Runtime) -> None:
