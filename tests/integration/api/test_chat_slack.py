@@ -62,8 +62,8 @@ class Received:
             self._posts.append((path, body))
             self._changed.notify_all()
 
-    def wait(self, path_start: str, event: str | None = None) -> dict[str, Any]:
-        """The first body posted under ``path_start`` (with ``event``, if given), waiting up to 10 s."""
+    def wait(self, path_start: str, event: str | None = None, timeout: float = 10) -> dict[str, Any]:
+        """The first body posted under ``path_start`` (with ``event``, if given), waiting ``timeout`` s."""
 
         def found() -> dict[str, Any] | None:
             return next(
@@ -76,7 +76,7 @@ class Received:
             )
 
         with self._changed:
-            if not self._changed.wait_for(lambda: found() is not None, timeout=10):
+            if not self._changed.wait_for(lambda: found() is not None, timeout=timeout):
                 raise AssertionError(f"nothing was posted to {path_start} ({event or 'any'})")
             body = found()
             assert body is not None
@@ -466,3 +466,19 @@ def test_a_source_sending_badly_signed_clicks_is_throttled_and_that_is_recorded(
     (throttled,) = events(slack_runtime, action="auth.throttled")
     assert throttled.details["via"] == "slack"
     assert events(slack_runtime, action="access.refused") == []  # failures themselves are not recorded
+
+
+def test_answers_go_only_to_allowed_response_urls(
+    slack: TestClient, slack_runtime: Runtime, receiver: tuple[str, Received]
+) -> None:
+    base, got = receiver
+    first, second = pending(slack_runtime), pending(slack_runtime)
+    elsewhere = click(first, action="jitgate.deny", response_url=f"{base}/elsewhere/actions/1")
+    assert post(slack, elsewhere, signed(elsewhere, now_stamp(slack_runtime))).status_code == 200
+    allowed = click(second, action="jitgate.deny", response_url=f"{base}/slack/actions/2")
+    assert post(slack, allowed, signed(allowed, now_stamp(slack_runtime))).status_code == 200
+    # One sender posts in order: had the first answer been sent, it would have arrived first.
+    assert second in got.wait("/slack/")["text"]
+    with pytest.raises(AssertionError, match="nothing was posted"):
+        got.wait("/elsewhere/", timeout=0)
+    assert state_of(slack_runtime, first) == "DENIED"  # the click itself counted
