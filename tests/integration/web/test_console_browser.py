@@ -104,13 +104,14 @@ def test_the_console_counts_down_keeps_its_csp_and_fits_a_phone(server: Process,
     assert changed
     assert re.fullmatch(r"29m [0-9]+s left", countdown.text_content() or "")
 
-    pages = ["/ui/", "/ui/inbox", "/ui/roles", grant_page, page.locator("a[href^='/ui/requests/']").first]
-    request_link = page.locator("a[href^='/ui/requests/r-']").first.get_attribute("href")
-    pages[-1] = f"{server.url}{request_link}"
+    request_page = page.locator("a[href^='/ui/requests/r-']").first.get_attribute("href")
+    pages = [f"{server.url}{path}" for path in ("/ui/", "/ui/inbox", "/ui/roles", request_page)] + [
+        grant_page
+    ]
     for width in (375, 1280):
         page.set_viewport_size({"width": width, "height": 800})
         for address in pages:
-            page.goto(address if str(address).startswith("http") else f"{server.url}{address}")
+            page.goto(address)
             wide = page.evaluate(
                 "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
             )
