@@ -149,6 +149,7 @@ def test_an_extension_shows_its_grant_and_how_far_it_moves_the_end_then_is_appro
         assert done.url.path == f"/ui/requests/{rid}"
         shown = text_of(done.text)
         assert f"request {rid} is APPROVED" in shown
+        assert f"Was to expire at {ends:%Y-%m-%d %H:%M:%S} UTC" in shown
         assert f"Extended to {ends + timedelta(minutes=30):%Y-%m-%d %H:%M:%S} UTC" in shown
         assert "bob approve ok" in shown
 
@@ -413,3 +414,53 @@ def test_hostile_text_is_text_on_every_new_page(
         assert "<script>alert" not in page
         assert "<img" not in page
     assert sum("&lt;script&gt;alert(1)&lt;/script&gt;" in page for page in pages) >= 7
+
+
+def test_the_new_pages_show_no_message_taken_from_their_address(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    made = requests.submit(
+        runtime.ctx, as_identity(runtime, tokens["alice"]), role="stage-shell", duration="5m"
+    )
+    with browser(runtime) as alice:
+        sign_in(alice, tokens["alice"])
+        for path in (
+            "/ui/inbox",
+            "/ui/roles",
+            f"/ui/requests/{made['id']}",
+            f"/ui/grants/{made['grant']['id']}",
+        ):
+            shown = alice.get(
+                f"{path}?error=<script>alert(1)</script>&notice=paste+your+token+at+evil.example"
+            )
+            assert shown.status_code == 200
+            assert 'role="alert"' not in shown.text
+            assert 'role="status"' not in shown.text
+            assert "evil.example" not in shown.text
+            assert "alert(1)" not in shown.text
+
+
+def test_reviewing_or_extending_what_one_may_not_see_answers_as_for_a_missing_id(
+    runtime: Runtime, tokens: dict[str, str], clock: FrozenClock
+) -> None:
+    carol = as_identity(runtime, person(runtime, clock, "carol", "engineers"))
+    asked = requests.submit(runtime.ctx, carol, role="prod-shell", reason="INC-2")
+    held = requests.submit(runtime.ctx, carol, role="stage-shell", duration="10m")["grant"]["id"]
+    with browser(runtime) as alice:
+        csrf = sign_in(alice, tokens["alice"])
+        for path, data in (
+            (f"/ui/requests/{asked['id']}/review", {"verdict": "deny", "comment": "no"}),
+            (f"/ui/grants/{held}/extend", {"duration": "5m", "reason": ""}),
+            (f"/ui/grants/{held}/revoke", {}),
+        ):
+            refused = alice.post(path, data={"csrf": csrf, **data})
+            assert refused.status_code == 404
+            assert "INC-2" not in refused.text
+    with runtime.ctx.db.read() as conn:
+        from jitgate.store import queries as q
+
+        assert q.reviews_of(conn, asked["id"]) == []
+        assert q.extensions_of(conn, held) == []
+        grant = q.get_grant(conn, held)
+        assert grant is not None
+        assert grant.state.value == "ACTIVE"
