@@ -30,8 +30,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def request_detail(ctx: WorkflowContext, identity: Identity, request_id: str) -> dict[str, Any]:
-    """``GET /api/v1/requests/{id}``'s view, plus ``requester_display_name``, ``approvals_required``,
-    ``extension`` (the grant's end before and after) and ``standing`` (may this reader review)."""
+    """``GET /api/v1/requests/{id}``'s view, plus ``requester_display_name``, ``approvals``,
+    ``approvals_required`` (None where the role is approved automatically), ``extension`` (the
+    grant's end before and after) and ``standing`` (whether this reader may review, and why)."""
     now = ctx.clock.now()
     with ctx.db.read() as conn:
         req = requests.visible_request(ctx, conn, identity, request_id)
@@ -61,7 +62,8 @@ def request_detail(ctx: WorkflowContext, identity: Identity, request_id: str) ->
         reviewers=[r["reviewer"] for r in view["reviews"]],
     )
     view["extension"] = extension
-    view["approvals_required"] = role.approvals_required if role is not None else None
+    reviewed = role is not None and role.approval == "manual"
+    view["approvals_required"] = role.approvals_required if reviewed and role is not None else None
     view["approvals"] = sum(r["verdict"] == "approve" for r in view["reviews"])
     view["standing"] = {
         "may_approve": standing.may_approve,
