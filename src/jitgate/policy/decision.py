@@ -47,6 +47,55 @@ def may_approve(identity: Identity, role: Role) -> bool:
     return identity.matches(role.approvers)
 
 
+def approver_subjects(identity: Identity, role: Role) -> list[str]:
+    """The entries of ``role``'s approvers that ``identity`` matches: why they may approve it."""
+    return sorted(identity.principals.intersection(role.approvers))
+
+
+@dataclass(frozen=True)
+class ReviewStanding:
+    """What ``identity`` may do with a request under review, and why, in one line for people."""
+
+    may_approve: bool
+    may_deny: bool
+    why: str
+
+
+def review_standing(
+    identity: Identity,
+    role: Role | None,
+    *,
+    requester: str,
+    pending: bool,
+    reviewers: Iterable[str],
+) -> ReviewStanding:
+    """Whether ``identity`` may approve or deny a request, by the rules ``decide_review`` applies
+    (the review itself still decides): only while pending, never one's own, once per reviewer, an
+    approver of the role; admins may deny any request but approve only where the policy names them.
+    """
+
+    refusal = None
+    if role is None:
+        refusal = "its role is no longer in the policy"
+    elif not pending:
+        refusal = "it is no longer waiting for review"
+    elif identity.name == requester:
+        refusal = "it is your own request; someone else must review it"
+    elif identity.name in set(reviewers):
+        refusal = "you have already reviewed it"
+    if role is None or refusal is not None:
+        return ReviewStanding(may_approve=False, may_deny=False, why=refusal or "")
+    matched = approver_subjects(identity, role)
+    if matched:
+        why = f"you match {', '.join(matched)} in role {role.name}'s approvers"
+        return ReviewStanding(may_approve=True, may_deny=True, why=why)
+    if identity.admin:
+        why = f"you are an admin: you may deny it, but only {', '.join(role.approvers)} may approve"
+        return ReviewStanding(may_approve=False, may_deny=True, why=why)
+    why = f"you are not among role {role.name}'s approvers ({', '.join(role.approvers)})"
+    return ReviewStanding(may_approve=False, may_deny=False, why=why)
+
+
 def may_see(identity: Identity, owner: str, role: Role | None) -> bool:
     """Whether ``identity`` may know that a request or grant of ``owner`` for ``role`` exists:
     its owner, an admin, or an approver of the role. Everyone else is told it does not exist."""

@@ -265,3 +265,18 @@ def identity_from_json(data: dict[str, Any], expires_at: datetime | None) -> Ide
         display_name=data.get("display_name"),
         expires_at=expires_at,
     )
+
+
+def latest_display_name(conn: Connection, user: str) -> str | None:
+    """The display name ``user`` last signed in to the console with, if any (for people to read)."""
+    query = (
+        sa.select(web_sessions.c.identity)
+        .where(web_sessions.c.user_name == user)
+        .order_by(web_sessions.c.created_at.desc())
+        .limit(5)
+    )
+    for (identity,) in conn.execute(query):
+        name = identity.get("display_name") if isinstance(identity, dict) else None
+        if isinstance(name, str) and name:
+            return name
+    return None

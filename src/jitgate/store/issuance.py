@@ -119,6 +119,12 @@ def credentials_of_grant(conn: Connection, grant_id: str) -> list[RowMapping]:
     return list(conn.execute(query).mappings())
 
 
+def issued_for_grant(conn: Connection, grant_id: str) -> list[RowMapping]:
+    """Every credential handed out under a grant, revoked ones included, oldest first."""
+    query = sa.select(credentials).where(credentials.c.grant_id == grant_id).order_by(credentials.c.id)
+    return list(conn.execute(query).mappings())
+
+
 def mark_credential_revoked(conn: Connection, credential_id: int, now: datetime) -> None:
     conn.execute(
         credentials.update()

@@ -12,7 +12,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -118,18 +118,14 @@ def page_requests(
 ) -> Page[AccessRequest]:
     """Requests newest created first: of ``requester``, in ``states``, for ``roles`` (or else made
     by ``or_requester``), not made by ``not_requester`` -- each filter only when given."""
-    query = sa.select(requests)
-    if requester is not None:
-        query = query.where(requests.c.requester == requester)
-    if states:
-        query = query.where(requests.c.state.in_([s.value for s in states]))
-    if roles is not None:
-        in_roles = requests.c.role.in_(list(roles))
-        query = query.where(
-            sa.or_(in_roles, requests.c.requester == or_requester) if or_requester else in_roles
-        )
-    if not_requester is not None:
-        query = query.where(requests.c.requester != not_requester)
+    query = _requests_where(
+        sa.select(requests),
+        requester=requester,
+        states=states,
+        roles=roles,
+        or_requester=or_requester,
+        not_requester=not_requester,
+    )
     return _page(
         conn,
         query,
@@ -141,6 +137,48 @@ def page_requests(
         older_than=older_than,
         newer_than=newer_than,
     )
+
+
+def count_requests(
+    conn: Connection,
+    *,
+    states: Sequence[RequestState] = (),
+    roles: Sequence[str] | None = None,
+    not_requester: str | None = None,
+) -> int:
+    """How many requests ``page_requests`` would page through with the same filters."""
+    query = _requests_where(
+        sa.select(sa.func.count()).select_from(requests),
+        requester=None,
+        states=states,
+        roles=roles,
+        or_requester=None,
+        not_requester=not_requester,
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _requests_where(
+    query: sa.Select[Any],
+    *,
+    requester: str | None,
+    states: Sequence[RequestState],
+    roles: Sequence[str] | None,
+    or_requester: str | None,
+    not_requester: str | None,
+) -> sa.Select[Any]:
+    if requester is not None:
+        query = query.where(requests.c.requester == requester)
+    if states:
+        query = query.where(requests.c.state.in_([s.value for s in states]))
+    if roles is not None:
+        in_roles = requests.c.role.in_(list(roles))
+        query = query.where(
+            sa.or_(in_roles, requests.c.requester == or_requester) if or_requester else in_roles
+        )
+    if not_requester is not None:
+        query = query.where(requests.c.requester != not_requester)
+    return query
 
 
 def page_grants(

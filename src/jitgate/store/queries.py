@@ -163,6 +163,16 @@ def pending_extensions(conn: Connection, grant_id: str) -> list[AccessRequest]:
     return [_request(row) for row in conn.execute(query).mappings()]
 
 
+def extensions_of(conn: Connection, grant_id: str) -> list[AccessRequest]:
+    """Every request to lengthen ``grant_id``, whatever became of it, oldest first."""
+    query = (
+        sa.select(requests)
+        .where(requests.c.extends_grant_id == grant_id)
+        .order_by(requests.c.created_at, requests.c.id)
+    )
+    return [_request(row) for row in conn.execute(query).mappings()]
+
+
 def _request(row: RowMapping) -> AccessRequest:
     return AccessRequest(
         id=row["id"],

@@ -1,34 +1,45 @@
-"""The access pages: what the signed-in user may review, has asked for and holds, and the forms
-that request, review and revoke. They call the same workflow services as the API."""
+"""The signed-in user's access: their grants with the time left, their requests, the form that
+asks for a role, and the inbox of requests they may review. They call the same workflow services
+as the API, which decide what each person may see and do."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from jitgate.auth.sessions import WebSession
 from jitgate.domain.durations import format_duration
-from jitgate.domain.model import RequestState, Verdict
+from jitgate.domain.model import RequestState
 from jitgate.errors import JitgateError
 from jitgate.policy.decision import may_request
 from jitgate.store import issuance
 from jitgate.store.paging import page_grants
+from jitgate.web.display import expiry, kept, when
+from jitgate.web.frame import frame, missing
 from jitgate.web.pages import (
     WEB_PAGE,
     back,
     check_csrf,
     current_session,
     ended,
-    flash_context,
     page,
     pager,
     runtime,
-    session_csrf,
     to_login,
 )
-from jitgate.workflow import grants, requests
+from jitgate.web.refusals import refused
+from jitgate.workflow import requests
 from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+EMPTY_FORM = {"role": "", "duration": "", "reason": ""}
+
+
+def request_row(req: dict[str, Any]) -> dict[str, Any]:
+    """A request view as a row of a list: its times readable."""
+    return {**req, "created": when(req["created_at"]), "deadline": when(req["review_deadline"])}
 
 
 @router.get("/")
@@ -36,21 +47,19 @@ def home(request: Request) -> Response:
     found = current_session(request)
     if found is None:
         return to_login()
-    who = found.identity
-    messages = flash_context(request, found)
+    try:
+        return _home(request, found, frame(request, found, refresh="/ui/"), EMPTY_FORM)
+    except JitgateError as exc:
+        return missing(request, found, exc)
+
+
+def _home(
+    request: Request, session: WebSession, context: dict[str, Any], form: dict[str, str], status: int = 200
+) -> Response:
+    who = session.identity
     ctx = runtime(request).ctx
     now = ctx.clock.now()
     params = request.query_params
-    reviewable = requests.visible_requests(
-        ctx,
-        who,
-        mine=False,
-        reviewable=True,
-        states=(RequestState.PENDING,),
-        limit=WEB_PAGE,
-        older_than=params.get("queue_cursor"),
-        newer_than=params.get("queue_before"),
-    )
     mine = requests.visible_requests(
         ctx,
         who,
@@ -74,27 +83,29 @@ def home(request: Request) -> Response:
     shown = []
     for grant in held:
         item = grant_json(grant, now)
-        item["left"] = format_duration(grant.time_left(now)) if grant.is_active_at(now) else ""
-        item["pending_revocations"] = [p for p in pending if p["grant_id"] == grant.id]
+        item["ends"] = expiry(item, now)
+        item["pending_revocations"] = sum(p["grant_id"] == grant.id for p in pending)
         shown.append(item)
     roles = [
-        {"name": r.name, "max": format_duration(r.max_duration)}
+        {
+            "name": r.name,
+            "default": format_duration(r.duration_default),
+            "max": format_duration(r.max_duration),
+        }
         for r in ctx.policy.roles
         if may_request(who, r)
     ]
     return page(
         "home.html",
+        status=status,
         title="access",
-        who=who,
-        csrf=session_csrf(request),
-        reviewable=[request_json(r) for r in reviewable.items],
-        queue_pages=pager(request, "queue", reviewable),
-        mine=[request_json(r) for r in mine.items],
+        mine=[request_row(request_json(r)) for r in mine.items],
         mine_pages=pager(request, "mine", mine),
         grants=shown,
         grants_pages=pager(request, "grants", held_page),
         roles=roles,
-        **messages,
+        form=form,
+        **context,
     )
 
 
@@ -115,39 +126,51 @@ def create_request(
             runtime(request).ctx, session.identity, role=role, reason=reason, duration=duration or None
         )
     except JitgateError as exc:
-        return back(request, session, "error", exc.message)
-    return back(request, session, "notice", f"request {made['id']} is {made['state']}")
+
+        def again(message: str, status: int) -> Response:
+            context = {**frame(request, session, refresh="/ui/", flash=False), "error": message}
+            typed = {"role": kept(role), "duration": kept(duration), "reason": kept(reason)}
+            return _home(request, session, context, typed, status)
+
+        return refused(exc, again)
+    grant = made.get("grant")
+    if grant:
+        text = f"request {made['id']} is {made['state']}: grant {grant['id']}"
+        return back(request, session, "notice", text, to=f"/ui/grants/{grant['id']}")
+    return back(
+        request,
+        session,
+        "notice",
+        f"request {made['id']} is {made['state']}",
+        to=f"/ui/requests/{made['id']}",
+    )
 
 
-@router.post("/requests/{request_id}/review")
-def review(
-    request: Request,
-    request_id: str,
-    csrf: str = Form(""),
-    verdict: str = Form(pattern="^(approve|deny)$"),
-    comment: str = Form("", max_length=2000),
-) -> Response:
-    session = current_session(request)
-    if session is None:
-        return ended()
+@router.get("/inbox")
+def inbox(request: Request) -> Response:
+    found = current_session(request)
+    if found is None:
+        return to_login()
+    ctx = runtime(request).ctx
+    params = request.query_params
     try:
-        check_csrf(request, csrf)
-        done = requests.review(
-            runtime(request).ctx, session.identity, request_id, verdict=Verdict(verdict), comment=comment
+        context = frame(request, found)
+        waiting = requests.visible_requests(
+            ctx,
+            found.identity,
+            mine=False,
+            reviewable=True,
+            states=(RequestState.PENDING,),
+            limit=WEB_PAGE,
+            older_than=params.get("queue_cursor"),
+            newer_than=params.get("queue_before"),
         )
     except JitgateError as exc:
-        return back(request, session, "error", exc.message)
-    return back(request, session, "notice", f"request {request_id} is {done['state']}")
-
-
-@router.post("/grants/{grant_id}/revoke")
-def revoke(request: Request, grant_id: str, csrf: str = Form("")) -> Response:
-    session = current_session(request)
-    if session is None:
-        return ended()
-    try:
-        check_csrf(request, csrf)
-        grants.revoke(runtime(request).ctx, session.identity, grant_id, comment="revoked from the web")
-    except JitgateError as exc:
-        return back(request, session, "error", exc.message)
-    return back(request, session, "notice", f"grant {grant_id} revoked")
+        return missing(request, found, exc)
+    return page(
+        "inbox.html",
+        title="inbox",
+        waiting=[request_row(request_json(r)) for r in waiting.items],
+        queue_pages=pager(request, "queue", waiting),
+        **context,
+    )

@@ -44,7 +44,9 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it browsers send ``Origin: null`` with a form's POST, which
+    # ``same_origin`` must refuse. same-origin tells other sites nothing either.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

@@ -199,10 +199,16 @@ def visible_grant_view(ctx: WorkflowContext, identity: Identity, grant_id: str) 
     missing one does.
     """
     with ctx.db.read() as conn:
-        grant = q.get_grant(conn, grant_id)
-        if grant is None or not may_see(identity, grant.holder, ctx.policy.role(grant.role)):
-            raise NotFound(f"no grant {grant_id}")
+        visible_grant(ctx, conn, identity, grant_id)
         return grant_view(conn, grant_id, ctx.clock.now())
+
+
+def visible_grant(ctx: WorkflowContext, conn: Connection, identity: Identity, grant_id: str) -> Grant:
+    """The grant if ``identity`` may know of it (unlocked, for reading); else ``NotFound``."""
+    grant = q.get_grant(conn, grant_id)
+    if grant is None or not may_see(identity, grant.holder, ctx.policy.role(grant.role)):
+        raise NotFound(f"no grant {grant_id}")
+    return grant
 
 
 def revoke(ctx: WorkflowContext, identity: Identity, grant_id: str, *, comment: str = "") -> GrantView:

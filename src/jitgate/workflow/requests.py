@@ -24,7 +24,7 @@ from jitgate.policy.decision import (
 )
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
-from jitgate.store.paging import DEFAULT_PAGE, Page, page_requests
+from jitgate.store.paging import DEFAULT_PAGE, Page, count_requests, page_requests
 from jitgate.workflow import grants
 from jitgate.workflow.context import WorkflowContext
 from jitgate.workflow.pending import check_room
@@ -244,10 +244,27 @@ def visible_request_view(ctx: WorkflowContext, identity: Identity, request_id: s
     request costs what a missing one does: the time of the answer tells nothing either.
     """
     with ctx.db.read() as conn:
-        req = q.get_request(conn, request_id)
-        if req is None or not may_see(identity, req.requester, ctx.policy.role(req.role)):
-            raise NotFound(f"no request {request_id}")
+        visible_request(ctx, conn, identity, request_id)
         return request_view(conn, request_id, ctx.clock.now())
+
+
+def visible_request(
+    ctx: WorkflowContext, conn: Connection, identity: Identity, request_id: str
+) -> AccessRequest:
+    """The request if ``identity`` may know of it (unlocked, for reading); else ``NotFound``."""
+    req = q.get_request(conn, request_id)
+    if req is None or not may_see(identity, req.requester, ctx.policy.role(req.role)):
+        raise NotFound(f"no request {request_id}")
+    return req
+
+
+def reviewable_count(ctx: WorkflowContext, identity: Identity) -> int:
+    """How many requests wait in ``identity``'s review queue (``visible_requests(reviewable=True)``)."""
+    roles = [r.name for r in ctx.policy.roles if may_approve(identity, r)]
+    if not roles:
+        return 0
+    with ctx.db.read() as conn:
+        return count_requests(conn, states=(S.PENDING,), roles=roles, not_requester=identity.name)
 
 
 def visible_requests(

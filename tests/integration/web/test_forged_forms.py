@@ -109,6 +109,12 @@ CHECKED: dict[str, Form] = {
         lambda w: _counts(w)["reviews"] == 1,
     ),
     "revoke": Form("alice", "/ui/grants/{grant}/revoke", {}, lambda w: _grant_state(w) == "REVOKED"),
+    "extend": Form(
+        "alice",
+        "/ui/grants/{grant}/extend",
+        {"duration": "5m", "reason": ""},
+        lambda w: _counts(w)["requests"] == 3,
+    ),
 }
 ROUTES = {
     "/ui/login": ["sign in"],
@@ -116,6 +122,7 @@ ROUTES = {
     "/ui/requests": ["request"],
     "/ui/requests/{request_id}/review": ["approve", "deny"],
     "/ui/grants/{grant_id}/revoke": ["revoke"],
+    "/ui/grants/{grant_id}/extend": ["extend"],
 }
 """Every POST route under /ui and the forms above that post to it."""
 

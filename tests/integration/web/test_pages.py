@@ -81,7 +81,7 @@ def test_request_review_and_revoke_in_the_browser(runtime: Runtime, tokens: dict
         assert "cannot review their own request" in own.text
     with browser(runtime) as bob:
         csrf = sign_in(bob, tokens["bob"])
-        assert rid in bob.get("/ui/").text
+        assert rid in bob.get("/ui/inbox").text
         approved = bob.post(
             f"/ui/requests/{rid}/review", data={"csrf": csrf, "verdict": "approve", "comment": "ok"}
         )

@@ -14,6 +14,7 @@ from jitgate.web.pages import templates as _templates
 
 __all__ = ["tokens"]  # fixture shared with test_pages
 
+REQUEST_ROW = r'<td><a href="/ui/requests/r-[0-9a-f]+"><code>(r-[0-9a-f]+)</code>'
 HOSTILE = 'INC-7 "><img src=x onerror=alert(1)><b>approved</b> &amp; <!channel>'
 
 
@@ -37,7 +38,7 @@ def test_a_hostile_reason_is_text_on_every_page(runtime: Runtime, tokens: dict[s
         pages = [done.text, alice.get("/ui/audit").text]
     with browser(runtime) as bob:
         csrf = sign_in(bob, tokens["bob"])
-        queue = bob.get("/ui/")
+        queue = bob.get("/ui/inbox")
         rid = re.search(r"<code>(r-[0-9a-f]+)</code>", queue.text).group(1)  # type: ignore[union-attr]
         denied = bob.post(
             f"/ui/requests/{rid}/review", data={"csrf": csrf, "verdict": "deny", "comment": HOSTILE}
@@ -73,14 +74,14 @@ def test_the_review_queue_has_older_and_newer_pages(
             clock.advance(timedelta(seconds=1))
             alice.post("/ui/requests", data={"csrf": csrf, "role": "prod-shell", "reason": f"INC-{n}"})
         mine = alice.get("/ui/")
-        assert len(re.findall(r"<td><code>r-", mine.text)) == 50
+        assert len(re.findall(REQUEST_ROW, mine.text)) == 50
     with browser(runtime) as bob:
         sign_in(bob, tokens["bob"])
         seen: list[str] = []
-        page = bob.get("/ui/")
+        page = bob.get("/ui/inbox")
         pages = [page]
         while True:
-            seen += re.findall(r"<td><code>(r-[0-9a-f]+)</code>", page.text)
+            seen += re.findall(REQUEST_ROW, page.text)
             older = re.search(r'<a href="([^"]+)">older', page.text)
             if older is None:
                 break
@@ -92,9 +93,7 @@ def test_the_review_queue_has_older_and_newer_pages(
         newer = re.search(r'<a href="([^"]+)">&larr; newer', page.text)
         assert newer is not None
         back = bob.get(newer.group(1).replace("&amp;", "&"))
-        assert re.findall(r"<td><code>(r-[0-9a-f]+)</code>", back.text) == re.findall(
-            r"<td><code>(r-[0-9a-f]+)</code>", pages[1].text
-        )
+        assert re.findall(REQUEST_ROW, back.text) == re.findall(REQUEST_ROW, pages[1].text)
 
 
 def test_my_grants_have_older_pages_too(runtime: Runtime, tokens: dict[str, str], clock: FrozenClock) -> None:
@@ -104,7 +103,7 @@ def test_my_grants_have_older_pages_too(runtime: Runtime, tokens: dict[str, str]
             clock.advance(timedelta(seconds=1))
             alice.post("/ui/requests", data={"csrf": csrf, "role": "stage-shell", "duration": "20m"})
         first = alice.get("/ui/")
-        grant_row = r"<td><code>(g-[0-9a-f]+)</code>"
+        grant_row = r'<td><a href="/ui/grants/g-[0-9a-f]+"><code>(g-[0-9a-f]+)</code>'
         shown = re.findall(grant_row, first.text)
         older = re.search(r'<a href="(/ui/\?grants_cursor=[^"]+)">older', first.text)
         assert older is not None
