@@ -8,10 +8,11 @@ from fastapi.responses import Response
 
 from jitgate.domain.durations import format_duration
 from jitgate.domain.model import RequestState, Verdict
-from jitgate.errors import JitgateError
+from jitgate.errors import JitgateError, StepUpRequired
 from jitgate.policy.decision import may_request
 from jitgate.store import issuance
 from jitgate.store.paging import page_grants
+from jitgate.web.oidc_signin import step_up
 from jitgate.web.pages import (
     WEB_PAGE,
     back,
@@ -114,6 +115,8 @@ def create_request(
         made = requests.submit(
             runtime(request).ctx, session.identity, role=role, reason=reason, duration=duration or None
         )
+    except StepUpRequired as exc:
+        return step_up(request, session, exc)
     except JitgateError as exc:
         return back(request, session, "error", exc.message)
     return back(request, session, "notice", f"request {made['id']} is {made['state']}")
@@ -135,6 +138,8 @@ def review(
         done = requests.review(
             runtime(request).ctx, session.identity, request_id, verdict=Verdict(verdict), comment=comment
         )
+    except StepUpRequired as exc:
+        return step_up(request, session, exc)
     except JitgateError as exc:
         return back(request, session, "error", exc.message)
     return back(request, session, "notice", f"request {request_id} is {done['state']}")
