@@ -241,17 +241,17 @@ def oidc_web_sign_in(settings: Settings, db: Database, clock: Clock) -> OidcWebS
 
 
 def authenticators(settings: Settings, db: Database, clock: Clock | None = None) -> list[Authenticator]:
-    """Local API tokens always; OIDC bearer tokens when an issuer is configured."""
+    """Local API tokens always; OIDC bearer tokens when an issuer and an audience are configured."""
     found: list[Authenticator] = [TokenAuthenticator(db, clock=clock)]
-    if settings.oidc_issuer:
-        # The console's client id is the audience of its own ID tokens when none is set apart.
-        audience = settings.oidc_audience or settings.oidc_client_id
-        if not audience:
+    if settings.oidc_issuer and (settings.oidc_audience or not settings.oidc_web_enabled):
+        # An issuer with only a client id signs people in to the console; the API then takes no
+        # OIDC tokens (the console's ID tokens are not API credentials).
+        if not settings.oidc_audience:
             raise PolicyFileError("JITGATE_OIDC_AUDIENCE must be set with JITGATE_OIDC_ISSUER")
         found.append(
             OidcAuthenticator(
                 issuer=settings.oidc_issuer,
-                audience=audience,
+                audience=settings.oidc_audience,
                 jwks_url=settings.oidc_jwks_url
                 or settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json",
                 username_claim=settings.oidc_username_claim,

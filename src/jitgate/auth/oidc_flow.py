@@ -72,7 +72,11 @@ def authorize_url(
     acr_values: tuple[str, ...] = (),
     prompt_login: bool = False,
 ) -> str:
-    """The provider's authorization URL for one sign-in (an endpoint with a query of its own keeps it)."""
+    """The provider's authorization URL for one sign-in (an endpoint with a query of its own keeps it).
+
+    ``prompt`` holds ``login`` for a step-up, and ``consent`` when ``offline_access`` is asked for
+    (OpenID Connect Core section 11: providers drop it otherwise, and give no refresh token).
+    """
     params = {
         "response_type": "code",
         "client_id": client_id,
@@ -87,8 +91,13 @@ def authorize_url(
         params["max_age"] = str(max_age)
     if acr_values:
         params["acr_values"] = " ".join(acr_values)
-    if prompt_login:
-        params["prompt"] = "login"
+    prompt = [
+        word
+        for word, wanted in (("login", prompt_login), ("consent", "offline_access" in scopes.split()))
+        if wanted
+    ]
+    if prompt:
+        params["prompt"] = " ".join(prompt)
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(params)}"
 
 

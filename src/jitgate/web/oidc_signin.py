@@ -67,7 +67,7 @@ PROVIDER_ERRORS = {
 
 def safe_next(value: str | None) -> str:
     """``value`` if it is a path of the console's own (not the sign-in itself), else ``/ui/``."""
-    if not value or not _NEXT.match(value) or "//" in value or value.startswith(FLOW_PATH + "/"):
+    if not value or not _NEXT.match(value) or "//" in value or ".." in value or value.startswith(FLOW_PATH):
         return "/ui/"
     return value
 
