@@ -31,12 +31,14 @@ from jitgate.auth.oidc import ALGORITHMS, ClaimMapping
 from jitgate.auth.oidc_provider import OpenIdProvider
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
-from jitgate.errors import IdentityProviderUnavailable, Unauthenticated
+from jitgate.errors import Conflict, IdentityProviderUnavailable, Unauthenticated
 from jitgate.store import oidc_sign_ins
 from jitgate.store.db import Database
 from jitgate.store.oidc_sign_ins import PendingSignIn
 
 SIGN_IN_LIFETIME = timedelta(minutes=10)
+MAX_UNDER_WAY = 10_000
+"""Sign-ins under way at once; anyone may start one, so their rows are bounded."""
 LEEWAY = timedelta(seconds=30)
 """Clock skew allowed between provider and broker, for ``exp``, ``iat`` and ``auth_time``."""
 
@@ -158,6 +160,8 @@ class OidcWebSignIn:
         )
         with self._db.write() as conn:
             oidc_sign_ins.delete_ended_sign_ins(conn, now)
+            if oidc_sign_ins.count_sign_ins(conn) >= MAX_UNDER_WAY:
+                raise Conflict("too many sign-ins are under way; try again in a few minutes")
             oidc_sign_ins.insert_sign_in(conn, pending)
         return authorize_url(
             endpoint,

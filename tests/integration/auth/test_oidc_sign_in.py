@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import sqlalchemy as sa
 
+from jitgate.auth import oidc_flow
 from jitgate.store.tables import oidc_sign_ins
 from support.broker import free_port
 from support.oidcprovider import ACCOUNTS, WEB_CLIENT, OidcProvider, sign_in, start_provider
@@ -188,3 +189,17 @@ def test_a_discovery_document_naming_another_issuer_is_refused(tmp_path: Path, i
         answer = browser.get("/ui/oidc/start", follow_redirects=False)
     assert answer.status_code == 503
     assert "names another issuer" in answer.text
+
+
+def test_sign_ins_under_way_are_bounded_and_ended_ones_make_room(
+    broker: SsoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(oidc_flow, "MAX_UNDER_WAY", 2)
+    with broker.browser() as browser:
+        start(browser)
+        start(browser)
+        full = browser.get("/ui/oidc/start", follow_redirects=False)
+        assert full.status_code == 429
+        assert "too many sign-ins are under way" in full.text
+        broker.clock.advance(timedelta(minutes=10))
+        start(browser)

@@ -9,6 +9,7 @@ import pytest
 
 from jitgate.domain.identity import Identity
 from jitgate.errors import PolicyFileError
+from jitgate.policy.decision import explain
 from jitgate.policy.loader import parse_policy
 from jitgate.policy.model import Role
 from jitgate.policy.step_up import sign_in_details, step_up_needed
@@ -118,3 +119,12 @@ def test_the_audit_records_how_an_oidc_actor_signed_in_and_nothing_for_a_token()
         "sign_in": {"auth_time": (NOW - timedelta(minutes=1)).isoformat(), "acr": MFA, "amr": ["pwd", "otp"]}
     }
     assert sign_in_details(Identity("alice")) == {}
+
+
+def test_explain_says_what_sign_in_a_role_demands() -> None:
+    policy = parse_policy(POLICY.replace("REQUIRES", f"{{fresh_login: 5m, acr: ['{MFA}']}}"))
+    lines = explain(policy, Identity("alice", frozenset({"engineers"})), "prod-root").lines
+    assert (
+        f"sign-in: requesting and approving need a sign-in at the identity provider within 5m, "
+        f"of strength {MFA} (API tokens cannot prove one)"
+    ) in lines
