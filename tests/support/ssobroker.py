@@ -9,6 +9,7 @@ times) and moved by the tests.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -139,11 +140,11 @@ def signed_in_at(broker: SsoBroker) -> datetime:
 
 
 def landing(response: httpx.Response) -> str:
-    """Where the callback's page sends the browser on (its meta refresh)."""
+    """Where a page that goes on by itself (the callback's, a step-up's) sends the browser."""
     assert response.status_code == 200, response.text
     match = re.search(r'<meta http-equiv="refresh" content="0;url=([^"]+)">', response.text)
     assert match is not None, response.text
-    return match.group(1)
+    return html.unescape(match.group(1))
 
 
 def page_csrf(browser: TestClient, path: str = "/ui/") -> str:

@@ -169,11 +169,21 @@ def complete(request: Request, web: OidcWebSignIn, pending: PendingSignIn | None
         return refusal(502, exc.message)
     flash = {"kind": "notice", "text": STEPPED_UP} if done.step_up else None
     session_id = sessions(request).open(done.identity, None, done.oidc, flash)
-    response = page("signed_in.html", title="signed in", target=done.return_to)
+    response = onward(done.return_to, "Signed in", "", "Continue to the console")
     set_cookie(response, request, COOKIE, session_id, max_age=rt.settings.web_session_max_seconds)
     response.delete_cookie(FLOW_COOKIE, path=FLOW_PATH)
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
+
+
+def onward(target: str, heading: str, text: str, link: str) -> HTMLResponse:
+    """A page that sends the browser on to ``target`` by itself (``meta refresh``, no script).
+
+    Used where a redirect would not do: the end of the provider's cross-site navigation (see
+    above), and a form's answer that leads to the provider, since browsers apply the CSP's
+    ``form-action 'self'`` to the redirects that follow a form, and would stop there.
+    """
+    return page("onward.html", title=heading.lower(), target=target, heading=heading, text=text, link=link)
 
 
 def step_up(request: Request, session: WebSession, exc: StepUpRequired, return_to: str = "/ui/") -> Response:
@@ -189,7 +199,12 @@ def step_up(request: Request, session: WebSession, exc: StepUpRequired, return_t
         query["max_age"] = str(exc.max_age)
     if exc.acr_values:
         query["acr_values"] = " ".join(exc.acr_values)
-    return RedirectResponse(f"{FLOW_PATH}/start?{urlencode(query)}", status_code=303, headers=HEADERS)
+    return onward(
+        f"{FLOW_PATH}/start?{urlencode(query)}",
+        "Sign in again",
+        f"{exc.message}; then submit it again.",
+        "Sign in at the identity provider",
+    )
 
 
 def sign_out_url(request: Request, session: WebSession) -> str | None:

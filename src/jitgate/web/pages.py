@@ -44,7 +44,9 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not ``no-referrer``: under it browsers send ``Origin: null`` with the console's own forms,
+    # which ``same_origin`` must refuse. Other sites still get no referrer and no origin.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from jitgate.auth.sessions import sign_in_identity
 from jitgate.errors import TooManyFailures, Unauthenticated
-from jitgate.web.oidc_signin import sign_out_url
+from jitgate.web.oidc_signin import onward, sign_out_url
 from jitgate.web.pages import (
     COOKIE,
     HEADERS,
@@ -101,8 +101,12 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
         except Unauthenticated as exc:
             return back(request, session, "error", exc.message)
         # A session opened at the identity provider signs out there too, and comes back here.
-        to = sign_out_url(request, session) or to
+        at_provider = sign_out_url(request, session)
         sessions(request).end(request.cookies.get(COOKIE))
+        if at_provider is not None:
+            answer = onward(at_provider, "Signed out", "", "Sign out at the identity provider too")
+            answer.delete_cookie(COOKIE, path="/ui")
+            return answer
     response = RedirectResponse(to, status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, path="/ui")
     return response
