@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,42 @@ def test_the_problem_body_of_other_refusals_is_unchanged(broker: SsoBroker) -> N
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == "Bearer"
     assert set(answer.json()) == {"type", "title", "status", "code", "detail"}
+
+
+def id_token_of(broker: SsoBroker, login: str) -> str:
+    """The ID token of the newest console session (a real one, from the provider)."""
+    with broker.runtime.ctx.db.read() as conn:
+        rows = (
+            conn.execute(sa.select(web_sessions.c.oidc).order_by(web_sessions.c.created_at)).scalars().all()
+        )
+    state = [json.loads(raw) if isinstance(raw, str) else raw for raw in rows][-1]
+    assert state["sub"] == login
+    token: str = state["id_token"]
+    return token
+
+
+def test_extending_a_grant_demands_the_step_up_again_once_the_sign_in_is_old(broker: SsoBroker) -> None:
+    with broker.browser() as browser:
+        sso_sign_in(broker, browser, "alice", otp="123456")
+        alice = id_token_of(broker, "alice")
+        sso_sign_in(broker, browser, "bob", otp="123456")
+        bob = id_token_of(broker, "bob")
+        made = browser.post(
+            "/api/v1/requests",
+            json={"role": "prod-root", "reason": "INC-4", "duration": "30m"},
+            headers=bearer(alice),
+        ).json()
+        approved = browser.post(
+            f"/api/v1/requests/{made['id']}/reviews", json={"verdict": "approve"}, headers=bearer(bob)
+        ).json()
+        assert approved["state"] == "ACTIVE"
+        grant = approved["grant"]["id"]
+        broker.clock.advance(timedelta(minutes=6))  # the ID token still holds; its sign-in is old
+        extend = browser.post(
+            f"/api/v1/grants/{grant}/extend",
+            json={"duration": "15m", "reason": "INC-4"},
+            headers=bearer(alice),
+        )
+    assert extend.status_code == 401
+    assert extend.json()["code"] == "step_up_required"
+    assert "your sign-in is older" in extend.json()["detail"]
