@@ -85,6 +85,12 @@ class StepUpRequired(JitgateError):
         self.acr_values = acr_values
 
 
+class IdentityProviderUnavailable(JitgateError):
+    """The OpenID provider cannot be reached, or answers with something that is not OpenID."""
+
+    code = "identity_provider_unavailable"
+
+
 class NotFound(JitgateError):
     """The thing named does not exist (or the caller may not know it exists)."""
 

@@ -10,13 +10,16 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from jitgate.audit import checkpoint
 from jitgate.audit import keys as audit_keys
 from jitgate.audit.chain import AuditLog
 from jitgate.auth.base import Authenticator
-from jitgate.auth.oidc import OidcAuthenticator
+from jitgate.auth.oidc import ClaimMapping, OidcAuthenticator
+from jitgate.auth.oidc_flow import OidcWebSignIn
+from jitgate.auth.oidc_provider import OpenIdProvider, check_issuer_url
 from jitgate.auth.slack import SlackUsers, load_slack_users
 from jitgate.auth.throttle import FailureThrottle
 from jitgate.auth.tokens import TokenAuthenticator
@@ -106,6 +109,8 @@ class Runtime:
     policy_digest: str
     auth_throttle: FailureThrottle = field(default_factory=FailureThrottle)
     slack: SlackApprovals | None = None
+    # Single sign-on for the console; None unless an issuer and a client id are configured.
+    oidc_web: OidcWebSignIn | None = None
 
     @property
     def tokens(self) -> TokenAuthenticator:
@@ -114,6 +119,8 @@ class Runtime:
 
     def close(self) -> None:
         self.scheduler.stop()
+        if self.oidc_web is not None:
+            self.oidc_web.provider.close()
         self.ctx.db.dispose()
 
 
@@ -138,6 +145,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Everything ``jitgate server`` runs on. The policy is checked before the database is touched."""
     clock = clock or SystemClock()
     policy, digest = load_policy_file(settings)
+    check_oidc_settings(settings)
     options = {}
     if settings.ca_passphrase is not None:
         options["ca_passphrase"] = settings.ca_passphrase.get_secret_value()
@@ -215,13 +223,56 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         auth_throttle=FailureThrottle(
             limit=settings.auth_failures_per_source, window_seconds=settings.auth_failure_window_seconds
         ),
+        oidc_web=oidc_web_sign_in(settings, db, clock),
+    )
+
+
+def check_oidc_settings(settings: Settings) -> None:
+    """Refuse a single sign-on configuration that cannot work, before anything is opened."""
+    if not settings.oidc_web_enabled or settings.oidc_issuer is None:
+        return
+    try:
+        check_issuer_url(settings.oidc_issuer)
+    except ValueError as exc:
+        raise PolicyFileError(str(exc)) from None
+    if "openid" not in settings.oidc_scopes.split():
+        raise PolicyFileError("JITGATE_OIDC_SCOPES must contain openid")
+
+
+def oidc_web_sign_in(settings: Settings, db: Database, clock: Clock) -> OidcWebSignIn | None:
+    """The console's single sign-on, when an issuer and a client id are configured."""
+    if not settings.oidc_web_enabled or settings.oidc_issuer is None or settings.oidc_client_id is None:
+        return None
+    secret = settings.oidc_client_secret
+    provider = OpenIdProvider(
+        settings.oidc_issuer,
+        client_id=settings.oidc_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        clock=clock,
+        jwks_url=settings.oidc_jwks_url,
+    )
+    return OidcWebSignIn(
+        provider,
+        db,
+        clock,
+        ClaimMapping(
+            settings.oidc_namespace,
+            settings.oidc_username_claim,
+            settings.oidc_groups_claim,
+            frozenset(settings.oidc_admin_groups),
+        ),
+        redirect_uri=settings.oidc_callback_url,
+        scopes=settings.oidc_scopes,
+        recheck=timedelta(seconds=settings.oidc_recheck_seconds),
     )
 
 
 def authenticators(settings: Settings, db: Database, clock: Clock | None = None) -> list[Authenticator]:
-    """Local API tokens always; OIDC bearer tokens when an issuer is configured."""
+    """Local API tokens always; OIDC bearer tokens when an issuer and an audience are configured."""
     found: list[Authenticator] = [TokenAuthenticator(db, clock=clock)]
-    if settings.oidc_issuer:
+    if settings.oidc_issuer and (settings.oidc_audience or not settings.oidc_web_enabled):
+        # An issuer with only a client id signs people in to the console; the API then takes no
+        # OIDC tokens (the console's ID tokens are not API credentials).
         if not settings.oidc_audience:
             raise PolicyFileError("JITGATE_OIDC_AUDIENCE must be set with JITGATE_OIDC_ISSUER")
         found.append(

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = "groups"
     oidc_admin_groups: list[str] = Field(default_factory=list)
     oidc_namespace: str = Field(default="oidc", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    # Single sign-on for the console (auth/oidc_flow.py): on when the issuer and a client id are set.
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_client_secret_file: Path | None = None
+    # Default: ``{public_url or http://listen}/ui/oidc/callback``.
+    oidc_redirect_url: str | None = None
+    oidc_scopes: str = "openid profile email groups offline_access"
+    # How often a console session signed in at the provider is checked there again (refresh token).
+    oidc_recheck_seconds: int = Field(default=300, ge=30)
     token_lifetime_seconds: int = Field(default=30 * 86400, gt=0)
     token_max_lifetime_seconds: int = Field(default=365 * 86400, gt=0)
     web_session_idle_seconds: int = Field(default=8 * 3600, gt=0)
@@ -106,6 +115,8 @@ class Settings(BaseSettings):
             "changeme",
         }:
             raise ValueError("JITGATE_SLACK_SIGNING_SECRET is empty or a placeholder; set the app's secret")
+        if self.oidc_client_secret is None and self.oidc_client_secret_file is not None:
+            self.oidc_client_secret = SecretStr(self.oidc_client_secret_file.read_text().strip())
         if self.ca_passphrase is not None and self.ca_passphrase.get_secret_value() in {"", "changeme"}:
             raise ValueError("JITGATE_CA_PASSPHRASE is empty or a placeholder; set a real one or unset it")
         return self
@@ -132,6 +143,20 @@ class Settings(BaseSettings):
             return None
         host, _, port = self.gateway_listen.rpartition(":")
         return host or "127.0.0.1", int(port)
+
+    @property
+    def oidc_web_enabled(self) -> bool:
+        """Whether the console offers single sign-on at the OpenID provider."""
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @property
+    def base_url(self) -> str:
+        """The broker's own absolute URL, as browsers reach it."""
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+    @property
+    def oidc_callback_url(self) -> str:
+        return self.oidc_redirect_url or f"{self.base_url}/ui/oidc/callback"
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -21,6 +21,8 @@ STATUS: dict[type[errors.JitgateError], int] = {
     errors.InvalidText: 422,
     errors.PolicyFileError: 400,
     errors.Unauthenticated: 401,
+    errors.StepUpRequired: 401,
+    errors.IdentityProviderUnavailable: 502,
     errors.TooManyFailures: 429,
     errors.PolicyDenied: 403,
     errors.NotFound: 404,
@@ -47,15 +49,40 @@ def title_of(status: int) -> str:
         return "Error"
 
 
-def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
+) -> JSONResponse:
     if status == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    body = {
+        "type": "about:blank",
+        "title": title_of(status),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
     return JSONResponse(
-        {"type": "about:blank", "title": title_of(status), "status": status, "code": code, "detail": detail},
+        {**body, **(extra or {})},
         status_code=status,
         media_type="application/problem+json",
         headers=headers,
     )
+
+
+def step_up_problem(exc: errors.StepUpRequired) -> JSONResponse:
+    """RFC 9470: what sign-in the caller must bring, in ``WWW-Authenticate`` and in the body."""
+    description = exc.message.replace("\\", "").replace('"', "'")
+    challenge = f'Bearer error="insufficient_user_authentication", error_description="{description}"'
+    if exc.max_age is not None:
+        challenge += f", max_age={exc.max_age}"
+    if exc.acr_values:
+        challenge += f', acr_values="{" ".join(exc.acr_values)}"'
+    extra: dict[str, object] = {"max_age": exc.max_age, "acr_values": list(exc.acr_values)}
+    return problem(401, exc.code, exc.message, {"WWW-Authenticate": challenge}, extra)
 
 
 RefusedBodyHook = Callable[[Request, str, str], Awaitable[None]]
@@ -72,6 +99,8 @@ def install(app: FastAPI, on_refused_body: RefusedBodyHook | None = None) -> Non
     @app.exception_handler(errors.JitgateError)
     async def _jitgate(_request: Request, exc: errors.JitgateError) -> JSONResponse:
         wait = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.TooManyFailures) else None
+        if isinstance(exc, errors.StepUpRequired):
+            return step_up_problem(exc)
         return problem(status_of(exc), exc.code, exc.message, wait)
 
     @app.exception_handler(RequestValidationError)

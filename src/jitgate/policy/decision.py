@@ -176,6 +176,19 @@ def explain(policy: Policy, identity: Identity, role_name: str) -> Explanation:
         out.lines.append(f"reason: required{pattern}")
     if role.break_glass:
         out.lines.append("break-glass: activates at once, flagged, approvers are notified")
+    if role.requires is not None:
+        need = role.requires
+        wants = []
+        if need.fresh_login is not None:
+            wants.append(f"within {format_duration(need.fresh_login)}")
+        if need.acr:
+            wants.append(f"of strength {' or '.join(need.acr)}")
+        steps = " and ".join("requesting" if s == "request" else "approving" for s in need.steps)
+        verb = "need" if len(need.steps) > 1 else "needs"
+        out.lines.append(
+            f"sign-in: {steps} {verb} a sign-in at the identity provider {', '.join(wants)} "
+            "(API tokens cannot prove one)"
+        )
     rule = auto_approval(identity, role, role.duration_default)
     if role.approval == "auto":
         out.lines.append("approval: automatic for every requester")

@@ -177,6 +177,40 @@ class AutoApproveRule(Strict):
         return self
 
 
+ACR = r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}$"
+"""An authentication context class reference: printable ASCII without ``"``, ``\\`` or spaces
+(they go into ``acr_values`` and into the ``WWW-Authenticate`` challenge)."""
+
+
+class SignInRequirement(Strict):
+    """A fresh or strong sign-in at the identity provider, demanded to request or to approve a role.
+
+    ``fresh_login``: the caller signed in at most this long ago (OIDC ``auth_time``, asked for
+    with ``max_age``). ``acr``: the sign-in's ``acr`` is one of these (asked for with
+    ``acr_values``). ``for``: the steps it applies to, both by default. Denying never needs it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    fresh_login: Duration | None = None
+    acr: tuple[Annotated[str, Field(pattern=ACR)], ...] = ()
+    steps: tuple[Literal["request", "approve"], ...] = Field(default=("request", "approve"), alias="for")
+
+    @model_validator(mode="after")
+    def _demands_something(self) -> SignInRequirement:
+        if self.fresh_login is None and not self.acr:
+            raise ValueError("requires needs fresh_login or acr")
+        if not self.steps:
+            raise ValueError("requires.for needs request, approve or both")
+        if self.fresh_login is not None and not timedelta(0) < self.fresh_login <= timedelta(days=1):
+            raise ValueError("requires.fresh_login must lie between 1s and 24h")
+        return self
+
+    @property
+    def max_age_seconds(self) -> int | None:
+        return None if self.fresh_login is None else int(self.fresh_login.total_seconds())
+
+
 def _subjects(value: tuple[str, ...]) -> tuple[str, ...]:
     for subject in value:
         if not SUBJECT.match(subject):
@@ -202,6 +236,7 @@ class Role(Strict):
     break_glass: bool = False
     reason: ReasonRule = ReasonRule()
     review_timeout: Duration = timedelta(hours=24)
+    requires: SignInRequirement | None = None
 
     _subjects_check = field_validator("requesters", "approvers")(_subjects)
 

@@ -188,6 +188,8 @@ def insert_session(
     token_id: str | None,
     now: datetime,
     expires_at: datetime,
+    oidc: dict[str, Any] | None = None,
+    flash: dict[str, str] | None = None,
 ) -> None:
     conn.execute(
         web_sessions.insert().values(
@@ -198,6 +200,8 @@ def insert_session(
             created_at=now,
             last_seen_at=now,
             expires_at=expires_at,
+            oidc=oidc,
+            flash=flash,
         )
     )
 
@@ -218,6 +222,22 @@ def get_session(conn: Connection, id_hash: str) -> RowMapping | None:
         .where(web_sessions.c.id_hash == id_hash)
     )
     return conn.execute(query).mappings().first()
+
+
+def lock_session(conn: Connection, id_hash: str) -> RowMapping | None:
+    """The bare session row, locked for a change that depends on what it holds."""
+    query = sa.select(web_sessions).where(web_sessions.c.id_hash == id_hash).with_for_update()
+    return conn.execute(query).mappings().first()
+
+
+def set_session_oidc(
+    conn: Connection, id_hash: str, oidc: dict[str, Any], identity: Identity | None = None
+) -> None:
+    """Store what the provider said at a re-check (and the identity it gives, if it changed)."""
+    values: dict[str, Any] = {"oidc": oidc}
+    if identity is not None:
+        values["identity"] = identity_json(identity)
+    conn.execute(web_sessions.update().where(web_sessions.c.id_hash == id_hash).values(**values))
 
 
 def touch_session(conn: Connection, id_hash: str, now: datetime) -> None:
@@ -252,6 +272,9 @@ def identity_json(identity: Identity) -> dict[str, Any]:
         "kind": identity.kind.value,
         "source": identity.source,
         "display_name": identity.display_name,
+        "auth_time": identity.auth_time.isoformat() if identity.auth_time else None,
+        "acr": identity.acr,
+        "amr": list(identity.amr),
     }
 
 
@@ -264,6 +287,9 @@ def identity_from_json(data: dict[str, Any], expires_at: datetime | None) -> Ide
         source=data["source"],
         display_name=data.get("display_name"),
         expires_at=expires_at,
+        auth_time=datetime.fromisoformat(data["auth_time"]) if data.get("auth_time") else None,
+        acr=data.get("acr"),
+        amr=tuple(data.get("amr") or ()),
     )
 
 

@@ -132,7 +132,7 @@ def create_request(
             typed = {"role": kept(role), "duration": kept(duration), "reason": kept(reason)}
             return _home(request, session, context, typed, status)
 
-        return refused(exc, again)
+        return refused(exc, again, request, session, "/ui/")
     grant = made.get("grant")
     if grant:
         text = f"request {made['id']} is {made['state']}: grant {grant['id']}"

@@ -105,7 +105,7 @@ def extend(
             typed = {"duration": kept(duration), "reason": kept(reason)}
             return _grant_page(request, session, grant_id, context, extend=typed, status=status)
 
-        return refused(exc, again)
+        return refused(exc, again, request, session, f"/ui/grants/{grant_id}")
     text = f"extension {made['id']} is {made['state']}"
     return back(request, session, "notice", text, to=f"/ui/grants/{grant_id}")
 
@@ -129,5 +129,5 @@ def revoke(request: Request, grant_id: str, csrf: str = Form("")) -> Response:
                 status=status,
             )
 
-        return refused(exc, again)
+        return refused(exc, again, request, session, f"/ui/grants/{grant_id}")
     return back(request, session, "notice", f"grant {grant_id} revoked", to=f"/ui/grants/{grant_id}")

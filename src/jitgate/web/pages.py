@@ -63,6 +63,7 @@ def sessions(request: Request) -> WebSessions:
         rt.ctx.clock,
         idle=timedelta(seconds=rt.settings.web_session_idle_seconds),
         maximum=timedelta(seconds=rt.settings.web_session_max_seconds),
+        rechecker=rt.oidc_web,
     )
 
 

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fastapi import Request
 from fastapi.responses import Response
 
 from jitgate.api.problems import status_of
-from jitgate.errors import JitgateError, Unauthenticated
+from jitgate.auth.sessions import WebSession
+from jitgate.errors import JitgateError, StepUpRequired, Unauthenticated
+from jitgate.web.oidc_signin import step_up
 
 Render = Callable[[str, int], Response]
 """Renders the form's page again with an error message, under a status code."""
 
 
-def refused(exc: JitgateError, render: Render) -> Response:
-    """The response to a form the broker refused with ``exc``."""
+def refused(
+    exc: JitgateError, render: Render, request: Request, session: WebSession, return_to: str
+) -> Response:
+    """The response to a form the broker refused with ``exc``: for a role that demands a fresher or
+    stronger sign-in, the way to the identity provider and back to ``return_to``; else the form."""
+    if isinstance(exc, StepUpRequired):
+        return step_up(request, session, exc, return_to)
     return render(exc.message, form_status(exc))
 
 

@@ -93,7 +93,7 @@ def review(
             }
             return _request_page(request, session, request_id, context, comment=kept(comment), status=status)
 
-        return refused(exc, again)
+        return refused(exc, again, request, session, f"/ui/requests/{request_id}")
     return back(
         request,
         session,

@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from jitgate.web import access_pages, audit_pages, grant_pages, request_pages, role_pages, signin, static
+from jitgate.web import (
+    access_pages,
+    audit_pages,
+    grant_pages,
+    oidc_signin,
+    request_pages,
+    role_pages,
+    signin,
+    static,
+)
 
 router = APIRouter()
-for part in (static, signin, access_pages, request_pages, grant_pages, role_pages, audit_pages):
+for part in (static, signin, oidc_signin, access_pages, request_pages, grant_pages, role_pages, audit_pages):
     router.include_router(part.router)

@@ -3,7 +3,8 @@
 The sign-in form is protected against cross-site posting: the login page sets a random
 pre-session cookie and the form carries a token derived from it (double submit), and a POST whose
 ``Origin`` is another site is refused before any credential is looked at. Signing out ends the
-server-side session, so the cookie means nothing afterwards in any broker process.
+server-side session, so the cookie means nothing afterwards in any broker process; a session
+opened at the identity provider then signs out there too (``oidc_signin.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from jitgate.auth.sessions import sign_in_identity
 from jitgate.errors import TooManyFailures, Unauthenticated
+from jitgate.web.oidc_signin import onward, sign_out_url
 from jitgate.web.pages import (
     COOKIE,
     HEADERS,
@@ -53,6 +55,7 @@ def login_page(request: Request) -> HTMLResponse:
         csrf=csrf_token(pre, "login"),
         error=text if kind == "error" else "",
         notice=text if kind == "notice" else "",
+        sso=runtime(request).oidc_web is not None,
     )
     set_cookie(response, request, LOGIN_COOKIE, pre, max_age=3600)
     return response
@@ -91,12 +94,19 @@ def login(
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
     session = current_session(request)
+    to = "/ui/login?error=signed_out"
     if session is not None:
         try:
             check_csrf(request, csrf)
         except Unauthenticated as exc:
             return back(request, session, "error", exc.message)
+        # A session opened at the identity provider signs out there too, and comes back here.
+        at_provider = sign_out_url(request, session)
         sessions(request).end(request.cookies.get(COOKIE))
-    response = RedirectResponse("/ui/login?error=signed_out", status_code=303, headers=HEADERS)
+        if at_provider is not None:
+            answer = onward(at_provider, "Signed out", "", "Sign out at the identity provider too")
+            answer.delete_cookie(COOKIE, path="/ui")
+            return answer
+    response = RedirectResponse(to, status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, path="/ui")
     return response

@@ -19,6 +19,7 @@ from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, Re
 from jitgate.domain.text import checked_text
 from jitgate.errors import InvalidInput, NotFound, PolicyDenied
 from jitgate.policy.decision import auto_approval, check_reason, check_requester, may_request, may_see
+from jitgate.policy.step_up import sign_in_details, step_up_needed
 from jitgate.store import accounts, issuance
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
@@ -247,6 +248,8 @@ def extend(
             # Only while the holder may still ask for the role: else leaving its requesters' group
             # would leave the grant to be stretched to the role's maximum, often automatically.
             check_requester(identity, role)
+            if (step_up := step_up_needed(identity, role, "request", now)) is not None:
+                raise step_up
             if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
                 raise PolicyDenied(f"{why}; grant {grant_id} cannot grow")
             check_reason(role, reason)
@@ -285,7 +288,12 @@ def extend(
                 request_id=req.id,
                 grant_id=grant.id,
                 role=role.name,
-                details={"kind": "extension", "extra": format_duration(extra), "reason": reason},
+                details={
+                    "kind": "extension",
+                    "extra": format_duration(extra),
+                    "reason": reason,
+                    **sign_in_details(identity),
+                },
             )
             if rule is not None:
                 apply_extension(ctx, conn, req, now=now, actor=SYSTEM.name)

@@ -22,6 +22,7 @@ from jitgate.policy.decision import (
     may_see,
     resolve_targets,
 )
+from jitgate.policy.step_up import sign_in_details, step_up_needed
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
 from jitgate.store.paging import DEFAULT_PAGE, Page, count_requests, page_requests
@@ -59,6 +60,8 @@ def submit(
         policy = ctx.policy
         the_role = get_role(policy, role)
         check_requester(identity, the_role)
+        if (step_up := step_up_needed(identity, the_role, "request", ctx.clock.now())) is not None:
+            raise step_up
         check_reason(the_role, reason)
         length = the_role.duration_default if duration is None else duration_argument(duration)
         check_duration(role, length, min_duration=the_role.min_duration, max_duration=the_role.max_duration)
@@ -98,6 +101,7 @@ def submit(
                     "duration_s": int(length.total_seconds()),
                     "reason": reason,
                     "start_at": start_at.isoformat() if start_at else None,
+                    **sign_in_details(identity),
                 },
             )
             grant = None
@@ -176,6 +180,9 @@ def review(
                 approvals_required=role.approvals_required,
                 comment=comment,
             )
+            # Denying takes access away and never waits for a fresh sign-in; approving may.
+            if verdict is Verdict.APPROVE and (step_up := step_up_needed(identity, role, "approve", now)):
+                raise step_up
             q.insert_review(conn, req.id, Review(identity.name, verdict, comment, now))
             ctx.audit_event(
                 conn,
@@ -183,7 +190,12 @@ def review(
                 f"review.{'approved' if verdict is Verdict.APPROVE else 'denied'}",
                 request_id=req.id,
                 role=req.role,
-                details={"comment": comment, "approvals": outcome.approvals, **({"via": via} if via else {})},
+                details={
+                    "comment": comment,
+                    "approvals": outcome.approvals,
+                    **({"via": via} if via else {}),
+                    **sign_in_details(identity),
+                },
             )
             if outcome.state is S.DENIED:
                 q.set_request_state(conn, req.id, expect=S.PENDING, state=S.DENIED, now=now)

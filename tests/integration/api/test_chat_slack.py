@@ -23,6 +23,7 @@ from jitgate.audit.query import AuditEvent, query
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.errors import InvalidInput
+from jitgate.policy.model import SignInRequirement
 from jitgate.runtime import Runtime, build_runtime
 from jitgate.settings import Settings
 from jitgate.workflow import requests as svc
@@ -374,7 +375,11 @@ def test_a_role_that_demands_a_fresh_sign_in_sends_the_approver_to_the_console(
 ) -> None:
     policy = slack_runtime.ctx.policy
     demanding = tuple(
-        r.model_copy(update={"requires": {"fresh_login": "10m"}}) if r.name == "prod-shell" else r
+        r.model_copy(
+            update={"requires": SignInRequirement.model_validate({"fresh_login": "10m", "for": ["approve"]})}
+        )
+        if r.name == "prod-shell"
+        else r
         for r in policy.roles
     )
     slack_runtime.ctx.policies.replace(policy.model_copy(update={"roles": demanding}))
