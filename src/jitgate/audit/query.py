@@ -16,9 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jitgate.audit.canonical import canonical_json, iso_utc
+from jitgate.domain.identity import Identity
 from jitgate.store.tables import audit_events
 
 MAX_LIMIT = 10_000
+AUDITORS = "auditors"
+"""The group whose members read everyone's records, as admins do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,31 @@ class AuditEvent:
         }
 
 
+def reads_everyone(identity: Identity) -> bool:
+    """Whether ``identity`` reads every record (admins, ``auditors``) or only their own acts."""
+    return identity.admin or AUDITORS in identity.groups
+
+
+def visible_actor(identity: Identity, actor: str | None) -> str | None:
+    """The actor filter a query by ``identity`` runs with: as asked if they read everyone's
+    records, otherwise their own name, whatever they asked for."""
+    return actor if reads_everyone(identity) else identity.name
+
+
+def action_condition(action: str) -> sa.ColumnElement[bool]:
+    """``action`` exactly, or every action of a noun when it ends with a dot (``grant.``).
+
+    The prefix is a range (``>= 'grant.'`` and ``< 'grant/'``), which the ``(action, seq)``
+    index serves on every database; ``LIKE`` is case-insensitive on SQLite and would not be.
+    Actions are lowercase ASCII (``chain.py``), so the range holds exactly the prefix's actions
+    under binary, C and ICU collations alike, which all order ``.`` before ``/``.
+    """
+    column = audit_events.c.action
+    if not action.endswith("."):
+        return column == action
+    return sa.and_(column >= action, column < action[:-1] + "/")
+
+
 def query(
     conn: Connection,
     *,
@@ -61,6 +89,7 @@ def query(
     role: str | None = None,
     action: str | None = None,
     request_id: str | None = None,
+    grant_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
@@ -70,7 +99,8 @@ def query(
 ) -> list[AuditEvent]:
     """Records matching every given filter, at most ``limit`` of them.
 
-    ``since`` is inclusive, ``until`` exclusive. Page forwards with ``after_seq`` (the last seq
+    ``action`` ending with a dot is a prefix (``action_condition``). ``since`` is inclusive,
+    ``until`` exclusive. Page forwards with ``after_seq`` (the last seq
     seen) and backwards with ``before_seq`` together with ``newest_first=True``.
     """
     if not 1 <= limit <= MAX_LIMIT:
@@ -79,11 +109,13 @@ def query(
     for column, value in (
         (audit_events.c.actor, actor),
         (audit_events.c.role, role),
-        (audit_events.c.action, action),
         (audit_events.c.request_id, request_id),
+        (audit_events.c.grant_id, grant_id),
     ):
         if value is not None:
             conditions.append(column == value)
+    if action is not None:
+        conditions.append(action_condition(action))
     if since is not None:
         conditions.append(audit_events.c.at >= since)
     if until is not None:
