@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from jitgate.web import access_pages, audit_pages, signin, static
+from jitgate.web import access_pages, admin_accounts, admin_pages, audit_pages, signin, static
 
 router = APIRouter()
-for part in (static, signin, access_pages, audit_pages):
+for part in (static, signin, access_pages, audit_pages, admin_pages, admin_accounts):
     router.include_router(part.router)
