@@ -68,18 +68,22 @@ def visible_actor(identity: Identity, actor: str | None) -> str | None:
     return actor if reads_everyone(identity) else identity.name
 
 
-def action_condition(action: str) -> sa.ColumnElement[bool]:
-    """``action`` exactly, or every action of a noun when it ends with a dot (``grant.``).
+def actions_with_prefix(conn: Connection, prefix: str) -> list[str]:
+    """The distinct actions recorded that start with ``prefix`` (a noun and its dot, ``grant.``).
 
-    The prefix is a range (``>= 'grant.'`` and ``< 'grant/'``), which the ``(action, seq)``
-    index serves on every database; ``LIKE`` is case-insensitive on SQLite and would not be.
-    Actions are lowercase ASCII (``chain.py``), so the range holds exactly the prefix's actions
-    under binary, C and ICU collations alike, which all order ``.`` before ``/``.
+    One index seek each (the next action after the last found), however many records they have.
+    The range ``>= 'grant.'`` and ``< 'grant/'`` holds exactly the prefix's actions: actions are
+    lowercase ASCII (``chain.py``), and binary, C and ICU collations all order ``.`` before ``/``.
     """
     column = audit_events.c.action
-    if not action.endswith("."):
-        return column == action
-    return sa.and_(column >= action, column < action[:-1] + "/")
+    upper = prefix[:-1] + "/"
+    found: list[str] = []
+    while True:
+        after = column > found[-1] if found else column >= prefix
+        name = conn.execute(sa.select(sa.func.min(column)).where(after, column < upper)).scalar()
+        if name is None:
+            return found
+        found.append(name)
 
 
 def query(
@@ -99,9 +103,9 @@ def query(
 ) -> list[AuditEvent]:
     """Records matching every given filter, at most ``limit`` of them.
 
-    ``action`` ending with a dot is a prefix (``action_condition``). ``since`` is inclusive,
-    ``until`` exclusive. Page forwards with ``after_seq`` (the last seq
-    seen) and backwards with ``before_seq`` together with ``newest_first=True``.
+    ``action`` ending with a dot is every action of that noun (``grant.``). ``since`` is
+    inclusive, ``until`` exclusive. Page forwards with ``after_seq`` (the last seq seen) and
+    backwards with ``before_seq`` together with ``newest_first=True``.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
@@ -114,8 +118,6 @@ def query(
     ):
         if value is not None:
             conditions.append(column == value)
-    if action is not None:
-        conditions.append(action_condition(action))
     if since is not None:
         conditions.append(audit_events.c.at >= since)
     if until is not None:
@@ -124,6 +126,22 @@ def query(
         conditions.append(audit_events.c.seq > after_seq)
     if before_seq is not None:
         conditions.append(audit_events.c.seq < before_seq)
+    if action is None or not action.endswith("."):
+        if action is not None:
+            conditions.append(audit_events.c.action == action)
+        return _page(conn, conditions, limit, newest_first)
+    # A range of actions cannot be read from the (action, seq) index in seq order (the database
+    # would sort every record of the noun): read each action's page in order and merge them.
+    merged: list[AuditEvent] = []
+    for name in actions_with_prefix(conn, action):
+        merged += _page(conn, [*conditions, audit_events.c.action == name], limit, newest_first)
+    merged.sort(key=lambda event: event.seq, reverse=newest_first)
+    return merged[:limit]
+
+
+def _page(
+    conn: Connection, conditions: list[sa.ColumnElement[bool]], limit: int, newest_first: bool
+) -> list[AuditEvent]:
     order = audit_events.c.seq.desc() if newest_first else audit_events.c.seq.asc()
     stmt = _select().where(*conditions).order_by(order).limit(limit)
     return [_event(seq, body, prev, digest) for seq, body, prev, digest in conn.execute(stmt)]

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from integration.web.test_pages import browser, sign_in
-from jitgate.audit.query import AuditEvent, action_condition, query
+from jitgate.audit.query import AuditEvent, query
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import Verdict
@@ -103,14 +103,35 @@ def test_each_filter_shows_exactly_the_records_that_match_it(
     client.__exit__(None, None, None)
 
 
-def test_an_action_prefix_is_read_through_the_action_index(runtime: Runtime) -> None:
-    statement = (
-        sa.select(audit_events.c.seq).where(action_condition("grant.")).order_by(audit_events.c.seq.desc())
-    )
+def test_an_action_prefix_is_read_in_order_from_the_action_index_without_sorting(
+    runtime: Runtime, history: dict[str, str]
+) -> None:
+    statements: list[tuple[str, Any]] = []
+
+    def seen(*args: Any) -> None:  # conn, cursor, statement, parameters, context, executemany
+        if "FROM audit_events" in args[2]:
+            statements.append((args[2], args[3]))
+
+    engine = runtime.ctx.db.engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with runtime.ctx.db.read() as conn:
+            found = query(conn, action="grant.", limit=50, newest_first=True)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert {e.action for e in found} == {"grant.activated", "grant.revoked"}
     with runtime.ctx.db.read() as conn:
-        compiled = statement.compile(conn, compile_kwargs={"literal_binds": True})
-        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))
-    assert "ix_audit_events_action_seq" in plan, plan
+        plans = [
+            " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {text}", params))
+            for text, params in statements
+        ]
+    assert len(plans) == 5  # three seeks for the names (the last finds none), a page for each
+    for plan in plans:
+        assert (
+            "USING COVERING INDEX ix_audit_events_action_seq" in plan
+            or "USING INDEX ix_audit_events_action_seq" in plan
+        ), plan
+        assert "TEMP B-TREE" not in plan, plan
 
 
 def test_pages_go_older_and_newer_keeping_the_filters(
