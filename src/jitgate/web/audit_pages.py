@@ -7,12 +7,14 @@ someone who reads only their own records is ignored.
 
 The chain's verdict is ``GET /api/v1/audit/verify``'s (``verify_anchored``). It reads every
 record, seconds on a long log, so the page does not run it on every view: admins and auditors
-press "Verify now" (a form, so another site cannot make browsers start it), one verification at
-a time per broker process, and the page shows the last verdict with when and by whom it was found.
+press "Verify now" (a form, so another site cannot make browsers start it), which starts one
+verification at a time per broker process, and the page shows the last verdict with when and by
+whom it was found.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +26,8 @@ from fastapi.responses import Response
 from jitgate.audit.canonical import iso_utc
 from jitgate.audit.query import AuditEvent, query, reads_everyone, visible_actor
 from jitgate.audit.verify import VerifyResult, anchors, verify_anchored
-from jitgate.errors import InvalidInput, Unauthenticated
+from jitgate.errors import InvalidInput, JitgateError, Unauthenticated
+from jitgate.runtime import Runtime
 from jitgate.web.audit_filters import FILTERS, AuditFilters, parse_filters, readable, typed
 from jitgate.web.pages import (
     WEB_AUDIT_PAGE,
@@ -40,6 +43,7 @@ from jitgate.web.pages import (
 )
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+log = logging.getLogger("jitgate.web")
 AUDIT_PAGE = "/ui/audit"
 
 
@@ -51,11 +55,50 @@ class Verdict:
 
 
 class Verdicts:
-    """The last verdict found by this broker process, and the one verification running."""
+    """The last verdict found by this broker process, and the one verification running.
+
+    A verification runs on its own thread: on a long log it takes longer than a browser (or a
+    proxy in front of the broker) waits for a page.
+    """
 
     def __init__(self) -> None:
         self.last: Verdict | None = None
-        self.running = threading.Lock()
+        self.started: Verdict | None = None
+        """Who started the verification running now, and when (its ``result`` is not one yet)."""
+        self._running = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, rt: Runtime, by: str) -> bool:
+        """Start verifying the chain as ``GET /api/v1/audit/verify`` does; False if one is running."""
+        if not self._running.acquire(blocking=False):
+            return False
+        self.started = Verdict(VerifyResult(False, 0, None, "", "verifying"), rt.ctx.clock.now(), by)
+        self._thread = threading.Thread(target=self._verify, args=(rt, by), name="audit-verify", daemon=True)
+        self._thread.start()
+        return True
+
+    def wait(self, timeout: float) -> None:
+        """Wait for the running verification, if any, to finish (for tests and shutdown)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _verify(self, rt: Runtime, by: str) -> None:
+        try:
+            self.last = Verdict(_verdict_of(rt), rt.ctx.clock.now(), by)
+        finally:
+            self.started = None
+            self._running.release()
+
+
+def _verdict_of(rt: Runtime) -> VerifyResult:
+    try:
+        with rt.ctx.db.read() as conn:
+            return verify_anchored(conn, rt.ctx.audit.public_key, **anchors(rt.settings))
+    except JitgateError as exc:
+        return VerifyResult(False, 0, None, f"could not verify: {exc.message}", "unverified")
+    except Exception:  # on its own thread: any failure must become the verdict the page shows
+        log.exception("verifying the audit chain failed")
+        return VerifyResult(False, 0, None, "could not verify: see the broker's log", "unverified")
 
 
 _CREATING = threading.Lock()
@@ -85,6 +128,7 @@ def audit(request: Request) -> Response:
         "typed": typed(request.query_params),
         "can_verify": everyone,
         "verdict": _verdict_view(verdicts(request).last) if everyone else None,
+        "verifying": _verdict_view(verdicts(request).started) if everyone else None,
         "filtered": any(request.query_params.get(name) for name in FILTERS),
         **flash_context(request, found),
     }
@@ -153,16 +197,6 @@ def verify_now(request: Request, csrf: str = Form("")) -> Response:
             typed={},
             error=f"{who.name} may not verify the audit log",
         )
-    box = verdicts(request)
-    if not box.running.acquire(blocking=False):
+    if not verdicts(request).start(runtime(request), who.name):
         return back(request, session, "error", "a verification is already running", to=AUDIT_PAGE)
-    try:
-        rt = runtime(request)
-        with rt.ctx.db.read() as conn:
-            result = verify_anchored(conn, rt.ctx.audit.public_key, **anchors(rt.settings))
-        box.last = Verdict(result, rt.ctx.clock.now(), who.name)
-    finally:
-        box.running.release()
-    if result.ok:
-        return back(request, session, "notice", f"audit chain intact: {result.count} records", to=AUDIT_PAGE)
-    return back(request, session, "error", f"audit chain {result.verdict}: {result.problem}", to=AUDIT_PAGE)
+    return back(request, session, "notice", "verification started; reload for its verdict", to=AUDIT_PAGE)

@@ -126,7 +126,7 @@ CHECKED: dict[str, Form] = {
         lambda w: _counts(w)["reviews"] == 1,
     ),
     "revoke": Form("alice", "/ui/grants/{grant}/revoke", {}, lambda w: _grant_state(w) == "REVOKED"),
-    "verify the audit chain": Form("root", "/ui/audit/verify", {}, lambda _: True, "audit chain intact"),
+    "verify the audit chain": Form("root", "/ui/audit/verify", {}, lambda _: True, "verification started"),
     "admin: revoke a grant": Form(
         "root", "/ui/admin/grants/{grant}/revoke", {"comment": "x"}, lambda w: _grant_state(w) == "REVOKED"
     ),
