@@ -108,17 +108,24 @@ def readable(details: dict[str, Any]) -> list[tuple[str, str]]:
     joined by commas, anything else as compact JSON; sorted by key."""
     out: list[tuple[str, str]] = []
     _flatten(details, "", out)
-    return sorted(out)
+    out.sort()
+    return out
+
+
+_AS_IS = {str: str, int: str, float: repr}
+"""Plain values shown as they are (most details are); the rest is shown as JSON."""
 
 
 def _flatten(value: dict[str, Any], prefix: str, out: list[tuple[str, str]]) -> None:
+    # Runs for every detail of the 200 records on a page: plain values take the shortest path.
     for key, item in value.items():
-        name = f"{prefix}{key}"
-        if isinstance(item, dict) and item:
+        name = f"{prefix}{key}" if prefix else key
+        kind = type(item)
+        if kind in _AS_IS:
+            out.append((name, _AS_IS[kind](item)))
+        elif kind is dict and item:
             _flatten(item, f"{name}.", out)
-        elif isinstance(item, str):
-            out.append((name, item))
-        elif isinstance(item, list) and all(isinstance(x, str | int | float) for x in item):
-            out.append((name, ", ".join(str(x) for x in item) if item else "none"))
+        elif kind is list and all(type(x) in _AS_IS for x in item):
+            out.append((name, ", ".join(_AS_IS[type(x)](x) for x in item) if item else "none"))
         else:
             out.append((name, json.dumps(item, ensure_ascii=False, sort_keys=True)))
