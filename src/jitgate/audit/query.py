@@ -143,8 +143,8 @@ def _page(
     conn: Connection, conditions: list[sa.ColumnElement[bool]], limit: int, newest_first: bool
 ) -> list[AuditEvent]:
     order = audit_events.c.seq.desc() if newest_first else audit_events.c.seq.asc()
-    stmt = _select().where(*conditions).order_by(order).limit(limit)
-    return [_event(seq, body, prev, digest) for seq, body, prev, digest in conn.execute(stmt)]
+    stmt = _select_with_columns().where(*conditions).order_by(order).limit(limit)
+    return [_readable_event(row) for row in conn.execute(stmt)]
 
 
 def iter_events(
@@ -178,6 +178,34 @@ def export(conn: Connection, out: TextIO, since: datetime | None = None) -> int:
 
 def _select() -> sa.Select[int, str, str, str]:
     return sa.select(audit_events.c.seq, audit_events.c.body, audit_events.c.prev_hash, audit_events.c.hash)
+
+
+def _select_with_columns() -> sa.Select[Any]:
+    return sa.select(
+        audit_events.c.seq,
+        audit_events.c.body,
+        audit_events.c.prev_hash,
+        audit_events.c.hash,
+        audit_events.c.at,
+        audit_events.c.actor,
+        audit_events.c.action,
+        audit_events.c.request_id,
+        audit_events.c.grant_id,
+        audit_events.c.role,
+    )
+
+
+def _readable_event(row: sa.Row[Any]) -> AuditEvent:
+    """The record, or, if its body is no longer a record (edited), what its filter columns say
+    with a note in its details: a page of records stays readable around a damaged one."""
+    seq, body, prev_hash, digest, at, actor, action, request_id, grant_id, role = tuple(row)
+    try:
+        return _event(seq, body, prev_hash, digest)
+    except (ValueError, KeyError, TypeError):
+        note = f"the body of record {seq} is not an audit record; run `jitgate audit verify`"
+        return AuditEvent(
+            seq, at, actor, action, request_id, grant_id, role, None, {"damaged": note}, prev_hash, digest
+        )
 
 
 def _event(seq: int, body: str, prev_hash: str, digest: str) -> AuditEvent:

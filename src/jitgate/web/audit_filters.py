@@ -8,6 +8,7 @@ Record numbers in paging links are only ever those the broker wrote (``pages.rec
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -112,7 +113,7 @@ def readable(details: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-_AS_IS = {str: str, int: str, float: repr}
+_AS_IS: dict[type, Callable[[Any], str]] = {str: str, int: str, float: repr}
 """Plain values shown as they are (most details are); the rest is shown as JSON."""
 
 

@@ -267,3 +267,20 @@ def test_the_chain_verdict_is_intact_on_a_good_chain_and_names_the_damage_on_a_t
     assert "record 3: hash does not match its contents (edited?)" in bad
     assert "intact" not in bad
     client.__exit__(None, None, None)
+
+
+def test_a_record_whose_body_was_mangled_is_shown_as_damaged_and_the_page_stays_readable(
+    runtime: Runtime, people: dict[str, str], history: dict[str, str]
+) -> None:
+    with runtime.ctx.db.engine.begin() as conn:
+        conn.execute(audit_events.update().where(audit_events.c.seq == 3).values(body="{not json"))
+    client = signed_in(runtime, people["root"])
+    page = client.get("/ui/audit")
+    assert page.status_code == 200
+    assert shown(page.text) == [e.seq for e in everything(runtime)]
+    assert "<dt>damaged</dt><dd>the body of record 3 is not an audit record" in page.text
+    api = client.get("/api/v1/audit?limit=1000", headers={"Authorization": f"Bearer {people['root']}"})
+    assert api.status_code == 200
+    (damaged,) = [e for e in api.json() if e["seq"] == 3]
+    assert damaged["action"] == "user.added"  # from the record's filter column
+    client.__exit__(None, None, None)
