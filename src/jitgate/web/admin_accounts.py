@@ -1,5 +1,5 @@
 """The admin pages of accounts: users and service accounts, their API tokens and their SSH keys,
-with the forms that revoke a token and remove a key.
+with the forms that disable or enable a user, revoke a token and remove a key.
 
 A token is shown by its id, owner and dates; its secret exists only in its holder's hands (the
 broker keeps a hash) and no page could show it. Admins only, checked as in ``admin_pages.py``.
@@ -16,10 +16,11 @@ from jitgate.domain.identity import Identity
 from jitgate.store.paging import page_keys, page_tokens, page_users
 from jitgate.web.admin_pages import admin_form, admin_page, done
 from jitgate.web.pages import WEB_PAGE, pager, runtime
-from jitgate.workflow import keys, tokens
+from jitgate.workflow import keys, tokens, users
 from jitgate.workflow.views import _iso
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+USERS = "/ui/admin/users"
 TOKENS = "/ui/admin/tokens"
 KEYS = "/ui/admin/keys"
 
@@ -55,6 +56,23 @@ def admin_users(request: Request) -> Response:
         return {"users": rows, "users_pages": pager(request, "users", found)}
 
     return admin_page(request, "admin_users.html", "users", listing)
+
+
+@router.post("/admin/users/{name}/disabled")
+def admin_set_disabled(
+    request: Request, name: str, csrf: str = Form(""), disabled: str = Form(pattern="^(yes|no)$")
+) -> Response:
+    found = admin_form(request, csrf, USERS)
+    if isinstance(found, Response):
+        return found
+    ctx, who = runtime(request).ctx, found.identity
+
+    def change() -> str:
+        # Disabling ends the user's sessions, grants and open requests at once (workflow/users.py).
+        changed = users.set_disabled(ctx, who, name, disabled=disabled == "yes")
+        return f"user {changed.name} {'disabled' if changed.disabled else 'enabled'}"
+
+    return done(request, found, USERS, change)
 
 
 @router.get("/admin/tokens")

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from integration.web.test_audit_page import form_token, people, signed_in
+from integration.web.test_audit_page import PEOPLE, form_token, people, signed_in
 from jitgate.audit.query import query
 from jitgate.runtime import Runtime
 from jitgate.store import queries as q
@@ -73,11 +73,13 @@ def test_an_admin_form_posted_by_anyone_else_does_nothing(
         f"/ui/admin/tokens/{token_id}/revoke",
         f"/ui/admin/keys/{world.key}/remove",
         f"/ui/admin/sessions/{world.session}/kill",
+        "/ui/admin/users/alice/disabled",
     ):
-        refused = client.post(url, data={"csrf": csrf, "reason": "no"})
+        refused = client.post(url, data={"csrf": csrf, "reason": "no", "disabled": "yes"})
         assert refused.status_code == 403, url
     assert grant_state(runtime, world.grant) == "ACTIVE"
     assert runtime.tokens.authenticate(people["root"]).admin
+    assert runtime.tokens.authenticate(people["alice"]).name == "alice"  # not disabled
     with runtime.ctx.db.read() as conn:
         assert len(query(conn, limit=10_000)) == before
     admin = signed_in(runtime, people["root"])
@@ -128,6 +130,9 @@ def test_the_lists_show_revocations_users_keys_and_sessions(
     users = client.get("/ui/admin/users").text
     assert "<td>audra</td><td>user</td><td>auditors</td>" in users
     assert "<td>root</td><td>user</td><td></td>\n      <td>admin</td>" in users
+    assert 'action="/ui/admin/users/alice/disabled"' in users
+    assert 'action="/ui/admin/users/root/disabled"><input type="hidden" name="csrf" value="' in users
+    assert users.count('value="yes">Disable</button>') == len(PEOPLE)  # not oneself
     keys = client.get("/ui/admin/keys?user=alice").text
     assert world.fingerprint in keys
     assert "alice@laptop" in keys
@@ -138,6 +143,30 @@ def test_the_lists_show_revocations_users_keys_and_sessions(
     assert f"/ui/admin/sessions/{world.session}/kill" in live
     assert world.session in everyone
     client.__exit__(None, None, None)
+
+
+def test_an_admin_disables_a_user_ending_what_they_hold_and_enables_them_again(
+    runtime: Runtime, people: dict[str, str], world: Furnished
+) -> None:
+    alice = signed_in(runtime, people["alice"])
+    client = signed_in(runtime, people["root"])
+    csrf = form_token(client)
+    done = client.post("/ui/admin/users/alice/disabled", data={"csrf": csrf, "disabled": "yes"})
+    assert "user alice disabled" in done.text
+    assert '<td><span class="flag">disabled</span></td>' in done.text
+    assert grant_state(runtime, world.grant) == "REVOKED"
+    assert alice.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+    with runtime.ctx.db.read() as conn:
+        (record,) = query(conn, action="user.disabled")
+    assert record.actor == "root"
+    assert world.grant in record.details["grants_revoked"]
+    again = client.post("/ui/admin/users/alice/disabled", data={"csrf": csrf, "disabled": "no"})
+    assert "user alice enabled" in again.text
+    assert runtime.tokens.authenticate(people["alice"]).name == "alice"
+    itself = client.post("/ui/admin/users/root/disabled", data={"csrf": csrf, "disabled": "yes"})
+    assert "you cannot disable yourself" in itself.text
+    client.__exit__(None, None, None)
+    alice.__exit__(None, None, None)
 
 
 def test_the_tokens_page_never_shows_a_secret_and_revokes_a_token(

@@ -45,6 +45,7 @@ WATCHED = (
     tables.api_tokens,
     tables.user_keys,
     tables.gateway_sessions,
+    tables.users,
 )
 
 
@@ -139,6 +140,9 @@ CHECKED: dict[str, Form] = {
         {},
         lambda w: _counts(w)["user_keys"] == w.start["user_keys"] - 1,
     ),
+    "admin: disable a user": Form(
+        "root", "/ui/admin/users/bob/disabled", {"disabled": "yes"}, lambda w: _user_disabled(w, "bob")
+    ),
     "admin: end a session": Form(
         "root",
         "/ui/admin/sessions/{session}/kill",
@@ -157,6 +161,7 @@ ROUTES = {
     "/ui/admin/tokens/{token_id}/revoke": ["admin: revoke a token"],
     "/ui/admin/keys/{key_id}/remove": ["admin: remove a key"],
     "/ui/admin/sessions/{session_id}/kill": ["admin: end a session"],
+    "/ui/admin/users/{name}/disabled": ["admin: disable a user"],
 }
 """Every POST route under /ui and the forms above that post to it."""
 
@@ -189,6 +194,12 @@ def _token_id(world: World, user: str) -> str:
 
 def _token_revoked(world: World, user: str) -> bool:
     return _token_row(world, user).revoked_at is not None
+
+
+def _user_disabled(world: World, name: str) -> bool:
+    with world.runtime.ctx.db.read() as conn:
+        query = sa.select(tables.users.c.disabled).where(tables.users.c.name == name)
+        return bool(conn.execute(query).scalar_one())
 
 
 def _kill_requested(world: World) -> bool:
