@@ -8,13 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from jitgate.api.deps import Caller, Ctx, RuntimeDep
-from jitgate.audit.query import query
+from jitgate.audit.query import query, reads_everyone, visible_actor
 from jitgate.audit.verify import anchors, verify_anchored
 from jitgate.domain.durations import instant_argument
 from jitgate.errors import PolicyDenied
 
 router = APIRouter(prefix="/api/v1")
-AUDITORS = "auditors"
 MAX_SEQ = 2**63 - 1
 """The largest record number a database column holds; a larger ``after_seq`` is a 422, not a 500."""
 
@@ -40,8 +39,7 @@ def audit_events(
 
     A full page carries a ``Link: rel="next"`` header to the page after it (older ones when
     newest first, with ``before_seq``; newer ones otherwise, with ``after_seq``)."""
-    if not (identity.admin or AUDITORS in identity.groups):
-        actor = identity.name
+    actor = visible_actor(identity, actor)
     if since is not None:
         since = instant_argument(since, "since")
     with ctx.db.read() as conn:
@@ -67,7 +65,7 @@ def audit_events(
 @router.get("/audit/verify")
 def audit_verify(identity: Caller, rt: RuntimeDep) -> dict[str, Any]:
     """The verdict of ``jitgate audit verify`` on this broker's data: chain, checkpoint, witness files."""
-    if not (identity.admin or AUDITORS in identity.groups):
+    if not reads_everyone(identity):
         raise PolicyDenied(f"{identity.name} may not verify the audit log")
     with rt.ctx.db.read() as conn:
         result = verify_anchored(conn, rt.ctx.audit.public_key, **anchors(rt.settings))

@@ -74,6 +74,10 @@ def _token(row: RowMapping) -> TokenRow:
     )
 
 
+user_of_row = _user
+token_of_row = _token
+
+
 # --- users ----------------------------------------------------------------------------------
 
 

@@ -49,6 +49,9 @@ def _key(row: RowMapping) -> KeyRow:
     )
 
 
+key_of_row = _key
+
+
 def insert_key(
     conn: Connection,
     *,

@@ -1,4 +1,5 @@
-"""Keyset pages over requests, grants and gateway sessions, newest first, so that no row is ever out of reach.
+"""Keyset pages over requests, grants, gateway sessions, revocations and accounts, newest first,
+so that no row is ever out of reach.
 
 A cursor names the row a page ended (or began) at by its sort key and id, so a page is found by an
 indexed range, never by an offset: rows added meanwhile neither shift nor hide others. Cursors are
@@ -19,9 +20,11 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from jitgate.domain.model import AccessRequest, Grant, RequestState
 from jitgate.errors import InvalidInput
+from jitgate.store import accounts
+from jitgate.store import keys as k
 from jitgate.store import queries as q
 from jitgate.store import sessions as s
-from jitgate.store.tables import gateway_sessions, grants, requests
+from jitgate.store.tables import api_tokens, gateway_sessions, grants, requests, revocations, user_keys, users
 
 T = TypeVar("T")
 DEFAULT_PAGE = 50
@@ -231,6 +234,100 @@ def page_sessions(
         row_id=gateway_sessions.c.id,
         build=s.session_of_row,
         key_of=lambda row: Cursor(row.started_at, row.id),
+        limit=limit,
+        older_than=older_than,
+        newer_than=newer_than,
+    )
+
+
+def page_users(
+    conn: Connection,
+    *,
+    limit: int = DEFAULT_PAGE,
+    older_than: str | None = None,
+    newer_than: str | None = None,
+) -> Page[accounts.UserRow]:
+    """Users and service accounts the broker keeps, latest created first."""
+    return _page(
+        conn,
+        sa.select(users),
+        key=users.c.created_at,
+        row_id=users.c.name,
+        build=accounts.user_of_row,
+        key_of=lambda u: Cursor(u.created_at, u.name),
+        limit=limit,
+        older_than=older_than,
+        newer_than=newer_than,
+    )
+
+
+def page_tokens(
+    conn: Connection,
+    *,
+    user: str | None = None,
+    limit: int = DEFAULT_PAGE,
+    older_than: str | None = None,
+    newer_than: str | None = None,
+) -> Page[accounts.TokenRow]:
+    """API tokens (of ``user`` when given), latest created first; the rows hold no secret."""
+    query = sa.select(api_tokens)
+    if user is not None:
+        query = query.where(api_tokens.c.user_name == user)
+    return _page(
+        conn,
+        query,
+        key=api_tokens.c.created_at,
+        row_id=api_tokens.c.id,
+        build=accounts.token_of_row,
+        key_of=lambda t: Cursor(t.created_at, t.id),
+        limit=limit,
+        older_than=older_than,
+        newer_than=newer_than,
+    )
+
+
+def page_keys(
+    conn: Connection,
+    *,
+    holder: str | None = None,
+    limit: int = DEFAULT_PAGE,
+    older_than: str | None = None,
+    newer_than: str | None = None,
+) -> Page[k.KeyRow]:
+    """Registered SSH keys (of ``holder`` when given), latest registered first."""
+    query = sa.select(user_keys)
+    if holder is not None:
+        query = query.where(user_keys.c.holder == holder)
+    return _page(
+        conn,
+        query,
+        key=user_keys.c.created_at,
+        row_id=user_keys.c.id,
+        build=k.key_of_row,
+        key_of=lambda key: Cursor(key.created_at, key.id),
+        limit=limit,
+        older_than=older_than,
+        newer_than=newer_than,
+    )
+
+
+def page_pending_revocations(
+    conn: Connection,
+    *,
+    limit: int = DEFAULT_PAGE,
+    older_than: str | None = None,
+    newer_than: str | None = None,
+) -> Page[RowMapping]:
+    """Revocations still to be done, latest queued first."""
+    # The id is a number; as text it still orders the rows one way, which is all a cursor needs.
+    row_id = sa.cast(revocations.c.id, sa.String)
+    return _page(
+        conn,
+        sa.select(revocations).where(revocations.c.state == "pending"),
+        key=revocations.c.created_at,
+        row_id=row_id,
+        build=lambda row: row,
+        key_of=lambda row: Cursor(row["created_at"], str(row["id"])),
         limit=limit,
         older_than=older_than,
         newer_than=newer_than,

@@ -223,6 +223,7 @@ audit_events = sa.Table(
     sa.Index(None, "actor", "seq"),
     sa.Index(None, "action", "seq"),
     sa.Index(None, "role", "seq"),
+    sa.Index(None, "grant_id", "seq"),
 )
 
 audit_head = sa.Table(

@@ -9,6 +9,8 @@ from fastapi import APIRouter
 
 from jitgate.web import (
     access_pages,
+    admin_accounts,
+    admin_pages,
     audit_pages,
     grant_pages,
     oidc_signin,
@@ -19,5 +21,16 @@ from jitgate.web import (
 )
 
 router = APIRouter()
-for part in (static, signin, oidc_signin, access_pages, request_pages, grant_pages, role_pages, audit_pages):
+for part in (
+    static,
+    signin,
+    oidc_signin,
+    access_pages,
+    request_pages,
+    grant_pages,
+    role_pages,
+    audit_pages,
+    admin_pages,
+    admin_accounts,
+):
     router.include_router(part.router)

@@ -30,6 +30,7 @@ from jitgate.store import tables
 from jitgate.workflow import requests
 from jitgate.workflow.users import add_user
 from support import TEST_POLICY
+from support.admin_world import Furnished, furnish
 
 ORIGIN = "https://jitgate.test"
 FORGERIES = ["no token", "wrong token", "another session's token", "another site's origin"]
@@ -42,6 +43,9 @@ WATCHED = (
     tables.audit_events,
     tables.web_sessions,
     tables.api_tokens,
+    tables.user_keys,
+    tables.gateway_sessions,
+    tables.users,
 )
 
 
@@ -51,6 +55,8 @@ class World:
     tokens: dict[str, str]
     pending: str
     grant: str
+    furnished: Furnished
+    start: dict[str, int]
 
 
 @pytest.fixture
@@ -59,14 +65,17 @@ def world(tmp_path: Path, clock: FrozenClock) -> Iterator[World]:
     policy.write_text(TEST_POLICY)
     rt = build_runtime(Settings(data_dir=tmp_path / "data", policy_file=policy), clock=clock)
     tokens = {}
-    for name, groups in {"alice": ["engineers"], "bob": ["sre-leads"]}.items():
+    for name, groups in {"alice": ["engineers"], "bob": ["sre-leads"], "root": []}.items():
         _, tokens[name] = add_user(
-            rt.ctx.db, rt.ctx.audit, clock, actor=SYSTEM.name, name=name, groups=groups
+            rt.ctx.db, rt.ctx.audit, clock, actor=SYSTEM.name, name=name, groups=groups, admin=name == "root"
         )
     alice = rt.tokens.authenticate(tokens["alice"])
     pending = requests.submit(rt.ctx, alice, role="prod-shell", reason="INC-1", duration="30m")
     active = requests.submit(rt.ctx, alice, role="stage-shell", reason="", duration="10m")
-    yield World(rt, tokens, pending["id"], active["grant"]["id"])
+    furnished = furnish(rt, alice, tmp_path / "keys")
+    world = World(rt, tokens, pending["id"], active["grant"]["id"], furnished, {})
+    world.start.update(_counts(world))
+    yield world
     rt.ctx.db.dispose()
 
 
@@ -74,16 +83,25 @@ def world(tmp_path: Path, clock: FrozenClock) -> Iterator[World]:
 class Form:
     """A form: who posts it (None: the sign-in form), where, what, and what a genuine post does.
 
-    ``{pending}``, ``{grant}`` and ``{alice_token}`` in the url and values are filled from the world.
+    ``{pending}``, ``{grant}``, ``{alice_token}``, ``{alice_token_id}``, ``{key}`` and ``{session}``
+    in the url and values are filled from the world. ``shows`` is a text the genuine post's page has.
     """
 
     who: str | None
     url: str
     data: dict[str, str]
     done: Callable[[World], bool]
+    shows: str = ""
 
     def filled(self, world: World) -> tuple[str, dict[str, str]]:
-        values = {"pending": world.pending, "grant": world.grant, "alice_token": world.tokens["alice"]}
+        values = {
+            "pending": world.pending,
+            "grant": world.grant,
+            "alice_token": world.tokens["alice"],
+            "alice_token_id": _token_id(world, "alice"),
+            "key": world.furnished.key,
+            "session": world.furnished.session,
+        }
         return self.url.format(**values), {k: v.format(**values) for k, v in self.data.items()}
 
 
@@ -94,7 +112,7 @@ CHECKED: dict[str, Form] = {
         "alice",
         "/ui/requests",
         {"role": "stage-shell", "duration": "5m", "reason": ""},
-        lambda w: _counts(w)["requests"] == 3,
+        lambda w: _counts(w)["requests"] == w.start["requests"] + 1,
     ),
     "approve": Form(
         "bob",
@@ -113,7 +131,29 @@ CHECKED: dict[str, Form] = {
         "alice",
         "/ui/grants/{grant}/extend",
         {"duration": "5m", "reason": ""},
-        lambda w: _counts(w)["requests"] == 3,
+        lambda w: _counts(w)["requests"] == w.start["requests"] + 1,
+    ),
+    "verify the audit chain": Form("root", "/ui/audit/verify", {}, lambda _: True, "verification started"),
+    "admin: revoke a grant": Form(
+        "root", "/ui/admin/grants/{grant}/revoke", {"comment": "x"}, lambda w: _grant_state(w) == "REVOKED"
+    ),
+    "admin: revoke a token": Form(
+        "root", "/ui/admin/tokens/{alice_token_id}/revoke", {}, lambda w: _token_revoked(w, "alice")
+    ),
+    "admin: remove a key": Form(
+        "root",
+        "/ui/admin/keys/{key}/remove",
+        {},
+        lambda w: _counts(w)["user_keys"] == w.start["user_keys"] - 1,
+    ),
+    "admin: disable a user": Form(
+        "root", "/ui/admin/users/bob/disabled", {"disabled": "yes"}, lambda w: _user_disabled(w, "bob")
+    ),
+    "admin: end a session": Form(
+        "root",
+        "/ui/admin/sessions/{session}/kill",
+        {"reason": "x"},
+        lambda w: _kill_requested(w),  # noqa: PLW0108 - defined below
     ),
 }
 ROUTES = {
@@ -123,6 +163,12 @@ ROUTES = {
     "/ui/requests/{request_id}/review": ["approve", "deny"],
     "/ui/grants/{grant_id}/revoke": ["revoke"],
     "/ui/grants/{grant_id}/extend": ["extend"],
+    "/ui/audit/verify": ["verify the audit chain"],
+    "/ui/admin/grants/{grant_id}/revoke": ["admin: revoke a grant"],
+    "/ui/admin/tokens/{token_id}/revoke": ["admin: revoke a token"],
+    "/ui/admin/keys/{key_id}/remove": ["admin: remove a key"],
+    "/ui/admin/sessions/{session_id}/kill": ["admin: end a session"],
+    "/ui/admin/users/{name}/disabled": ["admin: disable a user"],
 }
 """Every POST route under /ui and the forms above that post to it."""
 
@@ -141,6 +187,34 @@ def _grant_state(world: World) -> str:
                 sa.select(tables.grants.c.state).where(tables.grants.c.id == world.grant)
             ).scalar_one()
         )
+
+
+def _token_row(world: World, user: str) -> sa.Row[Any]:
+    with world.runtime.ctx.db.read() as conn:
+        query = sa.select(tables.api_tokens).where(tables.api_tokens.c.user_name == user)
+        return conn.execute(query).one()
+
+
+def _token_id(world: World, user: str) -> str:
+    return str(_token_row(world, user).id)
+
+
+def _token_revoked(world: World, user: str) -> bool:
+    return _token_row(world, user).revoked_at is not None
+
+
+def _user_disabled(world: World, name: str) -> bool:
+    with world.runtime.ctx.db.read() as conn:
+        query = sa.select(tables.users.c.disabled).where(tables.users.c.name == name)
+        return bool(conn.execute(query).scalar_one())
+
+
+def _kill_requested(world: World) -> bool:
+    with world.runtime.ctx.db.read() as conn:
+        query = sa.select(tables.gateway_sessions.c.kill_requested_at).where(
+            tables.gateway_sessions.c.id == world.furnished.session
+        )
+        return conn.execute(query).scalar_one() is not None
 
 
 def _browser(world: World) -> TestClient:
@@ -220,6 +294,7 @@ def test_a_forged_form_is_refused_and_writes_nothing(world: World, name: str, fo
 
         genuine = client.post(url, data={**form.filled(world)[1], "csrf": token}, headers={"Origin": ORIGIN})
         assert "stale or came from another site" not in genuine.text
+        assert form.shows in genuine.text
         assert form.done(world), _counts(world)
     finally:
         for c in clients:

@@ -49,10 +49,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_events_actor_seq"), ["actor", "seq"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_events_action_seq"), ["action", "seq"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_events_role_seq"), ["role", "seq"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_events_grant_id_seq"), ["grant_id", "seq"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_events_grant_id_seq"))
         batch_op.drop_index(batch_op.f("ix_audit_events_role_seq"))
         batch_op.drop_index(batch_op.f("ix_audit_events_action_seq"))
         batch_op.drop_index(batch_op.f("ix_audit_events_actor_seq"))
