@@ -195,12 +195,15 @@ def authenticators(settings: Settings, db: Database, clock: Clock | None = None)
     """Local API tokens always; OIDC bearer tokens when an issuer is configured."""
     found: list[Authenticator] = [TokenAuthenticator(db, clock=clock)]
     if settings.oidc_issuer:
-        if not settings.oidc_audience:
-            raise PolicyFileError("JITGATE_OIDC_AUDIENCE must be set with JITGATE_OIDC_ISSUER")
+        audiences = [a for a in (settings.oidc_audience, settings.oidc_cli_client_id) if a]
+        if not audiences:
+            raise PolicyFileError(
+                "JITGATE_OIDC_AUDIENCE or JITGATE_OIDC_CLI_CLIENT_ID must be set with JITGATE_OIDC_ISSUER"
+            )
         found.append(
             OidcAuthenticator(
                 issuer=settings.oidc_issuer,
-                audience=settings.oidc_audience,
+                audience=audiences,
                 jwks_url=settings.oidc_jwks_url
                 or settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json",
                 username_claim=settings.oidc_username_claim,

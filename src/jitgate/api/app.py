@@ -33,6 +33,7 @@ from jitgate.api import (
     routes_access,
     routes_accounts,
     routes_audit,
+    routes_cli_oidc,
     routes_credentials,
     routes_keys,
     routes_sessions,
@@ -333,6 +334,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
     app.include_router(routes_accounts.router, tags=["accounts"])
     app.include_router(routes_sessions.router, tags=["sessions"])
     app.include_router(routes_keys.router, tags=["keys"])
+    app.include_router(routes_cli_oidc.router, tags=["auth"])
     app.include_router(web_routes.router)
 
     @app.get("/", include_in_schema=False)
