@@ -236,6 +236,35 @@ def test_an_id_token_near_its_end_is_refreshed_before_the_call_and_the_new_refre
     assert person.saved()["token"] == after["token"]
 
 
+def test_commands_started_together_share_one_refresh(
+    person: Person, provider: OidcProvider, server: Process
+) -> None:
+    """The provider rotates refresh tokens and refuses a used one: only one command may refresh."""
+    device_login(person, provider, server)
+    person.expire_stored_token()
+    running = [person.start("whoami") for _ in range(4)]
+    answers = [p.communicate(timeout=60) for p in running]
+    assert [p.returncode for p in running] == [0, 0, 0, 0], answers
+    assert all("oidc:alice" in out for out, _ in answers)
+    assert person.saved()["oidc"]["expires_at"] > time.time() + 60
+
+
+def test_a_token_login_still_asks_for_the_token_and_stores_it(person: Person, server: Process) -> None:
+    done = subprocess.run(
+        [*JITGATE, "login", "--url", server.url],
+        input=server.token + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=person.env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert server.token not in done.stdout
+    assert person.saved() == {"url": server.url, "token": server.token}
+    assert json.loads(person.run("whoami", "--json").stdout)["name"] == "alice"
+
+
 def test_a_revoked_sign_in_ends_with_one_line_and_the_authentication_exit_code(
     person: Person, provider: OidcProvider, server: Process
 ) -> None:
