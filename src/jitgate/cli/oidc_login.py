@@ -90,6 +90,7 @@ def _sign_in(
     if acr:
         params["acr_values"] = acr
     nonce: str | None = None
+    asked_at = time.time()
     if device or (not browser and metadata.device_authorization_endpoint is not None):
         answer = _device_sign_in(metadata, client_id, params)
     else:
@@ -98,7 +99,7 @@ def _sign_in(
     claims = checked_id_token(
         id_token, issuer=issuer, client_id=client_id, jwks_uri=metadata.jwks_uri, nonce=nonce
     )
-    _check_fresh(claims, max_age)
+    _check_fresh(claims, max_age, asked_at)
     broker = ApiClient(url, id_token)
     try:
         me = broker.get("/api/v1/whoami")
@@ -180,10 +181,11 @@ def _show_address(address: str) -> None:
     say("Waiting for the browser to come back...", err)
 
 
-def _check_fresh(claims: dict[str, Any], max_age: int | None) -> None:
-    """With ``max_age``, the provider must have signed the person in that recently (OIDC Core §3.1.3.7)."""
+def _check_fresh(claims: dict[str, Any], max_age: int | None, asked_at: float) -> None:
+    """With ``max_age``, the person must have signed in no longer than that before the CLI asked
+    (OIDC Core §3.1.2.1: the provider may have reused an older sign-in otherwise)."""
     if max_age is None:
         return
     auth_time = claims.get("auth_time")
-    if not isinstance(auth_time, int) or time.time() - auth_time > max_age + LEEWAY_SECONDS:
+    if not isinstance(auth_time, int) or auth_time < asked_at - max_age - LEEWAY_SECONDS:
         raise errors.Unauthenticated("the identity provider did not sign you in again as --max-age asks")

@@ -24,6 +24,7 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
+import jwt
 import pytest
 
 from support.broker_process import Process, broker
@@ -124,13 +125,15 @@ def finished(process: subprocess.Popen[str], seen: list[str]) -> tuple[int, str,
     return process.returncode, out, "".join(seen) + rest
 
 
-def device_login(person: Person, provider: OidcProvider, server: Process, *args: str) -> tuple[str, str]:
+def device_login(
+    person: Person, provider: OidcProvider, server: Process, *args: str, otp: str | None = None
+) -> tuple[str, str]:
     process = person.start("login", "--oidc", "--url", server.url, *args)
     seen: list[str] = []
     assert process.stderr is not None
     complete = line_with(process.stderr, "or open ", seen).removeprefix("or open ")
     assert complete.startswith(f"{provider.issuer}/device?user_code=")
-    confirm_device(provider, complete, "alice")
+    confirm_device(provider, complete, "alice", otp=otp)
     code, out, err = finished(process, seen)
     assert code == 0, err
     return out, err
@@ -160,6 +163,16 @@ def test_a_device_sign_in_stores_an_id_token_the_broker_takes_as_the_oidc_user(
     roles = person.run("roles", "--json")
     assert roles.returncode == 0, roles.stderr
     assert {r["name"]: r["may_request"] for r in json.loads(roles.stdout)} == {"stage-shell": True}
+
+
+def test_a_step_up_sign_in_asks_the_provider_for_a_fresh_strong_sign_in(
+    person: Person, provider: OidcProvider, server: Process
+) -> None:
+    device_login(person, provider, server, "--max-age", "0", "--acr", "urn:jitgate:mfa", otp="123456")
+    claims = jwt.decode(person.saved()["token"], options={"verify_signature": False})
+    assert claims["acr"] == "urn:jitgate:mfa"
+    assert claims["amr"] == ["pwd", "otp"]
+    assert time.time() - claims["auth_time"] < 60
 
 
 def test_the_login_file_is_0600_and_no_token_is_ever_printed(
