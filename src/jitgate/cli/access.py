@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     ) -> None:
         """Check a token against the broker and store URL and token (file mode 0600); with --oidc,
         sign in at the broker's identity provider instead and store the short-lived ID token."""
+        oidc_login.check_options(oidc, device=device, browser=browser, max_age=max_age, acr=acr)
         if forget:
             oidc_login.logout_now()
             return

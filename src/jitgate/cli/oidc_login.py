@@ -58,6 +58,16 @@ def register(app: typer.Typer) -> None:
         logout_now()
 
 
+def check_options(oidc: bool, *, device: bool, browser: bool, max_age: int | None, acr: str | None) -> None:
+    """The sign-in options mean nothing without ``--oidc``: refused, not ignored."""
+    named = {"--device": device or None, "--browser": browser or None, "--max-age": max_age, "--acr": acr}
+    given = [name for name, value in named.items() if value is not None]
+    if given and not oidc:
+        raise typer.BadParameter(f"{given[0]} needs --oidc", param_hint=given[0])
+    if device and browser:
+        raise typer.BadParameter("--device and --browser exclude each other", param_hint="--device")
+
+
 def logout_now() -> None:
     try:
         notes = forget()
@@ -80,8 +90,6 @@ def login_now(url: str, *, device: bool, browser: bool, max_age: int | None, acr
 def _sign_in(
     url: str, *, device: bool, browser: bool, max_age: int | None, acr: str | None
 ) -> tuple[Path, str]:
-    if device and browser:
-        raise errors.InvalidInput("--device and --browser exclude each other")
     issuer, client_id, scopes = _broker_says(url)
     metadata = ProviderMetadata.discover(issuer)
     params = {"client_id": client_id, "scope": " ".join(scopes)}

@@ -394,3 +394,18 @@ def test_a_broker_without_an_identity_provider_says_to_use_a_token(tmp_path: Pat
     assert done.returncode == 6
     assert "offers no OpenID sign-in; use jitgate login with an API token" in done.stderr
     assert not person.login_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--oidc", "--device", "--browser"], "--device and --browser exclude each other"),
+        (["--max-age", "0"], "--max-age needs --oidc"),
+        (["--acr", "urn:jitgate:mfa"], "--acr needs --oidc"),
+    ],
+)
+def test_sign_in_options_that_cannot_apply_are_refused(person: Person, args: list[str], says: str) -> None:
+    done = person.run("login", "--url", "http://127.0.0.1:9", "--token", "jg_unused", *args)
+    assert done.returncode == 2
+    assert says in " ".join(done.stderr.split())
+    assert not person.login_file.exists()
