@@ -58,12 +58,16 @@ class DeviceCode:
         )
 
 
+class DeviceFlowRefused(errors.Unauthenticated):
+    """The provider would not start a device sign-in for this client (not allowed to it, mostly)."""
+
+
 def start(endpoint: str, form: dict[str, str]) -> DeviceCode:
     """Ask for a device code (``form``: client_id, scope and any max_age / acr_values)."""
     try:
         return DeviceCode.from_answer(post_form(endpoint, form))
     except TokenError as exc:
-        raise errors.Unauthenticated(f"the identity provider refused to start a sign-in: {exc}") from None
+        raise DeviceFlowRefused(f"the identity provider refused to start a device sign-in: {exc}") from None
 
 
 def poll(

@@ -2,10 +2,10 @@
 
 The broker says which provider and client to use (``GET /api/v1/auth/oidc``); the provider's
 discovery document must name the same issuer. The person signs in by the device authorization
-grant (a code to confirm in any browser) when the provider offers it, else through a browser on
-this machine (a loopback redirect); ``--device`` and ``--browser`` choose. The ID token is
-checked (signature, issuer, audience, nonce), shown to the broker (``whoami``) and only then
-stored, with the refresh token, in the login file (0600). Tokens are never printed.
+grant (a code to confirm in any browser) when the provider offers it to this client, else through
+a browser on this machine (a loopback redirect); ``--device`` and ``--browser`` choose. The ID
+token is checked (signature, issuer, audience, nonce), shown to the broker (``whoami``) and only
+then stored, with the refresh token, in the login file (0600). Tokens are never printed.
 
 The ID token is what the CLI presents to the broker, as kubectl's OIDC plugin does: its audience
 is the CLI's client id, which the broker trusts, and any provider issues it as a JWT (access
@@ -100,7 +100,13 @@ def _sign_in(
     nonce: str | None = None
     asked_at = time.time()
     if device or (not browser and metadata.device_authorization_endpoint is not None):
-        answer = _device_sign_in(metadata, client_id, params)
+        try:
+            answer = _device_sign_in(metadata, client_id, params)
+        except oidc_device.DeviceFlowRefused as refused:
+            if device:
+                raise
+            say(f"{refused.message}; signing in with a browser instead", err)
+            answer, nonce = _browser_sign_in(metadata, client_id, params)
     else:
         answer, nonce = _browser_sign_in(metadata, client_id, params)
     id_token = id_token_of(answer)

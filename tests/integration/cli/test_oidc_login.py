@@ -39,12 +39,14 @@ from support.oidcprovider import (
 
 JITGATE = [sys.executable, "-m", "jitgate"]
 OTHER_CLIENT = "another-app"
+BROWSER_ONLY = "jitgate-cli-browser-only"
 ENDED = "error: your sign-in has ended; run jitgate login --oidc\n"
 
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    clients = [cli_client(), cli_client(client_id=OTHER_CLIENT)]
+    browser_only = cli_client(client_id=BROWSER_ONLY, grant_types=["authorization_code", "refresh_token"])
+    clients = [cli_client(), cli_client(client_id=OTHER_CLIENT), browser_only]
     with start_provider(tmp_path_factory.mktemp("idp"), clients, device_interval=1) as running:
         yield running
 
@@ -140,9 +142,9 @@ def device_login(
 
 
 def browser_start(
-    person: Person, provider: OidcProvider, server: Process
+    person: Person, provider: OidcProvider, server: Process, *choice: str
 ) -> tuple[subprocess.Popen[str], str, list[str]]:
-    process = person.start("login", "--oidc", "--browser", "--url", server.url)
+    process = person.start("login", *(choice or ("--oidc", "--browser")), "--url", server.url)
     seen: list[str] = []
     assert process.stderr is not None
     address = line_with(process.stderr, f"{provider.issuer}/auth?", seen)
@@ -409,3 +411,25 @@ def test_sign_in_options_that_cannot_apply_are_refused(person: Person, args: lis
     assert done.returncode == 2
     assert says in " ".join(done.stderr.split())
     assert not person.login_file.exists()
+
+
+def test_without_the_device_flow_for_its_client_the_sign_in_goes_through_the_browser(
+    tmp_path: Path, provider: OidcProvider
+) -> None:
+    person = Person(tmp_path / "home")
+    env = {
+        "JITGATE_OIDC_ISSUER": provider.issuer,
+        "JITGATE_OIDC_JWKS_URL": provider.jwks_url,
+        "JITGATE_OIDC_CLI_CLIENT_ID": BROWSER_ONLY,
+        "JITGATE_OIDC_CLI_SCOPES": "openid profile groups offline_access",
+    }
+    (tmp_path / "broker").mkdir()
+    with broker(tmp_path / "broker", env) as other:
+        process, address, seen = browser_start(person, provider, other, "--oidc")
+        assert httpx.get(sign_in(provider, address, "alice"), timeout=10).status_code == 200
+        code, out, err = finished(process, seen)
+        assert code == 0, err
+        assert "as oidc:alice" in out
+        forced = person.run("login", "--oidc", "--device", "--url", other.url)
+    assert forced.returncode == 4
+    assert "refused to start a device sign-in" in forced.stderr
