@@ -39,16 +39,19 @@ def step_up_error(
 
 
 def from_answer(www_authenticate: str | None, body: Any) -> errors.StepUpRequired | None:
-    """The step-up a 401 asks for, from its problem+json body or else its header; None if not one."""
-    detail = ""
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        detail = body["detail"]
-    if isinstance(body, dict) and body.get("code") == "step_up_required":
-        return step_up_error(_max_age(body.get("max_age")), _acr_values(body.get("acr_values")), detail)
+    """The step-up a 401 asks for, from its problem+json body and its header (the body's values
+    first); None if it asks for none."""
+    problem = body if isinstance(body, dict) else {}
     params = bearer_params(www_authenticate or "")
-    if params.get("error") == "insufficient_user_authentication":
-        return step_up_error(_max_age(params.get("max_age")), _acr_values(params.get("acr_values")), detail)
-    return None
+    by_body = problem.get("code") == "step_up_required"
+    if not by_body and params.get("error") != "insufficient_user_authentication":
+        return None
+    detail = problem["detail"] if isinstance(problem.get("detail"), str) else ""
+    max_age = _max_age(problem.get("max_age"))
+    if max_age is None:
+        max_age = _max_age(params.get("max_age"))
+    acr_values = _acr_values(problem.get("acr_values")) or _acr_values(params.get("acr_values"))
+    return step_up_error(max_age, acr_values, detail)
 
 
 def bearer_params(header: str) -> dict[str, str]:

@@ -93,3 +93,9 @@ def test_the_api_client_raises_step_up_with_the_command() -> None:
     ):
         client.post("/api/v1/requests", {"role": "prod-shell"})
     client.close()
+
+
+def test_what_the_body_leaves_out_is_taken_from_the_header() -> None:
+    found = from_answer(HEADER, {"code": "step_up_required", "detail": "prod-shell asks for more"})
+    assert found is not None
+    assert found.message == f"prod-shell asks for more; run {COMMAND}"
