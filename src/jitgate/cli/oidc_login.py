@@ -7,6 +7,8 @@ a browser on this machine (a loopback redirect); ``--device`` and ``--browser`` 
 token is checked (signature, issuer, audience, nonce), shown to the broker (``whoami``) and only
 then stored, with the refresh token, in the login file (0600). Tokens are never printed.
 
+Everything past the options loads when a sign-in runs: other commands do not pay for it.
+
 The ID token is what the CLI presents to the broker, as kubectl's OIDC plugin does: its audience
 is the CLI's client id, which the broker trusts, and any provider issues it as a JWT (access
 tokens are often opaque).
@@ -19,24 +21,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from jitgate import errors
-from jitgate.cli import oidc_device, oidc_loopback
-from jitgate.cli.client import ApiClient, save_login
-from jitgate.cli.oidc_client import (
-    LEEWAY_SECONDS,
-    ProviderMetadata,
-    TokenError,
-    checked_id_token,
-    id_token_of,
-    post_form,
-    refresh_token_of,
-)
-from jitgate.cli.oidc_session import forget, oidc_record
 from jitgate.cli.output import err, fail, say
+
+if TYPE_CHECKING:
+    from jitgate.cli.oidc_client import ProviderMetadata
 
 OidcOpt = Annotated[bool, typer.Option("--oidc", help="Sign in at the broker's identity provider")]
 DeviceOpt = Annotated[bool, typer.Option("--device", help="With --oidc: confirm a code in any browser")]
@@ -69,6 +62,8 @@ def check_options(oidc: bool, *, device: bool, browser: bool, max_age: int | Non
 
 
 def logout_now() -> None:
+    from jitgate.cli.oidc_session import forget
+
     try:
         notes = forget()
     except errors.JitgateError as exc:
@@ -90,6 +85,11 @@ def login_now(url: str, *, device: bool, browser: bool, max_age: int | None, acr
 def _sign_in(
     url: str, *, device: bool, browser: bool, max_age: int | None, acr: str | None
 ) -> tuple[Path, str]:
+    from jitgate.cli.client import ApiClient, save_login
+    from jitgate.cli.oidc_client import ProviderMetadata, checked_id_token, id_token_of, refresh_token_of
+    from jitgate.cli.oidc_device import DeviceFlowRefused
+    from jitgate.cli.oidc_session import oidc_record
+
     issuer, client_id, scopes = _broker_says(url)
     metadata = ProviderMetadata.discover(issuer)
     params = {"client_id": client_id, "scope": " ".join(scopes)}
@@ -102,7 +102,7 @@ def _sign_in(
     if device or (not browser and metadata.device_authorization_endpoint is not None):
         try:
             answer = _device_sign_in(metadata, client_id, params)
-        except oidc_device.DeviceFlowRefused as refused:
+        except DeviceFlowRefused as refused:
             if device:
                 raise
             say(f"{refused.message}; signing in with a browser instead", err)
@@ -131,6 +131,8 @@ def _sign_in(
 
 
 def _broker_says(url: str) -> tuple[str, str, list[str]]:
+    from jitgate.cli.client import ApiClient
+
     client = ApiClient(url, None)
     try:
         info = client.get("/api/v1/auth/oidc")
@@ -148,6 +150,8 @@ def _broker_says(url: str) -> tuple[str, str, list[str]]:
 
 
 def _device_sign_in(metadata: ProviderMetadata, client_id: str, params: dict[str, str]) -> Any:
+    from jitgate.cli import oidc_device
+    from jitgate.cli.oidc_client import post_form
     from jitgate.clock import SystemClock
 
     endpoint = metadata.device_authorization_endpoint
@@ -165,6 +169,9 @@ def _device_sign_in(metadata: ProviderMetadata, client_id: str, params: dict[str
 
 
 def _browser_sign_in(metadata: ProviderMetadata, client_id: str, params: dict[str, str]) -> tuple[Any, str]:
+    from jitgate.cli import oidc_loopback
+    from jitgate.cli.oidc_client import TokenError, post_form
+
     endpoint = metadata.authorization_endpoint
     if endpoint is None:
         raise errors.InvalidInput("the identity provider offers no browser sign-in; use --device")
@@ -198,6 +205,8 @@ def _show_address(address: str) -> None:
 def _check_fresh(claims: dict[str, Any], max_age: int | None, asked_at: float) -> None:
     """With ``max_age``, the person must have signed in no longer than that before the CLI asked
     (OIDC Core §3.1.2.1: the provider may have reused an older sign-in otherwise)."""
+    from jitgate.cli.oidc_client import LEEWAY_SECONDS
+
     if max_age is None:
         return
     auth_time = claims.get("auth_time")
