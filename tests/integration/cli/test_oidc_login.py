@@ -433,3 +433,26 @@ def test_without_the_device_flow_for_its_client_the_sign_in_goes_through_the_bro
         forced = person.run("login", "--oidc", "--device", "--url", other.url)
     assert forced.returncode == 4
     assert "refused to start a device sign-in" in forced.stderr
+
+
+def test_id_tokens_the_provider_makes_short_lived_are_refreshed_even_after_they_ended(tmp_path: Path) -> None:
+    person = Person(tmp_path / "home")
+    with start_provider(tmp_path / "idp", [cli_client()], ttl={"IdToken": 5}, device_interval=1) as short:
+        env = {
+            "JITGATE_OIDC_ISSUER": short.issuer,
+            "JITGATE_OIDC_JWKS_URL": short.jwks_url,
+            "JITGATE_OIDC_CLI_CLIENT_ID": CLI_CLIENT,
+            "JITGATE_OIDC_CLI_SCOPES": "openid profile groups offline_access",
+        }
+        (tmp_path / "broker").mkdir()
+        with broker(tmp_path / "broker", env) as other:
+            device_login(person, short, other)
+            first = person.saved()
+            assert first["oidc"]["expires_at"] <= time.time() + 5
+            while time.time() < first["oidc"]["expires_at"] + 1:  # until the provider's token has ended
+                time.sleep(0.2)
+            me = person.run("whoami", "--json")
+            assert me.returncode == 0, me.stderr
+            assert json.loads(me.stdout)["name"] == "oidc:alice"
+            assert person.saved()["token"] != first["token"]
+            assert person.saved()["oidc"]["expires_at"] > first["oidc"]["expires_at"]
