@@ -270,17 +270,19 @@ def oidc_web_sign_in(settings: Settings, db: Database, clock: Clock) -> OidcWebS
 def authenticators(settings: Settings, db: Database, clock: Clock | None = None) -> list[Authenticator]:
     """Local API tokens always; OIDC bearer tokens when an issuer and an audience are configured."""
     found: list[Authenticator] = [TokenAuthenticator(db, clock=clock)]
-    if settings.oidc_issuer and (settings.oidc_audience or not settings.oidc_web_enabled):
-        # An issuer with only a client id signs people in to the console; the API then takes no
-        # OIDC tokens (the console's ID tokens are not API credentials).
-        if not settings.oidc_audience:
-            raise PolicyFileError("JITGATE_OIDC_AUDIENCE must be set with JITGATE_OIDC_ISSUER")
+    audiences = [a for a in (settings.oidc_audience, settings.oidc_cli_client_id) if a]
+    if settings.oidc_issuer and (audiences or not settings.oidc_web_enabled):
+        # An issuer with only the console's client id signs people in to the console; the API then
+        # takes no OIDC tokens (the console's ID tokens are not API credentials).
+        if not audiences:
+            raise PolicyFileError(
+                "JITGATE_OIDC_AUDIENCE or JITGATE_OIDC_CLI_CLIENT_ID must be set with JITGATE_OIDC_ISSUER"
+            )
         found.append(
             OidcAuthenticator(
                 issuer=settings.oidc_issuer,
-                audience=settings.oidc_audience,
-                jwks_url=settings.oidc_jwks_url
-                or settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json",
+                audience=audiences,
+                jwks_url=settings.oidc_jwks_url,
                 username_claim=settings.oidc_username_claim,
                 groups_claim=settings.oidc_groups_claim,
                 admin_groups=settings.oidc_admin_groups,

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     oidc_scopes: str = "openid profile email groups offline_access"
     # How often a console session signed in at the provider is checked there again (refresh token).
     oidc_recheck_seconds: int = Field(default=300, ge=30)
+    # The CLI's public client at the issuer (no secret): its ID tokens are accepted as bearer tokens,
+    # and ``GET /api/v1/auth/oidc`` tells ``jitgate login --oidc`` the issuer, client and scopes.
+    oidc_cli_client_id: str | None = None
+    # Space- or comma-separated; offline_access asks for a refresh token.
+    oidc_cli_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["openid", "profile", "offline_access"]
+    )
     token_lifetime_seconds: int = Field(default=30 * 86400, gt=0)
     token_max_lifetime_seconds: int = Field(default=365 * 86400, gt=0)
     web_session_idle_seconds: int = Field(default=8 * 3600, gt=0)
@@ -98,6 +105,15 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("oidc_cli_scopes", mode="before")
+    @classmethod
+    def _scope_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, list) and "openid" not in value:
+            raise ValueError("JITGATE_OIDC_CLI_SCOPES must include openid")
         return value
 
     @model_validator(mode="after")

@@ -5,13 +5,15 @@
 read by the provider on every sign-in, so ``provider.set_accounts`` changes a user's groups for
 the next sign-in or refresh. ``sign_in`` drives the provider's sign-in page over HTTP the way a
 browser would and returns where the provider sends the browser back to (the client's redirect URI
-with ``code`` and ``state``); Playwright tests use the same page in Chromium.
+with ``code`` and ``state``); Playwright tests use the same page in Chromium. ``confirm_device``
+does the same for the device flow: the provider's code confirmation pages, then its sign-in page.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -127,6 +129,7 @@ def start_provider(
     clients: list[dict[str, Any]],
     accounts: Mapping[str, Mapping[str, Any]] = ACCOUNTS,
     ttl: Mapping[str, int] | None = None,
+    device_interval: int | None = None,
 ) -> Iterator[OidcProvider]:
     node = ensure_installed()
     tmp.mkdir(parents=True, exist_ok=True)
@@ -135,6 +138,8 @@ def start_provider(
     accounts_file.write_text(json.dumps(accounts))
     config = tmp / "provider.json"
     settings = {"port": port, "clients": clients, "accounts_file": str(accounts_file), "ttl": dict(ttl or {})}
+    if device_interval is not None:
+        settings["device_interval"] = device_interval
     config.write_text(json.dumps(settings))
     log = (tmp / "provider.log").open("wb")
     command = [node, str(HERE / "provider.mjs"), str(config)]
@@ -209,3 +214,50 @@ def sign_in(
     finally:
         if own:
             client.close()
+
+
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"/?>')
+
+
+def confirm_device(
+    provider: OidcProvider,
+    verification_uri_complete: str,
+    login: str,
+    password: str | None = None,
+    *,
+    otp: str | None = None,
+    abort: bool = False,
+) -> None:
+    """Confirm a device sign-in in a browser of its own as ``login`` (or abort it at the code page).
+
+    Follows the provider's pages: the code form (sent on as a browser's script would), the
+    confirmation (``confirm`` or ``abort``), the sign-in page, and the way back to the device
+    page, until the provider says the sign-in is done or refused.
+    """
+    with httpx.Client(timeout=10) as client:
+        url, response = verification_uri_complete, client.get(verification_uri_complete)
+        for _ in range(20):
+            if response.status_code in (302, 303):
+                url = urljoin(url, response.headers["location"])
+                response = client.get(url)
+                continue
+            text = response.text
+            if response.status_code == 200 and (
+                "Sign-in Success" in text or "request was interrupted" in text
+            ):
+                return
+            if response.status_code == 200 and 'name="login"' in text:
+                form = {"login": login, "password": password or ACCOUNTS.get(login, {}).get("password", "")}
+                if otp is not None:
+                    form["otp"] = otp
+                response = client.post(url.rstrip("/") + "/login", data=form)
+                continue
+            fields = dict(_HIDDEN.findall(text))
+            if response.status_code == 200 and "user_code" in fields:
+                if fields.get("confirm") == "yes" and abort:
+                    fields = {**{k: v for k, v in fields.items() if k != "confirm"}, "abort": "yes"}
+                url = f"{provider.issuer}/device"
+                response = client.post(url, data=fields)
+                continue
+            raise AssertionError(f"unexpected answer from the provider at {url}: {response.status_code}")
+        raise AssertionError("too many steps at the provider's device pages")

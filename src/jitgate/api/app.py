@@ -34,6 +34,7 @@ from jitgate.api import (
     routes_accounts,
     routes_audit,
     routes_chat,
+    routes_cli_oidc,
     routes_credentials,
     routes_keys,
     routes_sessions,
@@ -335,6 +336,7 @@ def create_app(runtime: Runtime, *, run_scheduler: bool = True, close_runtime: b
     app.include_router(routes_sessions.router, tags=["sessions"])
     app.include_router(routes_keys.router, tags=["keys"])
     app.include_router(routes_chat.router, tags=["chat"])
+    app.include_router(routes_cli_oidc.router, tags=["auth"])
     app.include_router(web_routes.router)
 
     @app.get("/", include_in_schema=False)

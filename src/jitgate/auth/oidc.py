@@ -2,6 +2,12 @@
 
 Only asymmetric algorithms are accepted (never ``none`` or a shared-secret HMAC, which would let
 anyone holding the JWKS forge tokens). Issuer, audience, expiry and not-before are required.
+Several audiences may be trusted: the broker's own (access tokens minted for it) and the CLI's
+client id (the ID tokens ``jitgate login --oidc`` obtains, as kubectl's OIDC plugin sends them).
+
+``auth_time``, ``acr`` and ``amr`` say how recently and how strongly the person signed in; they go
+into the identity for roles that ask for a fresh or strong sign-in. A claim of the wrong type is
+dropped (the identity then proves less, never more); an ``auth_time`` in the future is refused.
 
 The identity is named after the issuer's subject (``sub``), which the issuer keeps unique and
 stable, in a namespace of its own (``oidc:SUBJECT``): a local user's name never has a ``:``, so an
@@ -12,11 +18,13 @@ claim) is only the display name; it decides nothing.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import jwt
 
 from jitgate.domain.identity import NAMESPACE, Identity, namespaced_name
@@ -25,6 +33,7 @@ from jitgate.errors import Unauthenticated
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _DISPLAY = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_CLAIM_WORD = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +45,9 @@ class ClaimMapping:
     groups_claim: str = "groups"
     admin_groups: frozenset[str] = frozenset()
 
-    def identity(self, claims: Mapping[str, Any], *, expires_at: datetime | None) -> Identity:
+    def identity(
+        self, claims: Mapping[str, Any], *, expires_at: datetime | None, leeway_seconds: int = 30
+    ) -> Identity:
         """The identity of verified ``claims``, or ``Unauthenticated`` for unusable ones."""
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 255:
@@ -47,9 +58,8 @@ class ClaimMapping:
         if not isinstance(raw_groups, list) or not all(isinstance(g, str) for g in raw_groups):
             raise Unauthenticated(f"OIDC token's {self.groups_claim} claim is not a list of names")
         groups = frozenset(raw_groups)
-        auth_time = claims.get("auth_time")
-        acr = claims.get("acr")
-        amr = claims.get("amr", [])
+        issued = claims.get("iat")
+        latest = int(issued) + leeway_seconds if isinstance(issued, int | float) else None
         return Identity(
             name=namespaced_name(self.namespace, subject),
             groups=groups,
@@ -57,22 +67,10 @@ class ClaimMapping:
             source="oidc",
             display_name=display,
             expires_at=expires_at,
-            auth_time=_instant(auth_time),
-            acr=acr if isinstance(acr, str) and acr.isprintable() and len(acr) <= 200 else None,
-            amr=tuple(m for m in amr if isinstance(m, str) and m.isprintable())[:16]
-            if isinstance(amr, list)
-            else (),
+            auth_time=_auth_time(claims.get("auth_time"), latest),
+            acr=_acr(claims.get("acr")),
+            amr=_amr(claims.get("amr")),
         )
-
-
-def _instant(value: object) -> datetime | None:
-    """A NumericDate claim as an aware datetime; anything else (a bool, a string, out of range) is None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 class OidcAuthenticator:
@@ -80,8 +78,8 @@ class OidcAuthenticator:
         self,
         *,
         issuer: str,
-        audience: str,
-        jwks_url: str,
+        audience: str | Sequence[str],
+        jwks_url: str | None,
         username_claim: str = "preferred_username",
         groups_claim: str = "groups",
         admin_groups: Sequence[str] = (),
@@ -91,17 +89,29 @@ class OidcAuthenticator:
         if not NAMESPACE.match(namespace):
             raise ValueError(f"{namespace!r} is not a valid OIDC namespace (a-z, 0-9, -; 16 at most)")
         self._issuer = issuer
-        self._audience = audience
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        self._audiences = [audience] if isinstance(audience, str) else list(audience)
+        if not self._audiences or not all(self._audiences):
+            raise ValueError("an OIDC authenticator needs at least one audience")
+        self._jwks_url = jwks_url
+        self._jwks: jwt.PyJWKClient | None = None
+        self._jwks_lock = threading.Lock()
         self._claims = ClaimMapping(namespace, username_claim, groups_claim, frozenset(admin_groups))
         self._leeway = leeway_seconds
+
+    def _keys(self) -> jwt.PyJWKClient:
+        """The issuer's signing keys: from ``jwks_url``, or the ``jwks_uri`` its discovery names."""
+        with self._jwks_lock:
+            if self._jwks is None:
+                url = self._jwks_url or _jwks_uri(self._issuer)
+                self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+            return self._jwks
 
     def recognises(self, bearer: str) -> bool:
         return bool(_JWT.match(bearer))
 
     def authenticate(self, bearer: str) -> Identity:
         try:
-            key = self._jwks.get_signing_key_from_jwt(bearer)
+            key = self._keys().get_signing_key_from_jwt(bearer)
             # The key decides the algorithm, not the token's header: no algorithm confusion.
             if key.algorithm_name not in ALGORITHMS:
                 raise Unauthenticated(f"OIDC key uses {key.algorithm_name}, which is not accepted")
@@ -109,7 +119,7 @@ class OidcAuthenticator:
                 bearer,
                 key.key,
                 algorithms=[key.algorithm_name],
-                audience=self._audience,
+                audience=self._audiences,
                 issuer=self._issuer,
                 leeway=self._leeway,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
@@ -118,7 +128,43 @@ class OidcAuthenticator:
             raise Unauthenticated("cannot fetch the identity provider's keys to check this token") from None
         except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise Unauthenticated(f"OIDC token refused: {_reason(exc)}") from None
-        return self._claims.identity(claims, expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC))
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        return self._claims.identity(claims, expires_at=expires_at, leeway_seconds=self._leeway)
+
+
+def _jwks_uri(issuer: str) -> str:
+    """The ``jwks_uri`` of the issuer's discovery document, which must name the issuer itself."""
+    try:
+        response = httpx.get(issuer.rstrip("/") + "/.well-known/openid-configuration", timeout=5)
+        document = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        document = None
+    if not isinstance(document, dict) or document.get("issuer") != issuer:
+        raise Unauthenticated("cannot read the identity provider's discovery document to check this token")
+    uri = document.get("jwks_uri")
+    if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
+        raise Unauthenticated("the identity provider's discovery document names no jwks_uri")
+    return uri
+
+
+def _auth_time(value: object, latest: int | None) -> datetime | None:
+    """``auth_time`` as UTC; a sign-in after the token was issued (``latest``) is refused."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        return None
+    if latest is not None and value > latest:
+        # A sign-in "after now" would pass any freshness test; only a broken issuer sends one.
+        raise Unauthenticated("OIDC token refused: its auth_time is after it was issued")
+    return datetime.fromtimestamp(int(value), UTC)
+
+
+def _acr(value: object) -> str | None:
+    return value if isinstance(value, str) and _CLAIM_WORD.match(value) else None
+
+
+def _amr(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(m, str) and _CLAIM_WORD.match(m) for m in value):
+        return ()
+    return tuple(value)
 
 
 def _reason(exc: Exception) -> str:

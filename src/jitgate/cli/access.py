@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from jitgate.cli import oidc_login
 from jitgate.cli.client import save_login
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, iso_time
+from jitgate.cli.config import read_login
 from jitgate.cli.output import emit_json, left, say, table, when
 
 FINAL_OK = {"ACTIVE", "APPROVED", "EXPIRED"}
@@ -21,10 +23,34 @@ LimitOpt = Annotated[
 def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function per command
     @app.command()
     def login(
-        url: Annotated[str, typer.Option("--url", envvar="JITGATE_URL", help="Broker URL")],
-        token: Annotated[str, typer.Option("--token", prompt=True, hide_input=True, envvar="JITGATE_TOKEN")],
+        url: Annotated[
+            str | None,
+            typer.Option("--url", envvar="JITGATE_URL", help="Broker URL (default: the saved login's)"),
+        ] = None,
+        token: Annotated[
+            str | None, typer.Option("--token", envvar="JITGATE_TOKEN", show_default=False, help="API token")
+        ] = None,
+        oidc: oidc_login.OidcOpt = False,
+        device: oidc_login.DeviceOpt = False,
+        browser: oidc_login.BrowserOpt = False,
+        max_age: oidc_login.MaxAgeOpt = None,
+        acr: oidc_login.AcrOpt = None,
+        forget: oidc_login.ForgetOpt = False,
     ) -> None:
-        """Check a token against the broker and store URL and token (file mode 0600)."""
+        """Check a token against the broker and store URL and token (file mode 0600); with --oidc,
+        sign in at the broker's identity provider instead and store the short-lived ID token."""
+        oidc_login.check_options(oidc, device=device, browser=browser, max_age=max_age, acr=acr)
+        if forget:
+            oidc_login.logout_now()
+            return
+        url = url or read_login().get("url")
+        if not isinstance(url, str) or not url:
+            raise typer.BadParameter("give the broker's address", param_hint="--url")
+        if oidc:
+            oidc_login.login_now(url, device=device, browser=browser, max_age=max_age, acr=acr)
+            return
+        if token is None:
+            token = typer.prompt("Token", hide_input=True)
         with api(url, token) as client:
             me = client.get("/api/v1/whoami")
         path = save_login(url, token)

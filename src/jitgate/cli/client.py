@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from jitgate import errors
+from jitgate.cli import stepup
 from jitgate.cli.config import STATUS_ERRORS, login_file, resolve, save_login
 
 __all__ = ["ApiClient", "login_file", "resolve", "save_login"]
@@ -38,9 +39,13 @@ class ApiClient:
             raise errors.StorageUnavailable(f"the broker at {self.url} did not answer in time") from None
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail") or response.reason_phrase
-            except ValueError:
-                detail = response.reason_phrase
+                body = response.json()
+                detail = body.get("detail") or response.reason_phrase
+            except (ValueError, AttributeError):
+                body, detail = None, response.reason_phrase
+            step_up = stepup.from_answer(response.headers.get("www-authenticate"), body)
+            if response.status_code == 401 and step_up is not None:
+                raise step_up
             cls = STATUS_ERRORS.get(response.status_code, errors.JitgateError)
             raise cls(str(detail))
         return response

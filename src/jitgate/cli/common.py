@@ -27,7 +27,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 @contextmanager
 def api(url: str | None, token: str | None) -> Iterator[ApiClient]:
     """An API client; any refusal or failure inside becomes one line on stderr and an exit code."""
-    final_url, final_token = resolve(url, token)
+    try:
+        final_url, final_token = resolve(url, token)  # may refresh a stored sign-in
+    except errors.JitgateError as exc:
+        fail(exc)
     client = ApiClient(final_url, final_token)
     try:
         yield client

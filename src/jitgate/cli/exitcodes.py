@@ -8,6 +8,7 @@ EXIT_CODES: dict[type[errors.JitgateError], int] = {
     errors.InvalidInput: 3,
     errors.PolicyFileError: 3,
     errors.Unauthenticated: 4,
+    errors.StepUpRequired: 4,
     errors.PolicyDenied: 5,
     errors.NotFound: 6,
     errors.Conflict: 7,
@@ -16,9 +17,9 @@ EXIT_CODES: dict[type[errors.JitgateError], int] = {
     errors.StorageUnavailable: 9,
     errors.AuditIntegrityError: 10,
 }
-"""Exit codes: 0 done, 1 unexpected, 2 usage, 3 bad input, 4 not authenticated, 5 refused by policy,
-6 not found, 7 conflicts with the current state, 8 target failed, 9 broker or database unavailable,
-10 audit log broken."""
+"""Exit codes: 0 done, 1 unexpected, 2 usage, 3 bad input, 4 not authenticated (or a fresher or
+stronger sign-in needed), 5 refused by policy, 6 not found, 7 conflicts with the current state,
+8 target failed, 9 broker or database unavailable, 10 audit log broken."""
 
 
 def exit_code(exc: errors.JitgateError) -> int:

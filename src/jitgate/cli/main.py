@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jitgate.cli import access, accounts, admin, audit, keys, sessions, ssh, targets
+from jitgate.cli import access, accounts, admin, audit, keys, oidc_login, sessions, ssh, targets
 
 app = typer.Typer(
     name="jitgate",
@@ -21,3 +21,4 @@ access.register(app)
 ssh.register(app)
 sessions.register(app)
 targets.register(app)
+oidc_login.register(app)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from jitgate import errors
+from jitgate.cli import stepup
 from jitgate.cli.config import STATUS_ERRORS, resolve
 from jitgate.cli.signals import ProgramMissing, ended_by_signals, run_child
 from jitgate.domain import sshnames
@@ -308,9 +309,13 @@ def broker_json(
         connection.close()
     if response.status >= 400:
         try:
-            detail = json.loads(data).get("detail") or response.reason
+            problem = json.loads(data)
+            detail = problem.get("detail") or response.reason
         except (ValueError, AttributeError):
-            detail = response.reason
+            problem, detail = None, response.reason
+        step_up = stepup.from_answer(response.getheader("WWW-Authenticate"), problem)
+        if response.status == 401 and step_up is not None:
+            raise step_up
         raise STATUS_ERRORS.get(response.status, errors.JitgateError)(str(detail))
     return json.loads(data or b"null")
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,38 @@ def test_an_oidc_web_session_shows_the_display_name_and_ends_with_the_token(
             break
         time.sleep(0.2)
     assert client.get("/ui/", follow_redirects=False).headers["location"] == "/ui/login"
+
+
+def test_tokens_for_any_trusted_audience_are_accepted_and_others_refused(jwks_url: str) -> None:
+    both = OidcAuthenticator(issuer=ISSUER, audience=[AUDIENCE, "jitgate-cli"], jwks_url=jwks_url)
+    assert authenticate([both], f"Bearer {token(aud='jitgate-cli')}").name == "oidc:u-1"
+    assert authenticate([both], f"Bearer {token(aud=AUDIENCE)}").name == "oidc:u-1"
+    with pytest.raises(Unauthenticated, match=r"(?i)audience"):
+        authenticate([both], f"Bearer {token(aud='jitgate-web')}")
+    with pytest.raises(ValueError, match="audience"):
+        OidcAuthenticator(issuer=ISSUER, audience=[], jwks_url=jwks_url)
+
+
+def test_the_sign_in_time_and_strength_go_into_the_identity(oidc: OidcAuthenticator) -> None:
+    signed_in = int(time.time()) - 120
+    who = authenticate(
+        [oidc], f"Bearer {token(auth_time=signed_in, acr='urn:jitgate:mfa', amr=['pwd', 'otp'])}"
+    )
+    assert who.auth_time == datetime.fromtimestamp(signed_in, UTC)
+    assert who.acr == "urn:jitgate:mfa"
+    assert who.amr == ("pwd", "otp")
+    plain = authenticate([oidc], f"Bearer {token()}")
+    assert (plain.auth_time, plain.acr, plain.amr) == (None, None, ())
+
+
+def test_malformed_sign_in_claims_prove_nothing(oidc: OidcAuthenticator) -> None:
+    who = authenticate([oidc], f"Bearer {token(auth_time='yesterday', acr=['mfa'], amr='otp')}")
+    assert (who.auth_time, who.acr, who.amr) == (None, None, ())
+    escape = token(acr="mfa\x1b[0m", amr=["otp", 7])
+    odd = authenticate([oidc], f"Bearer {escape}")
+    assert (odd.acr, odd.amr) == (None, ())
+
+
+def test_a_sign_in_after_the_token_was_issued_is_refused(oidc: OidcAuthenticator) -> None:
+    with pytest.raises(Unauthenticated, match="auth_time"):
+        authenticate([oidc], f"Bearer {token(auth_time=int(time.time()) + 3600)}")

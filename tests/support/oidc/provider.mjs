@@ -4,7 +4,8 @@
 //   node provider.mjs CONFIG.json
 //
 // CONFIG: {"port": N, "clients": [...oidc-provider client metadata...],
-//          "accounts_file": "accounts.json", "ttl": {"IdToken": s, "AccessToken": s, ...}}
+//          "accounts_file": "accounts.json", "ttl": {"IdToken": s, "AccessToken": s, ...},
+//          "device_interval": s (optional: the polling interval the device flow announces)}
 // The accounts file is read on every sign-in and token, so a test can change a user's groups:
 //   {"alice": {"password": "pw", "groups": ["engineers"], "name": "Alice A."}, ...}
 // The sign-in page asks for a login, a password and, optionally, a one-time code: with a code
@@ -79,6 +80,11 @@ const provider = new Provider(issuer, {
     };
   },
 });
+
+if (config.device_interval) {
+  // oidc-provider announces no interval (clients then wait 5 s, RFC 8628 §3.2); tests ask for less.
+  provider.on('device_authorization.success', (_ctx, body) => { body.interval = config.device_interval; });
+}
 
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
