@@ -15,11 +15,17 @@ from jitgate.cli.output import fail
 from jitgate.domain.durations import instant_argument
 
 UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="Broker URL (default: $JITGATE_URL, then login file)")
+    str | None,
+    typer.Option("--url", metavar="URL", help="Broker URL (default: $JITGATE_URL, then login file)"),
 ]
 TokenOpt = Annotated[
     str | None,
-    typer.Option("--token", help="API token (default: $JITGATE_TOKEN, then login file)", show_default=False),
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        help="API token (default: $JITGATE_TOKEN, then login file)",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
@@ -27,7 +33,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 @contextmanager
 def api(url: str | None, token: str | None) -> Iterator[ApiClient]:
     """An API client; any refusal or failure inside becomes one line on stderr and an exit code."""
-    final_url, final_token = resolve(url, token)
+    try:
+        final_url, final_token = resolve(url, token)
+    except errors.JitgateError as exc:
+        fail(exc)
     client = ApiClient(final_url, final_token)
     try:
         yield client

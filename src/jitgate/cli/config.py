@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from jitgate import errors
 
@@ -51,6 +52,22 @@ def resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
             saved = json.loads(path.read_text())
         except (OSError, ValueError):
             saved = {}
-    final_url = url or os.environ.get("JITGATE_URL") or saved.get("url") or "http://127.0.0.1:8080"
+    sources = (("--url", url), ("JITGATE_URL", os.environ.get("JITGATE_URL")), (str(path), saved.get("url")))
+    source, final_url = next(((s, u) for s, u in sources if u), ("", "http://127.0.0.1:8080"))
     final_token = token or os.environ.get("JITGATE_TOKEN") or saved.get("token")
-    return final_url.rstrip("/"), final_token
+    return broker_url(final_url, source), final_token
+
+
+def broker_url(text: str, source: str) -> str:
+    """``text`` as the broker's base URL, else ``InvalidInput`` naming where it came from."""
+    value = text.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        hint = f"; did you mean http://{value}?" if "://" not in value else ""
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise errors.InvalidInput(f"{source}: {shown!r} is not an http:// or https:// URL{hint}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise errors.InvalidInput(f"{source}: {value!r} has a port that is not a number") from None
+    return value

@@ -23,12 +23,13 @@ def register(app: typer.Typer) -> None:
 
     @target_app.command("sshd-config")
     def sshd_config(
-        target: str,
+        target: Annotated[str, typer.Argument(metavar="TARGET", help="The target's name in the policy")],
         policy: Annotated[
-            Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE", help="The policy file")
+            Path,
+            typer.Option("--policy", envvar="JITGATE_POLICY_FILE", metavar="FILE", help="The policy file"),
         ] = Path("policy.yaml"),
         directory: Annotated[
-            str, typer.Option("--dir", help="Where jitgate's files live on the target")
+            str, typer.Option("--dir", metavar="DIR", help="Where jitgate's files live on the target")
         ] = "/etc/ssh/jitgate",
         as_json: JsonOpt = False,
     ) -> None:
