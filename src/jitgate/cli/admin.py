@@ -172,9 +172,11 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         ] = None,
     ) -> None:
         """Start a broker with the demo policy and demo users, and print what to try."""
+        from jitgate.cli.demowalk import DemoPlace, demo_policy_text, walkthrough
         from jitgate.runtime import checkpoint_now, open_audit, open_database
         from jitgate.workflow.users import add_user
 
+        place = DemoPlace.here(data_dir, listen, gateway_listen)
         policy_path = data_dir / "demo-policy.yaml"
         tokens_path = data_dir / "demo-tokens.json"
         with offline():
@@ -183,7 +185,8 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             )
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not policy_path.exists():
-                policy_path.write_text((files("jitgate") / "demo" / "policy.yaml").read_text())
+                packaged = (files("jitgate") / "demo" / "policy.yaml").read_text()
+                policy_path.write_text(demo_policy_text(packaged, None if place.root else place.user))
             tokens: dict[str, str] = json.loads(tokens_path.read_text()) if tokens_path.exists() else {}
             if not tokens:
                 db = open_database(settings)
@@ -206,25 +209,9 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
                 fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
                     json.dump(tokens, handle, indent=2)
-        url = f"http://{listen}"
-        err.print(
-            f"""jitgate demo: {url}  (data in {data_dir}, demo tokens in {tokens_path})
-Users: alice (engineers), bob (sre-leads: approves prod-shell), carol (oncall), dave (analysts), admin.
-Try, in another shell:
-  export JITGATE_URL={url}
-  export JITGATE_TOKEN=$(python3 -c 'import json;print(json.load(open("{tokens_path}"))["alice"])')
-  jitgate roles
-  jitgate request prod-shell --reason INC-42 --for 30m      # alice asks; bob must approve
-  JITGATE_TOKEN=<bob's token> jitgate requests --reviewable
-  JITGATE_TOKEN=<bob's token> jitgate approve <request id> --comment ok
-  jitgate grants                                             # time left, counting from approval
-  jitgate ca show                                            # the line for sshd's TrustedUserCAKeys
-  jitgate target sshd-config web-1 --policy {policy_path}   # web-1's sshd lines and principals
-  jitgate audit                                              # alice's own trail (admin sees all)
-  jitgate audit verify --data-dir {data_dir}                 # the hash chain is intact
-API docs: {url}/docs""",
-            markup=False,
-        )
+        with offline():
+            text = walkthrough(load_policy(policy_path), place, os.environ)
+        err.print(text, markup=False, highlight=False)
         _serve(settings, access_log=True)
 
     @policy_app.command("check")

@@ -38,11 +38,15 @@ def register(app: typer.Typer) -> None:
         from jitgate.providers.ssh.sshd import sshd_setup
 
         with offline():
-            setup = sshd_setup(load_policy(policy), target, directory)
+            loaded = load_policy(policy)
+            setup = sshd_setup(loaded, target, directory)
         if as_json:
+            where = loaded.target(target)
             emit_json(
                 {
                     "target": setup.target,
+                    "address": where.address if where else None,
+                    "port": where.effective_port if where else None,
                     "sshd_config": list(setup.config_lines),
                     "principals": {login: list(lines) for login, lines in setup.principals.items()},
                     "files": setup.files,
