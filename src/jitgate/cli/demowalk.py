@@ -141,11 +141,7 @@ def _database_lines(
             f"  JITGATE_TOKEN=$(tok dave) jitgate request {role or 'ROLE'} --reason report --for 15m",
             f"  JITGATE_TOKEN=$(tok dave) jitgate db {target.name} --exec -- -c 'select current_user'",
         ]
-    restart = (
-        "make run"
-        if place.data_dir == DEFAULT_DATA_DIR and place.listen == DEFAULT_LISTEN and not place.gateway_listen
-        else _demo_command(place)
-    )
+    restart = "make run" if _is_default(place) else _demo_command(place)
     return [
         head,
         "   It is not set: stop this demo (Ctrl-C) and start it again with an admin of your PostgreSQL",
@@ -173,10 +169,16 @@ def _gateway_lines(target: Target | None, place: DemoPlace) -> list[str]:
     ]
 
 
+def _is_default(place: DemoPlace) -> bool:
+    """Started as ``make run`` starts it: default data directory and address, no gateway."""
+    default_data = _shown(place.data_dir, place.cwd) == str(DEFAULT_DATA_DIR)
+    return default_data and place.listen == DEFAULT_LISTEN and not place.gateway_listen
+
+
 def _demo_command(place: DemoPlace, *, gateway: str | None = None) -> str:
     program = "jitgate" if place.activate is None else _shown(place.activate.parent / "jitgate", place.cwd)
     words = [program, "demo"]
-    if place.data_dir != DEFAULT_DATA_DIR:
+    if _shown(place.data_dir, place.cwd) != str(DEFAULT_DATA_DIR):
         words += ["--data-dir", _shown(place.data_dir, place.cwd)]
     if place.listen != DEFAULT_LISTEN:
         words += ["--listen", place.listen]
@@ -186,8 +188,10 @@ def _demo_command(place: DemoPlace, *, gateway: str | None = None) -> str:
 
 
 def _shown(path: Path, cwd: Path) -> str:
-    """``path`` as short as it can be said from ``cwd``."""
+    """``path`` as short as it can be said from ``cwd`` (a relative path already is)."""
+    if not path.is_absolute():
+        return str(path)
     try:
-        return str(path.resolve().relative_to(cwd.resolve()))
+        return str(path.relative_to(cwd))
     except ValueError:
-        return str(path.resolve())
+        return str(path)
