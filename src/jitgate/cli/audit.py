@@ -188,7 +188,8 @@ def audit_export(
             "--data-dir",
             envvar="JITGATE_DATA_DIR",
             metavar="DIR",
-            help="Export from this data directory (default: from the broker at --url, else ./data)",
+            help="Export from this data directory (default: the broker named by --url, $JITGATE_URL"
+            " or a login; else ./data)",
             show_default=False,
         ),
     ] = None,
