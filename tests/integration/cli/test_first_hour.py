@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from jitgate.audit.canonical import canonical_json, record_hash
 from support.broker_process import JITGATE, Process, broker
 
 
@@ -210,6 +211,9 @@ def test_audit_export_from_a_running_broker_is_the_local_export_line_for_line(
     records = [json.loads(line) for line in lines]
     assert [r["seq"] for r in records] == list(range(records[0]["seq"], records[0]["seq"] + len(records)))
     assert all(b["prev"] == a["hash"] for a, b in itertools.pairwise(records))
+    for record in records:  # checkable without the broker: each hash covers the rest of its line
+        body = {k: v for k, v in record.items() if k != "hash"}
+        assert record_hash(record["prev"], canonical_json(body)) == record["hash"]
     assert done.stderr == f"exported {len(lines)} records from {running.url}\n"
     assert not list(tmp_path.glob(".remote.jsonl.*"))
 
