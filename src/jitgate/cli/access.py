@@ -277,17 +277,24 @@ def read_token() -> str:
     import getpass
     import sys
 
+    from jitgate.cli.config import check_token
+
     if sys.stdin.isatty():
+        source = "the token typed"
         try:
             typed = getpass.getpass("API token: ")
         except EOFError:
             typed = ""
     else:
+        source = "the token read from standard input"
         typed = sys.stdin.readline()
     typed = typed.strip()
     if not typed:
         fail(errors.InvalidInput("no token given (type it at the prompt, pipe it in, or pass --token)"))
-    return typed
+    try:
+        return check_token(typed, source)
+    except errors.InvalidInput as exc:
+        fail(exc)
 
 
 def _review(

@@ -328,3 +328,34 @@ def test_help_of_the_installed_program_shows_words(tmp_path: Path) -> None:
     assert "DURATION" in done.stdout
     for python_type in ("<str>", "<bool>", "<float>", "<list[str]>", "TEXT", "FLOAT"):
         assert python_type not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://exa mple", f"'http://exa mple' {NOT_A_URL}"),
+        ("http://[::1", "'http://[::1' is not a URL"),
+        ("http://user@broker.example", f"'http://user@broker.example' {NOT_A_URL}"),
+    ],
+)
+def test_a_url_that_no_http_client_could_use_is_one_line(tmp_path: Path, url: str, expected: str) -> None:
+    for command in (["roles"], ["ssh", "web-1", "--", "true"]):
+        done = run(tmp_path, *command, env=clean_env(tmp_path, JITGATE_URL=url, JITGATE_TOKEN="t"))
+        assert (done.returncode, one_line(done)) == (3, f"error: JITGATE_URL: {expected}")
+
+
+@pytest.mark.parametrize("token", ["jg_tök", "jg_a\nb", "jg_a b", "jg_a\x1b[2J"])
+def test_a_token_that_cannot_be_sent_is_one_line_that_never_shows_it(tmp_path: Path, token: str) -> None:
+    env = clean_env(tmp_path, JITGATE_URL="http://127.0.0.1:1", JITGATE_TOKEN=token)
+    for command in (["roles"], ["ssh", "web-1", "--", "true"]):
+        done = run(tmp_path, *command, env=env)
+        assert done.returncode == 3
+        assert one_line(done) == (
+            "error: JITGATE_TOKEN: not a token (it holds a space, a line break or a character outside ASCII)"
+        )
+    done = run(tmp_path, "login", "--url", "http://127.0.0.1:1", stdin="jg_a b\n")
+    assert (done.returncode, one_line(done)) == (
+        3,
+        "error: the token read from standard input: not a token (it holds a space, a line break or a"
+        " character outside ASCII)",
+    )
