@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+_DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+]*://\S*")
 _HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]*):([0-9]{1,5})")
 
 
@@ -102,6 +103,20 @@ class Settings(BaseSettings):
         found = _HOST_PORT.fullmatch(value)
         if found is None or not 1 <= int(found.group(2)) <= 65535:
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _a_directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and not _DATABASE_URL.fullmatch(value):  # empty: the SQLite default
+            raise ValueError("must be a database URL, e.g. postgresql+psycopg://USER@HOST/DB")
         return value
 
     @field_validator("public_url", "webhook_url", "oidc_issuer", "oidc_jwks_url")

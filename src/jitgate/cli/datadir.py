@@ -43,7 +43,13 @@ def data_settings(data_dir: Path, database_url: str | None, **extra: Any) -> Set
     try:
         return Settings(data_dir=data_dir, database_url=database_url, **values)
     except ValidationError as exc:
-        given = {"data_dir", *values} | ({"database_url"} if database_url is not None else set())
+        # A value typed as a flag is named by the flag; one Typer took from JITGATE_* by its variable.
+        passed = {"data_dir": data_dir, "database_url": database_url, **values}
+        given = {
+            name
+            for name, value in passed.items()
+            if value is not None and str(value) != os.environ.get(f"JITGATE_{name.upper()}")
+        }
         problems = [_problem(error, given) for error in exc.errors(include_url=False)]
         raise errors.InvalidInput("; ".join(problems)) from None
     except SettingsError as exc:  # a variable that is not even the right shape (e.g. not JSON)

@@ -163,6 +163,10 @@ HOST_PORT = "must be HOST:PORT, e.g. 127.0.0.1:8080"
          'JITGATE_OIDC_ADMIN_GROUPS: cannot be parsed (a list is JSON, e.g. ["a", "b"])'),
         ({"JITGATE_CA_PASSPHRASE_FILE": "/nonexistent/pass"}, (),
          "JITGATE_CA_PASSPHRASE_FILE: cannot read /nonexistent/pass: No such file or directory"),
+        ({"JITGATE_DATABASE_URL": "db.example/jitgate"}, (),
+         "JITGATE_DATABASE_URL: must be a database URL, e.g. postgresql+psycopg://USER@HOST/DB"),
+        ({}, ("--database-url", "jitgate"),
+         "--database-url: must be a database URL, e.g. postgresql+psycopg://USER@HOST/DB"),
         ({"JITGATE_WORKERS": "x", "JITGATE_LISTEN": "y"}, (),
          f"JITGATE_LISTEN: {HOST_PORT}; JITGATE_WORKERS: must be a whole number"),
     ],
@@ -174,6 +178,13 @@ def test_a_bad_setting_stops_the_server_with_one_line_naming_it(
     assert done.returncode == 3
     assert one_line(done) == f"error: {expected}"
     assert not (tmp_path / "data").exists()
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a directory\n")
+    for args in (["server", "--data-dir", "data"], ["users", "add", "x", "--data-dir", "data"]):
+        done = run(tmp_path, *args)
+        assert (done.returncode, one_line(done)) == (3, "error: --data-dir: data is not a directory")
 
 
 def test_a_bad_setting_stops_the_demo_with_one_line_before_it_creates_anything(tmp_path: Path) -> None:
