@@ -6,11 +6,24 @@ from the policy file and never printed. ``repr`` of a secret shows ``**********`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+]*://\S*")
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]*):([0-9]{1,5})")
+
+
+def _read_secret(path: Path, name: str) -> SecretStr:
+    try:
+        return SecretStr(path.read_text().strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable text"
+        raise ValueError(f"JITGATE_{name}: cannot read {path}: {why}") from None
 
 
 class Settings(BaseSettings):
@@ -116,23 +129,64 @@ class Settings(BaseSettings):
             raise ValueError("JITGATE_OIDC_CLI_SCOPES must include openid")
         return value
 
+    @field_validator("listen", "gateway_listen", "gateway_public_address")
+    @classmethod
+    def _host_port(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (value == "" and info.field_name != "listen"):  # empty: off
+            return value
+        found = _HOST_PORT.fullmatch(value)
+        if found is None or not 1 <= int(found.group(2)) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _a_directory(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and not _DATABASE_URL.fullmatch(value):  # empty: the SQLite default
+            raise ValueError("must be a database URL, e.g. postgresql+psycopg://USER@HOST/DB")
+        return value
+
+    @field_validator("public_url", "webhook_url", "oidc_issuer", "oidc_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:  # unset or empty: off
+            return value
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Settings:
         if self.ca_passphrase is None and self.ca_passphrase_file is not None:
-            self.ca_passphrase = SecretStr(self.ca_passphrase_file.read_text().strip())
+            self.ca_passphrase = _read_secret(self.ca_passphrase_file, "CA_PASSPHRASE_FILE")
         if self.webhook_secret is None and self.webhook_secret_file is not None:
-            self.webhook_secret = SecretStr(self.webhook_secret_file.read_text().strip())
+            self.webhook_secret = _read_secret(self.webhook_secret_file, "WEBHOOK_SECRET_FILE")
         if self.audit_witness_secret is None and self.audit_witness_secret_file is not None:
-            self.audit_witness_secret = SecretStr(self.audit_witness_secret_file.read_text().strip())
+            path = self.audit_witness_secret_file
+            self.audit_witness_secret = _read_secret(path, "AUDIT_WITNESS_SECRET_FILE")
         if self.slack_signing_secret is None and self.slack_signing_secret_file is not None:
-            self.slack_signing_secret = SecretStr(self.slack_signing_secret_file.read_text().strip())
+            self.slack_signing_secret = _read_secret(
+                self.slack_signing_secret_file, "SLACK_SIGNING_SECRET_FILE"
+            )
         if self.slack_signing_secret is not None and self.slack_signing_secret.get_secret_value() in {
             "",
             "changeme",
         }:
             raise ValueError("JITGATE_SLACK_SIGNING_SECRET is empty or a placeholder; set the app's secret")
         if self.oidc_client_secret is None and self.oidc_client_secret_file is not None:
-            self.oidc_client_secret = SecretStr(self.oidc_client_secret_file.read_text().strip())
+            self.oidc_client_secret = _read_secret(self.oidc_client_secret_file, "OIDC_CLIENT_SECRET_FILE")
         if self.ca_passphrase is not None and self.ca_passphrase.get_secret_value() in {"", "changeme"}:
             raise ValueError("JITGATE_CA_PASSPHRASE is empty or a placeholder; set a real one or unset it")
         return self

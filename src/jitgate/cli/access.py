@@ -8,15 +8,22 @@ from typing import Annotated, Any
 
 import typer
 
+from jitgate import errors
 from jitgate.cli import oidc_login
 from jitgate.cli.client import save_login
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, iso_time
 from jitgate.cli.config import read_login
-from jitgate.cli.output import emit_json, left, say, table, when
+from jitgate.cli.output import emit_json, fail, left, say, table, when
 
 FINAL_OK = {"ACTIVE", "APPROVED", "EXPIRED"}
 LimitOpt = Annotated[
-    int | None, typer.Option("--limit", min=1, help="Show at most this many (default: every page)")
+    int | None,
+    typer.Option("--limit", min=1, metavar="N", help="Show at most this many (default: every page)"),
+]
+RequestArg = Annotated[str, typer.Argument(metavar="REQUEST-ID", help="The request, e.g. r-0123abcd")]
+GrantArg = Annotated[str, typer.Argument(metavar="GRANT-ID", help="The grant, e.g. g-0123abcd")]
+StateOpt = Annotated[
+    list[str] | None, typer.Option("--state", metavar="STATE", help="Filter by state (repeatable)")
 ]
 
 
@@ -25,10 +32,19 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     def login(
         url: Annotated[
             str | None,
-            typer.Option("--url", envvar="JITGATE_URL", help="Broker URL (default: the saved login's)"),
+            typer.Option(
+                "--url", envvar="JITGATE_URL", metavar="URL", help="Broker URL (default: the saved login's)"
+            ),
         ] = None,
         token: Annotated[
-            str | None, typer.Option("--token", envvar="JITGATE_TOKEN", show_default=False, help="API token")
+            str | None,
+            typer.Option(
+                "--token",
+                envvar="JITGATE_TOKEN",
+                metavar="TOKEN",
+                help="API token (default: asked for without echo, or one line read from a pipe)",
+                show_default=False,
+            ),
         ] = None,
         oidc: oidc_login.OidcOpt = False,
         device: oidc_login.DeviceOpt = False,
@@ -50,10 +66,10 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             oidc_login.login_now(url, device=device, browser=browser, max_age=max_age, acr=acr)
             return
         if token is None:
-            token = typer.prompt("Token", hide_input=True)
+            token = read_token()
         with api(url, token) as client:
             me = client.get("/api/v1/whoami")
-        path = save_login(url, token)
+        path = save_login(client.url, token)
         say(f"logged in to {url} as {me['name']}; saved to {path}")
 
     @app.command()
@@ -95,15 +111,24 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
 
     @app.command()
     def request(
-        role: str,
-        reason: Annotated[str, typer.Option("--reason", "-r", help="Why; a ticket id if the role asks")] = "",
-        duration: Annotated[str | None, typer.Option("--for", help="How long, e.g. 30m, 1h30m")] = None,
-        target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Only these targets")] = None,
+        role: Annotated[str, typer.Argument(metavar="ROLE", help="The role to ask for (see jitgate roles)")],
+        reason: Annotated[
+            str, typer.Option("--reason", "-r", metavar="REASON", help="Why; a ticket id if the role asks")
+        ] = "",
+        duration: Annotated[
+            str | None, typer.Option("--for", metavar="DURATION", help="How long, e.g. 30m, 1h30m")
+        ] = None,
+        target: Annotated[
+            list[str] | None,
+            typer.Option("--target", "-t", metavar="TARGET", help="Only this target (repeatable)"),
+        ] = None,
         start: Annotated[
-            str | None, typer.Option("--start", help="Start later, e.g. 2026-12-01T09:00Z")
+            str | None, typer.Option("--start", metavar="TIME", help="Start later, e.g. 2026-12-01T09:00Z")
         ] = None,
         wait: Annotated[bool, typer.Option("--wait", help="Wait until decided")] = False,
-        wait_timeout: Annotated[float, typer.Option("--wait-timeout", help="Seconds to wait at most")] = 3600,
+        wait_timeout: Annotated[
+            float, typer.Option("--wait-timeout", metavar="SECONDS", help="Seconds to wait at most")
+        ] = 3600,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -129,7 +154,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     def list_requests(
         mine: Annotated[bool, typer.Option("--mine", help="Only my own")] = False,
         reviewable: Annotated[bool, typer.Option("--reviewable", help="Only those I may review")] = False,
-        state: Annotated[list[str] | None, typer.Option("--state", help="Filter by state")] = None,
+        state: StateOpt = None,
         limit: LimitOpt = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
@@ -160,7 +185,9 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         )
 
     @app.command()
-    def show(request_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    def show(
+        request_id: RequestArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    ) -> None:
         """One request with its reviews and grant."""
         with api(url, token) as client:
             found = client.get(f"/api/v1/requests/{request_id}")
@@ -168,8 +195,10 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
 
     @app.command()
     def approve(
-        request_id: str,
-        comment: Annotated[str, typer.Option("--comment", "-c")] = "",
+        request_id: RequestArg,
+        comment: Annotated[
+            str, typer.Option("--comment", "-c", metavar="COMMENT", help="A word for the requester")
+        ] = "",
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -179,8 +208,8 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
 
     @app.command()
     def deny(
-        request_id: str,
-        comment: Annotated[str, typer.Option("--comment", "-c", help="Why (required)")],
+        request_id: RequestArg,
+        comment: Annotated[str, typer.Option("--comment", "-c", metavar="COMMENT", help="Why (required)")],
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -189,7 +218,9 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         _review(request_id, "deny", comment, url, token, as_json)
 
     @app.command()
-    def cancel(request_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    def cancel(
+        request_id: RequestArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    ) -> None:
         """Withdraw your own request before it starts."""
         with api(url, token) as client:
             found = client.post(f"/api/v1/requests/{request_id}/cancel")
@@ -198,7 +229,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     @app.command("grants")
     def list_grants(
         all_holders: Annotated[bool, typer.Option("--all", help="Everyone's (admins)")] = False,
-        state: Annotated[list[str] | None, typer.Option("--state", help="Filter by state")] = None,
+        state: StateOpt = None,
         limit: LimitOpt = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
@@ -231,8 +262,10 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
 
     @app.command()
     def revoke(
-        grant_id: str,
-        comment: Annotated[str, typer.Option("--comment", "-c")] = "",
+        grant_id: GrantArg,
+        comment: Annotated[
+            str, typer.Option("--comment", "-c", metavar="COMMENT", help="Why, for the audit log")
+        ] = "",
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -248,9 +281,11 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
 
     @app.command()
     def extend(
-        grant_id: str,
-        duration: Annotated[str, typer.Option("--for", help="How much longer, e.g. 30m")],
-        reason: Annotated[str, typer.Option("--reason", "-r")] = "",
+        grant_id: GrantArg,
+        duration: Annotated[str, typer.Option("--for", metavar="DURATION", help="How much longer, e.g. 30m")],
+        reason: Annotated[
+            str, typer.Option("--reason", "-r", metavar="REASON", help="Why; a ticket id if the role asks")
+        ] = "",
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -259,6 +294,31 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         with api(url, token) as client:
             found = client.post(f"/api/v1/grants/{grant_id}/extend", {"duration": duration, "reason": reason})
         _print_request(found, as_json)
+
+
+def read_token() -> str:
+    """The token typed at a hidden prompt, or the first line of a pipe; never echoed or printed."""
+    import getpass
+    import sys
+
+    from jitgate.cli.config import check_token
+
+    if sys.stdin.isatty():
+        source = "the token typed"
+        try:
+            typed = getpass.getpass("API token: ")
+        except EOFError:
+            typed = ""
+    else:
+        source = "the token read from standard input"
+        typed = sys.stdin.readline()
+    typed = typed.strip()
+    if not typed:
+        fail(errors.InvalidInput("no token given (type it at the prompt, pipe it in, or pass --token)"))
+    try:
+        return check_token(typed, source)
+    except errors.InvalidInput as exc:
+        fail(exc)
 
 
 def _review(

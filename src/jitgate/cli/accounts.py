@@ -13,11 +13,15 @@ from jitgate.cli.datadir import DataDirOpt, DbUrlOpt, data_settings, local_actor
 from jitgate.cli.output import emit_json, out, table, when
 
 users_app = typer.Typer(help="Local users and service accounts.", no_args_is_help=True)
+UserArg = Annotated[str, typer.Argument(metavar="USER", help="The user's name")]
+TokenIdArg = Annotated[str, typer.Argument(metavar="TOKEN-ID", help="The token's id, e.g. t-0123abcd")]
 tokens_app = typer.Typer(help="API tokens: your own, or anyone's for admins.", no_args_is_help=True)
 
 ExpiresOpt = Annotated[
     str | None,
-    typer.Option("--expires-in", help="Token lifetime, e.g. 7d (default 30d, at most 365d)"),
+    typer.Option(
+        "--expires-in", metavar="DURATION", help="Token lifetime, e.g. 7d (default 30d, at most 365d)"
+    ),
 ]
 
 
@@ -40,8 +44,10 @@ def _show_user(user: dict[str, Any], as_json: bool, verb: str) -> None:
 
 @users_app.command("add")
 def users_add(
-    name: str,
-    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Group (repeatable)")] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new user's name")],
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", metavar="GROUP", help="Group (repeatable)")
+    ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="May administer the broker")] = False,
     service: Annotated[bool, typer.Option("--service", help="A service account, not a person")] = False,
     expires_in: ExpiresOpt = None,
@@ -101,14 +107,16 @@ def users_list(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = Fa
 
 
 @users_app.command("disable")
-def users_disable(name: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def users_disable(
+    name: UserArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """Disable a user: tokens and web sessions stop, grants are revoked, open requests cancelled."""
     with api(url, token) as client:
         _show_user(client.post(f"/api/v1/users/{name}/disable"), as_json, "disabled")
 
 
 @users_app.command("enable")
-def users_enable(name: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def users_enable(name: UserArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Enable a disabled user again; their unexpired, unrevoked tokens work again."""
     with api(url, token) as client:
         _show_user(client.post(f"/api/v1/users/{name}/enable"), as_json, "enabled")
@@ -116,9 +124,13 @@ def users_enable(name: str, url: UrlOpt = None, token: TokenOpt = None, as_json:
 
 @users_app.command("groups")
 def users_groups(
-    name: str,
-    add: Annotated[list[str] | None, typer.Option("--add", help="Group to join (repeatable)")] = None,
-    remove: Annotated[list[str] | None, typer.Option("--remove", help="Group to leave (repeatable)")] = None,
+    name: UserArg,
+    add: Annotated[
+        list[str] | None, typer.Option("--add", metavar="GROUP", help="Group to join (repeatable)")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", metavar="GROUP", help="Group to leave (repeatable)")
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -131,7 +143,9 @@ def users_groups(
 
 @tokens_app.command("list")
 def tokens_list(
-    user: Annotated[str | None, typer.Option("--user", help="Another user's tokens (admins)")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="USER", help="Another user's tokens (admins)")
+    ] = None,
     all_users: Annotated[bool, typer.Option("--all", help="Everyone's tokens (admins)")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -163,7 +177,7 @@ def tokens_list(
 
 @tokens_app.command("revoke")
 def tokens_revoke(
-    token_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    token_id: TokenIdArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Revoke a token at once (and the web sessions opened with it)."""
     with api(url, token) as client:
@@ -176,7 +190,7 @@ def tokens_revoke(
 
 @tokens_app.command("rotate")
 def tokens_rotate(
-    token_id: str,
+    token_id: TokenIdArg,
     expires_in: ExpiresOpt = None,
     url: UrlOpt = None,
     token: TokenOpt = None,

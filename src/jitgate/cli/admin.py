@@ -13,7 +13,7 @@ import typer
 
 from jitgate import errors
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, offline
-from jitgate.cli.datadir import DataDirOpt, DbUrlOpt, data_settings
+from jitgate.cli.datadir import DataDirOpt, DbUrlOpt, data_settings, require_existing
 from jitgate.cli.output import emit_json, err, out
 from jitgate.clock import SystemClock
 from jitgate.domain.identity import SYSTEM, Identity
@@ -43,6 +43,7 @@ def _serve(settings: Settings, access_log: bool) -> None:
 
             check_port_free(*gateway)
         runtime = build_runtime(settings)
+        make_cas(settings)  # so that `jitgate ca show --data-dir` works from the first start
     host, port = settings.host_port
     if settings.workers > 1:
         from jitgate.api.worker import serve
@@ -58,6 +59,17 @@ def _serve(settings: Settings, access_log: bool) -> None:
         uvicorn.Server(config).run()
     finally:
         runtime.ctx.db.dispose()
+
+
+def make_cas(settings: Settings) -> list[str]:
+    """Create the user and host CAs if missing; the user CA's lines (for TrustedUserCAKeys)."""
+    from jitgate.providers.ssh.ca import CaKind, CaStore
+
+    passphrase = settings.ca_passphrase.get_secret_value() if settings.ca_passphrase else None
+    store = CaStore(settings.data_dir / "ca", passphrase)
+    now = SystemClock().now()
+    store.public_lines(CaKind.HOST, now)
+    return store.public_lines(CaKind.USER, now)
 
 
 def _worker_environment(settings: Settings) -> dict[str, str]:
@@ -84,25 +96,36 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     def server(
         data_dir: DataDirOpt = Path("data"),
         policy: Annotated[
-            Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE", help="Policy file")
+            Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE", metavar="FILE", help="Policy file")
         ] = Path("policy.yaml"),
+        # listen, workers and gateway_listen are checked by the settings, which read JITGATE_*
+        # themselves when no flag is given, so that a bad value is named the way it was set.
         listen: Annotated[
-            str, typer.Option("--listen", envvar="JITGATE_LISTEN", help="HOST:PORT")
-        ] = "127.0.0.1:8080",
+            str | None,
+            typer.Option(
+                "--listen",
+                metavar="HOST:PORT",
+                help="Where the API listens (default 127.0.0.1:8080, or $JITGATE_LISTEN)",
+                show_default=False,
+            ),
+        ] = None,
         database_url: DbUrlOpt = None,
         access_log: Annotated[bool, typer.Option(help="Log every HTTP request")] = True,
         workers: Annotated[
-            int,
+            str | None,
             typer.Option(
-                "--workers", envvar="JITGATE_WORKERS", min=1, max=64, help="Worker processes (one per core)"
+                "--workers",
+                metavar="N",
+                help="Worker processes, 1 to 64, one per core (default 1, or $JITGATE_WORKERS)",
+                show_default=False,
             ),
-        ] = 1,
+        ] = None,
         gateway_listen: Annotated[
             str | None,
             typer.Option(
                 "--gateway-listen",
-                envvar="JITGATE_GATEWAY_LISTEN",
-                help="HOST:PORT for the SSH gateway (off unless given)",
+                metavar="HOST:PORT",
+                help="Where the SSH gateway listens (off unless given, or $JITGATE_GATEWAY_LISTEN)",
             ),
         ] = None,
     ) -> None:
@@ -121,18 +144,13 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     @app.command()
     def init(data_dir: DataDirOpt = Path("data"), database_url: DbUrlOpt = None) -> None:
         """Create the data directory, database schema, audit key and SSH CAs."""
-        from jitgate.providers.ssh.ca import CaKind, CaStore
         from jitgate.runtime import open_audit, open_database
 
         with offline():
             settings = data_settings(data_dir, database_url)
             db = open_database(settings)
             open_audit(settings)
-            passphrase = settings.ca_passphrase.get_secret_value() if settings.ca_passphrase else None
-            store = CaStore(settings.data_dir / "ca", passphrase)
-            now = SystemClock().now()
-            lines = store.public_lines(CaKind.USER, now)
-            store.public_lines(CaKind.HOST, now)
+            lines = make_cas(settings)
             db.dispose()
         out.print(f"initialised {data_dir}; user CA for TrustedUserCAKeys:")
         for line in lines:
@@ -141,16 +159,24 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     @app.command()
     def demo(
         data_dir: DataDirOpt = Path("demo-data"),
-        listen: Annotated[str, typer.Option("--listen")] = "127.0.0.1:8080",
+        listen: Annotated[
+            str, typer.Option("--listen", metavar="HOST:PORT", help="Where the demo broker listens")
+        ] = "127.0.0.1:8080",
         gateway_listen: Annotated[
             str | None,
-            typer.Option("--gateway-listen", help="HOST:PORT for the SSH gateway (off unless given)"),
+            typer.Option(
+                "--gateway-listen",
+                metavar="HOST:PORT",
+                help="Where the SSH gateway listens, e.g. 127.0.0.1:2200 (off unless given)",
+            ),
         ] = None,
     ) -> None:
         """Start a broker with the demo policy and demo users, and print what to try."""
+        from jitgate.cli.demowalk import DemoPlace, demo_policy_text, walkthrough
         from jitgate.runtime import checkpoint_now, open_audit, open_database
         from jitgate.workflow.users import add_user
 
+        place = DemoPlace.here(data_dir, listen, gateway_listen)
         policy_path = data_dir / "demo-policy.yaml"
         tokens_path = data_dir / "demo-tokens.json"
         with offline():
@@ -159,7 +185,8 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             )
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not policy_path.exists():
-                policy_path.write_text((files("jitgate") / "demo" / "policy.yaml").read_text())
+                packaged = (files("jitgate") / "demo" / "policy.yaml").read_text()
+                policy_path.write_text(demo_policy_text(packaged, None if place.root else place.user))
             tokens: dict[str, str] = json.loads(tokens_path.read_text()) if tokens_path.exists() else {}
             if not tokens:
                 db = open_database(settings)
@@ -182,29 +209,15 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
                 fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
                     json.dump(tokens, handle, indent=2)
-        url = f"http://{listen}"
-        err.print(
-            f"""jitgate demo: {url}  (data in {data_dir}, demo tokens in {tokens_path})
-Users: alice (engineers), bob (sre-leads: approves prod-shell), carol (oncall), dave (analysts), admin.
-Try, in another shell:
-  export JITGATE_URL={url}
-  export JITGATE_TOKEN=$(python3 -c 'import json;print(json.load(open("{tokens_path}"))["alice"])')
-  jitgate roles
-  jitgate request prod-shell --reason INC-42 --for 30m      # alice asks; bob must approve
-  JITGATE_TOKEN=<bob's token> jitgate requests --reviewable
-  JITGATE_TOKEN=<bob's token> jitgate approve <request id> --comment ok
-  jitgate grants                                             # time left, counting from approval
-  jitgate ca show                                            # the line for sshd's TrustedUserCAKeys
-  jitgate target sshd-config web-1 --policy {policy_path}   # web-1's sshd lines and principals
-  jitgate audit                                              # alice's own trail (admin sees all)
-  jitgate audit verify --data-dir {data_dir}                 # the hash chain is intact
-API docs: {url}/docs""",
-            markup=False,
-        )
+        with offline():
+            text = walkthrough(load_policy(policy_path), place, os.environ)
+        err.print(text, markup=False, highlight=False)
         _serve(settings, access_log=True)
 
     @policy_app.command("check")
-    def policy_check(file: Path) -> None:
+    def policy_check(
+        file: Annotated[Path, typer.Argument(metavar="FILE", help="The policy file to check")],
+    ) -> None:
         """Validate a policy file; every problem as FILE:LINE: what."""
         from jitgate.providers.base import ProviderContext
         from jitgate.providers.registry import discover, validate_policy
@@ -226,12 +239,18 @@ API docs: {url}/docs""",
 
     @policy_app.command("explain")
     def policy_explain(
-        user: Annotated[str, typer.Option("--user", help="Who")],
-        role: Annotated[str, typer.Option("--role", help="Which role")],
-        policy: Annotated[Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE")] = Path("policy.yaml"),
-        group: Annotated[list[str] | None, typer.Option("--group", "-g", help="The user's groups")] = None,
+        user: Annotated[str, typer.Option("--user", metavar="USER", help="Who")],
+        role: Annotated[str, typer.Option("--role", metavar="ROLE", help="Which role")],
+        policy: Annotated[
+            Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE", metavar="FILE", help="Policy file")
+        ] = Path("policy.yaml"),
+        group: Annotated[
+            list[str] | None,
+            typer.Option("--group", "-g", metavar="GROUP", help="A group of the user (repeatable)"),
+        ] = None,
         data_dir: Annotated[
-            Path | None, typer.Option("--data-dir", help="Look the user's groups up in this broker")
+            Path | None,
+            typer.Option("--data-dir", metavar="DIR", help="Look the user's groups up in this broker"),
         ] = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -243,7 +262,9 @@ API docs: {url}/docs""",
                 from jitgate.runtime import open_database
                 from jitgate.store import queries as q
 
-                db = open_database(data_settings(data_dir, None))
+                settings = data_settings(data_dir, None)
+                require_existing(settings)  # look up, never create a broker here
+                db = open_database(settings)
                 with db.read() as conn:
                     known = q.get_identity(conn, user)
                 db.dispose()
@@ -269,9 +290,12 @@ API docs: {url}/docs""",
 
     @ca_app.command("show")
     def ca_show(
-        kind: Annotated[str, typer.Option("--kind", help="user or host")] = "user",
+        kind: Annotated[str, typer.Option("--kind", metavar="user|host", help="Which CA")] = "user",
         data_dir: Annotated[
-            Path | None, typer.Option("--data-dir", help="Read offline from this data dir")
+            Path | None,
+            typer.Option(
+                "--data-dir", metavar="DIR", help="Read offline from this data dir (never creates a CA)"
+            ),
         ] = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
@@ -284,10 +308,14 @@ API docs: {url}/docs""",
         if data_dir is not None:
             from jitgate.providers.ssh.ca import CaKind, CaStore
 
+            # Only the public index is read: no passphrase needed, and never a CA created here.
+            store = CaStore(data_dir / "ca", create=False)
             with offline():
-                settings = data_settings(data_dir, None)
-                passphrase = settings.ca_passphrase.get_secret_value() if settings.ca_passphrase else None
-                lines = CaStore(data_dir / "ca", passphrase).public_lines(CaKind(kind), SystemClock().now())
+                try:
+                    lines = store.public_lines(CaKind(kind), SystemClock().now())
+                except errors.NotFound as exc:
+                    hint = f"start the broker on it once, or run jitgate init --data-dir {data_dir}"
+                    raise errors.NotFound(f"{exc.message}; {hint}") from None
         else:
             with api(url, token) as client:
                 lines = client.get("/api/v1/ca/ssh")[kind]
@@ -296,8 +324,10 @@ API docs: {url}/docs""",
 
     @ca_app.command("rotate")
     def ca_rotate(
-        kind: Annotated[str, typer.Option("--kind", help="user or host")] = "user",
-        overlap: Annotated[str, typer.Option("--overlap", help="How long the old CA stays trusted")] = "24h",
+        kind: Annotated[str, typer.Option("--kind", metavar="user|host", help="Which CA")] = "user",
+        overlap: Annotated[
+            str, typer.Option("--overlap", metavar="DURATION", help="How long the old CA stays trusted")
+        ] = "24h",
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -315,7 +345,8 @@ API docs: {url}/docs""",
     @ca_app.command("krl")
     def ca_krl(
         output: Annotated[
-            Path, typer.Option("--out", "-o", help="Where to write the KRL (sshd RevokedKeys)")
+            Path,
+            typer.Option("--out", "-o", metavar="FILE", help="Where to write the KRL (sshd RevokedKeys)"),
         ],
         url: UrlOpt = None,
         token: TokenOpt = None,

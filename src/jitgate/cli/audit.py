@@ -1,11 +1,15 @@
-"""The ``audit`` commands: list through the API; verify, repair and export on the data directory."""
+"""The ``audit`` commands: list through the API; verify and repair on the data directory; export
+from either."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -13,6 +17,9 @@ from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, iso_time, offline
 from jitgate.cli.datadir import DataDirOpt, DbUrlOpt, data_settings, local_actor, require_existing
 from jitgate.cli.output import emit_json, err, out, table, when
 from jitgate.clock import SystemClock
+
+if TYPE_CHECKING:
+    from jitgate.cli.client import ApiClient
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", invoke_without_command=True)
 
@@ -24,11 +31,19 @@ def register(app: typer.Typer) -> None:
 @audit_app.callback()
 def audit_list(
     ctx: typer.Context,
-    user: Annotated[str | None, typer.Option("--user", help="Only events by this actor")] = None,
-    role: Annotated[str | None, typer.Option("--role")] = None,
-    action: Annotated[str | None, typer.Option("--action")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO time, e.g. 2026-11-01T00:00Z")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 100,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="USER", help="Only events by this actor")
+    ] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", metavar="ROLE", help="Only events about this role")
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", metavar="ACTION", help="Only this action, e.g. request.approved")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help="ISO time, e.g. 2026-11-01T00:00Z")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="The newest N events")] = 100,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -69,15 +84,24 @@ def audit_verify(
     data_dir: DataDirOpt = Path("data"),
     database_url: DbUrlOpt = None,
     public_key: Annotated[
-        str | None, typer.Option("--public-key", help="Verify with this Ed25519 public key (hex) only")
+        str | None,
+        typer.Option("--public-key", metavar="HEX", help="Verify with this Ed25519 public key (hex) only"),
     ] = None,
     witness: Annotated[
         list[Path] | None,
-        typer.Option("--witness", help="A witness file of signed heads the chain must contain (repeatable)"),
+        typer.Option(
+            "--witness",
+            metavar="FILE",
+            help="A witness file of signed heads the chain must contain (repeatable)",
+        ),
     ] = None,
     recordings: Annotated[
         Path | None,
-        typer.Option("--recordings", help="The gateway's recordings directory (default from the settings)"),
+        typer.Option(
+            "--recordings",
+            metavar="DIR",
+            help="The gateway's recordings directory (default from the settings)",
+        ),
     ] = None,
 ) -> None:
     """Check the hash chain, the signed head, the checkpoint kept outside the database, the
@@ -116,7 +140,9 @@ def audit_verify(
 
 @audit_app.command("repair")
 def audit_repair(
-    reason: Annotated[str, typer.Option("--reason", help="Why the log may be repaired (recorded)")],
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="REASON", help="Why the log may be repaired (recorded)")
+    ],
     data_dir: DataDirOpt = Path("data"),
     database_url: DbUrlOpt = None,
 ) -> None:
@@ -156,25 +182,83 @@ def audit_repair(
 
 @audit_app.command("export")
 def audit_export(
-    data_dir: DataDirOpt = Path("data"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="JITGATE_DATA_DIR",
+            metavar="DIR",
+            help="Export from this data directory (default: the broker named by --url, $JITGATE_URL"
+            " or a login; else ./data)",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DbUrlOpt = None,
-    output: Annotated[Path | None, typer.Option("--out", "-o", help="File (default stdout)")] = None,
-    since: Annotated[str | None, typer.Option("--since")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="FILE", help="File (default stdout)")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help="Only records from this ISO time on")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """Write the audit log as JSON lines."""
+    """Write the audit log as JSON lines, oldest first: from a data directory, or from a running
+    broker like `jitgate audit` (admins and auditors get every record, others their own)."""
+    with offline():
+        start = iso_time(since, "--since") if since else None
+    if data_dir is None and database_url is None and _broker_named(url, token):
+        with api(url, token) as client:
+            count = _write(output, lambda handle: _export_remote(client, handle, start))
+        err.print(f"exported {count} records from {client.url}", markup=False)
+        return
     from jitgate.audit.query import export
     from jitgate.runtime import open_database
 
     with offline():
-        settings = data_settings(data_dir, database_url)
+        settings = data_settings(data_dir or Path("data"), database_url)
         require_existing(settings)
-        start = iso_time(since, "--since") if since else None
         db = open_database(settings)
-        with db.read() as conn:
-            if output is None:
-                count = export(conn, sys.stdout, since=start)
-            else:
-                with output.open("w", encoding="utf-8") as handle:
-                    count = export(conn, handle, since=start)
-        db.dispose()
+        try:
+            with db.read() as conn:
+                count = _write(output, lambda handle: export(conn, handle, since=start))
+        finally:
+            db.dispose()
     err.print(f"exported {count} records", markup=False)
+
+
+def _broker_named(url: str | None, token: str | None) -> bool:
+    """Whether the caller pointed at a broker: a flag, ``JITGATE_URL``/``JITGATE_TOKEN``, a login."""
+    from jitgate.cli.config import login_file
+
+    named = url or token or os.environ.get("JITGATE_URL") or os.environ.get("JITGATE_TOKEN")
+    return bool(named) or login_file().exists()
+
+
+def _write(output: Path | None, writer: Callable[[TextIO], int]) -> int:
+    """Run ``writer`` on stdout or on ``output``, which only appears once it is complete."""
+    if output is None:
+        return writer(sys.stdout)
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            count = writer(handle)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _export_remote(client: ApiClient, handle: TextIO, since: datetime | None) -> int:
+    """The broker's records in seq order, page by page, as the same lines a local export writes."""
+    from jitgate.audit.canonical import canonical_json
+
+    params: dict[str, Any] = {"newest_first": "false"}
+    if since is not None:
+        params["since"] = since.isoformat()
+    count = 0
+    for event in client.pages("/api/v1/audit", params):
+        handle.write(canonical_json(event))
+        handle.write("\n")
+        count += 1
+    return count

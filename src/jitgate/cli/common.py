@@ -15,11 +15,17 @@ from jitgate.cli.output import fail
 from jitgate.domain.durations import instant_argument
 
 UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="Broker URL (default: $JITGATE_URL, then login file)")
+    str | None,
+    typer.Option("--url", metavar="URL", help="Broker URL (default: $JITGATE_URL, then login file)"),
 ]
 TokenOpt = Annotated[
     str | None,
-    typer.Option("--token", help="API token (default: $JITGATE_TOKEN, then login file)", show_default=False),
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        help="API token (default: $JITGATE_TOKEN, then login file)",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 

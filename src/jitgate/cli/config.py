@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jitgate import errors
+
+_BEARER = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""What RFC 6750 allows in a bearer token: anything else could not be sent in a header."""
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
+"""A host name, an IPv4 address, or an IPv6 address as ``urlsplit`` gives it (no brackets)."""
 
 STATUS_ERRORS: dict[int, type[errors.JitgateError]] = {
     400: errors.InvalidInput,
@@ -75,11 +82,20 @@ def read_login() -> dict[str, Any]:
 
 def resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
     saved: dict[str, Any] = {}
+    path = login_file()
     if url is None or token is None:
         saved = read_login()
-    final_url = url or os.environ.get("JITGATE_URL") or saved.get("url") or "http://127.0.0.1:8080"
-    final_token = token or os.environ.get("JITGATE_TOKEN") or _saved_token(saved)
-    return str(final_url).rstrip("/"), final_token
+    sources = (("--url", url), ("JITGATE_URL", os.environ.get("JITGATE_URL")), (str(path), saved.get("url")))
+    source, final_url = next(((s, u) for s, u in sources if u), ("", "http://127.0.0.1:8080"))
+    tokens = (
+        ("--token", token),
+        ("JITGATE_TOKEN", os.environ.get("JITGATE_TOKEN")),
+        (str(path), _saved_token(saved) if not (token or os.environ.get("JITGATE_TOKEN")) else None),
+    )
+    token_source, final_token = next(((s, t) for s, t in tokens if t), ("", None))
+    if final_token is not None:
+        check_token(final_token, token_source)
+    return broker_url(final_url, source), final_token
 
 
 def _saved_token(saved: dict[str, Any]) -> str | None:
@@ -95,3 +111,33 @@ def _saved_token(saved: dict[str, Any]) -> str | None:
     from jitgate.cli.oidc_session import current_token  # only when the ID token is about to end
 
     return current_token()
+
+
+def check_token(token: str, source: str) -> str:
+    """``token`` if it can be sent as a bearer token, else ``InvalidInput`` naming ``source``."""
+    if not _BEARER.fullmatch(token):
+        # Never echoed: it may be a real token with a stray character pasted around it.
+        raise errors.InvalidInput(
+            f"{source}: not a token (it holds a space, a line break or a character outside ASCII)"
+        )
+    return token
+
+
+def broker_url(text: str, source: str) -> str:
+    """``text`` as the broker's base URL, else ``InvalidInput`` naming where it came from."""
+    value = text.strip().rstrip("/")
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:  # an unclosed [IPv6 address, a port that is not a number
+        what = "has a port that is not a number" if "port" in str(exc).lower() else "is not a URL"
+        raise errors.InvalidInput(f"{source}: {shown!r} {what}") from None
+    if (
+        parts.scheme not in {"http", "https"}
+        or not _HOST.fullmatch(parts.hostname or "")
+        or "@" in parts.netloc
+    ):
+        hint = f"; did you mean http://{value}?" if "://" not in value and " " not in value else ""
+        raise errors.InvalidInput(f"{source}: {shown!r} is not an http:// or https:// URL{hint}")
+    return value

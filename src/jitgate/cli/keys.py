@@ -57,14 +57,22 @@ def _row(key: dict[str, Any]) -> tuple[Any, ...]:
 @keys_app.command("add")
 def keys_add(
     file: Annotated[
-        Path, typer.Argument(help="Your OpenSSH public key, e.g. ~/.ssh/id_ed25519.pub (- for stdin)")
+        Path,
+        typer.Argument(
+            metavar="FILE", help="Your OpenSSH public key, e.g. ~/.ssh/id_ed25519.pub (- for stdin)"
+        ),
     ],
     comment: Annotated[
-        str | None, typer.Option("--comment", help="Shown in listings (default: the key's own)")
+        str | None,
+        typer.Option("--comment", metavar="COMMENT", help="Shown in listings (default: the key's own)"),
     ] = None,
     lifetime: Annotated[
         str | None,
-        typer.Option("--for", help="How long the key may be used, e.g. 90d (default: the longest allowed)"),
+        typer.Option(
+            "--for",
+            metavar="DURATION",
+            help="How long the key may be used, e.g. 90d (default: the longest allowed)",
+        ),
     ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -89,7 +97,9 @@ def keys_add(
 
 @keys_app.command("list")
 def keys_list(
-    user: Annotated[str | None, typer.Option("--user", help="Another user's keys (admins)")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="USER", help="Another user's keys (admins)")
+    ] = None,
     all_users: Annotated[bool, typer.Option("--all", help="Everyone's keys (admins)")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -112,7 +122,12 @@ def keys_list(
 
 
 @keys_app.command("remove")
-def keys_remove(key_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def keys_remove(
+    key_id: Annotated[str, typer.Argument(metavar="KEY-ID", help="The key's id (see jitgate keys list)")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Remove a key at once: it no longer signs anyone in at the gateway."""
     with api(url, token) as client:
         removed = client.call("DELETE", f"/api/v1/keys/{quote(key_id, safe='')}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from jitgate.cli import access, accounts, admin, audit, keys, oidc_login, sessions, ssh, targets
+from jitgate.cli.helpwords import use_words
 
 app = typer.Typer(
     name="jitgate",
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+use_words()
 admin.register(app)
 audit.register(app)
 accounts.register(app)

@@ -36,10 +36,16 @@ DeviceOpt = Annotated[bool, typer.Option("--device", help="With --oidc: confirm 
 BrowserOpt = Annotated[bool, typer.Option("--browser", help="With --oidc: sign in with a browser here")]
 MaxAgeOpt = Annotated[
     int | None,
-    typer.Option("--max-age", min=0, help="With --oidc: sign in again if the last was longer ago (s)"),
+    typer.Option(
+        "--max-age",
+        min=0,
+        metavar="SECONDS",
+        help="With --oidc: sign in again if the last was longer ago (s)",
+    ),
 ]
 AcrOpt = Annotated[
-    str | None, typer.Option("--acr", help="With --oidc: the sign-in strength to ask for (acr)")
+    str | None,
+    typer.Option("--acr", metavar="ACR", help="With --oidc: the sign-in strength to ask for (acr)"),
 ]
 ForgetOpt = Annotated[bool, typer.Option("--forget", help="Delete the stored login (like jitgate logout)")]
 

@@ -19,12 +19,16 @@ sessions_app = typer.Typer(
     help="Sessions through the SSH gateway and their recordings.", no_args_is_help=True
 )
 ChannelOpt = Annotated[
-    int | None, typer.Option("--channel", min=0, help="Recording of this channel (default: the shell)")
+    int | None,
+    typer.Option("--channel", min=0, metavar="N", help="Recording of this channel (default: the shell)"),
 ]
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(sessions_app, name="sessions")
+
+
+SessionArg = Annotated[str, typer.Argument(metavar="SESSION-ID", help="The session, e.g. s-0123abcd")]
 
 
 def _path(session_id: str, tail: str = "") -> str:
@@ -58,10 +62,12 @@ def _row(s: dict[str, Any]) -> tuple[Any, ...]:
 def sessions_list(
     active: Annotated[bool, typer.Option("--active", help="Only sessions still open")] = False,
     user: Annotated[
-        str | None, typer.Option("--user", help="Another user's sessions (admins, auditors)")
+        str | None, typer.Option("--user", metavar="USER", help="Another user's sessions (admins, auditors)")
     ] = None,
     all_users: Annotated[bool, typer.Option("--all", help="Everyone's sessions (admins, auditors)")] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, metavar="N", help="At most this many, newest first")
+    ] = 100,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -84,7 +90,7 @@ def sessions_list(
 
 @sessions_app.command("show")
 def sessions_show(
-    session_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    session_id: SessionArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """One session: who, where, under which grant, how it ended, and its recordings."""
     with api(url, token) as client:
@@ -125,11 +131,14 @@ def _recording(url: str | None, token: str | None, session_id: str, channel: int
 
 @sessions_app.command("play")
 def sessions_play(
-    session_id: str,
-    speed: Annotated[float, typer.Option("--speed", min=0.01, help="Faster (2) or slower (0.5)")] = 1.0,
+    session_id: SessionArg,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.01, metavar="FACTOR", help="Faster (2) or slower (0.5)")
+    ] = 1.0,
     channel: ChannelOpt = None,
     idle_limit: Annotated[
-        float | None, typer.Option("--idle-limit", min=0, help="Cut pauses to this many seconds")
+        float | None,
+        typer.Option("--idle-limit", min=0, metavar="SECONDS", help="Cut pauses to this many seconds"),
     ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -176,8 +185,8 @@ def write_private(path: Path, data: bytes, *, force: bool) -> None:
 
 @sessions_app.command("export")
 def sessions_export(
-    session_id: str,
-    output: Annotated[Path, typer.Option("--out", help="File to write (private, 0600)")],
+    session_id: SessionArg,
+    output: Annotated[Path, typer.Option("--out", metavar="FILE", help="File to write (private, 0600)")],
     channel: ChannelOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists")] = False,
     url: UrlOpt = None,
@@ -200,8 +209,8 @@ def sessions_export(
 
 @sessions_app.command("kill")
 def sessions_kill(
-    session_id: str,
-    reason: Annotated[str, typer.Option("--reason", help="Why; goes into the audit log")],
+    session_id: SessionArg,
+    reason: Annotated[str, typer.Option("--reason", metavar="REASON", help="Why; goes into the audit log")],
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,

@@ -170,21 +170,32 @@ ViaGatewayOpt = Annotated[
     typer.Option("--via-gateway", help="Through the broker's SSH gateway (sign in with a registered key)"),
 ]
 LoginOpt = Annotated[
-    str | None, typer.Option("--login", "-l", help="Log in as this principal (default: the first)")
+    str | None,
+    typer.Option("--login", "-l", metavar="LOGIN", help="Log in as this principal (default: the first)"),
+]
+TargetArg = Annotated[str, typer.Argument(metavar="TARGET", help="The target's name in the policy")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write the certificate here")
 ]
 
 
 def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function per command
     @app.command("ssh")
     def ssh_command(
-        target: str,
+        target: TargetArg,
         command: Annotated[
-            list[str] | None, typer.Argument(help="Remote command, after --", show_default=False)
+            list[str] | None,
+            typer.Argument(metavar="COMMAND...", help="Remote command, after --", show_default=False),
         ] = None,
         login: LoginOpt = None,
         ssh_option: Annotated[
             list[str] | None,
-            typer.Option("--ssh-option", "-o", help="Passed to ssh as -o (repeatable); cannot weaken ours"),
+            typer.Option(
+                "--ssh-option",
+                "-o",
+                metavar="OPTION=VALUE",
+                help="Passed to ssh as -o (repeatable); cannot weaken ours",
+            ),
         ] = None,
         unsafe_accept_unknown_host: Annotated[
             bool,
@@ -231,9 +242,11 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
 
     @app.command("ssh-cert")
     def ssh_cert(
-        target: str,
-        public_key: Annotated[Path, typer.Option("--public-key", help="Your OpenSSH public key file")],
-        output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the certificate here")] = None,
+        target: TargetArg,
+        public_key: Annotated[
+            Path, typer.Option("--public-key", metavar="FILE", help="Your OpenSSH public key file")
+        ],
+        output: OutOpt = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
@@ -261,7 +274,9 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     def ssh_config(
         targets: Annotated[
             list[str] | None,
-            typer.Argument(help="Only these targets (default: every ssh target you can ask for)"),
+            typer.Argument(
+                metavar="TARGET...", help="Only these targets (default: every ssh target you can ask for)"
+            ),
         ] = None,
         login: LoginOpt = None,
         mint_target: Annotated[
@@ -316,13 +331,17 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
     @app.command("host-cert")
     def host_cert(
         public_key: Annotated[
-            Path, typer.Option("--public-key", help="The host's public key (sshd HostKey .pub)")
+            Path,
+            typer.Option("--public-key", metavar="FILE", help="The host's public key (sshd HostKey .pub)"),
         ],
         principal: Annotated[
-            list[str], typer.Option("--principal", help="A name or address clients use (repeatable)")
+            list[str],
+            typer.Option("--principal", metavar="NAME", help="A name or address clients use (repeatable)"),
         ],
-        validity: Annotated[str, typer.Option("--validity", help="How long, e.g. 52w")] = "52w",
-        output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the certificate here")] = None,
+        validity: Annotated[
+            str, typer.Option("--validity", metavar="DURATION", help="How long, e.g. 52w")
+        ] = "52w",
+        output: OutOpt = None,
         url: UrlOpt = None,
         token: TokenOpt = None,
     ) -> None:
@@ -344,10 +363,12 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
 
     @app.command("db")
     def db(
-        target: str,
+        target: TargetArg,
         psql_args: Annotated[
             list[str] | None,
-            typer.Argument(help="With --exec: arguments for psql, after --", show_default=False),
+            typer.Argument(
+                metavar="PSQL-ARG...", help="With --exec: arguments for psql, after --", show_default=False
+            ),
         ] = None,
         run_psql: Annotated[
             bool, typer.Option("--exec", help="Run psql with the login (passed in its environment)")

@@ -23,12 +23,13 @@ def register(app: typer.Typer) -> None:
 
     @target_app.command("sshd-config")
     def sshd_config(
-        target: str,
+        target: Annotated[str, typer.Argument(metavar="TARGET", help="The target's name in the policy")],
         policy: Annotated[
-            Path, typer.Option("--policy", envvar="JITGATE_POLICY_FILE", help="The policy file")
+            Path,
+            typer.Option("--policy", envvar="JITGATE_POLICY_FILE", metavar="FILE", help="The policy file"),
         ] = Path("policy.yaml"),
         directory: Annotated[
-            str, typer.Option("--dir", help="Where jitgate's files live on the target")
+            str, typer.Option("--dir", metavar="DIR", help="Where jitgate's files live on the target")
         ] = "/etc/ssh/jitgate",
         as_json: JsonOpt = False,
     ) -> None:
@@ -37,11 +38,15 @@ def register(app: typer.Typer) -> None:
         from jitgate.providers.ssh.sshd import sshd_setup
 
         with offline():
-            setup = sshd_setup(load_policy(policy), target, directory)
+            loaded = load_policy(policy)
+            setup = sshd_setup(loaded, target, directory)
         if as_json:
+            where = loaded.target(target)
             emit_json(
                 {
                     "target": setup.target,
+                    "address": where.address if where else None,
+                    "port": where.effective_port if where else None,
                     "sshd_config": list(setup.config_lines),
                     "principals": {login: list(lines) for login, lines in setup.principals.items()},
                     "files": setup.files,

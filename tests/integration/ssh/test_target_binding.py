@@ -98,6 +98,7 @@ def site(sshd_logins: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory)
     for name, group in {"alice": "engineers", "bob": "sre-leads"}.items():
         added = ok("users", "add", name, f"--group={group}", "--data-dir", str(data), "--json")
         tokens[name] = json.loads(added)["token"]
+    ok("init", "--data-dir", str(data))  # makes the CAs; `ca show --data-dir` only reads them
     user_ca = ok("ca", "show", "--data-dir", str(data))
     policy.write_text(POLICY.format(web=22, stage=22))  # sshd-config needs no ports
     factory = SshdFactory(tmp_path_factory)

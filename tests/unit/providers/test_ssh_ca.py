@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from jitgate.errors import InvalidInput
+from jitgate.errors import InvalidInput, NotFound
 from jitgate.providers.ssh.ca import CaKeyUnavailable, CaKind, CaStore, KeyState
 from jitgate.providers.ssh.wire import parse_public_key
 from support import component_missing
@@ -207,3 +207,26 @@ def test_public_lines_are_worked_out_once_and_callers_cannot_change_them(tmp_pat
     new = store.rotate(CaKind.HOST, timedelta(minutes=5), T0 + timedelta(seconds=2))
     assert store.public_lines(CaKind.HOST, T0 + timedelta(seconds=3)) == [new.public_line, first[0]]
     assert store.public_lines(CaKind.HOST, T0 + timedelta(minutes=6)) == [new.public_line]
+
+
+def test_a_read_only_store_never_creates_a_ca_nor_its_directory(tmp_path: Path) -> None:
+    store = CaStore(tmp_path / "ca", create=False)
+    for kind in CaKind:
+        with pytest.raises(NotFound, match=f"no {kind.value} CA in"):
+            store.public_lines(kind, T0)
+        with pytest.raises(NotFound):
+            store.signer(kind, T0)
+    with pytest.raises(InvalidInput, match="read-only"):
+        store.rotate(CaKind.USER, timedelta(hours=1), T0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_store_shows_the_keys_a_writer_made_without_touching_a_file(tmp_path: Path) -> None:
+    writer = CaStore(tmp_path / "ca", PASSPHRASE)
+    lines = writer.public_lines(CaKind.USER, T0)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ca").iterdir()}
+    reader = CaStore(tmp_path / "ca", create=False)
+    assert reader.public_lines(CaKind.USER, T0) == lines
+    with pytest.raises(NotFound):
+        reader.public_lines(CaKind.HOST, T0)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ca").iterdir()} == before

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from jitgate import filelock
-from jitgate.errors import InvalidInput, ProviderError
+from jitgate.errors import InvalidInput, NotFound, ProviderError
 from jitgate.providers.ssh.certs import CaSigner
 from jitgate.providers.ssh.wire import fingerprint
 
@@ -128,12 +128,18 @@ class CaStore:
     ``passphrase`` encrypts new keys (PKCS#8, best available encryption) and decrypts existing
     ones; without it keys are stored unencrypted, still 0600. A key stored unencrypted is
     re-encrypted in place as soon as a passphrase is configured.
+
+    With ``create=False`` the store only reads: a kind without an active key is ``NotFound``,
+    rotation is refused and nothing is ever written, for commands that show a CA rather than run one.
     """
 
-    def __init__(self, directory: Path, passphrase: str | bytes | None = None) -> None:
+    def __init__(
+        self, directory: Path, passphrase: str | bytes | None = None, *, create: bool = True
+    ) -> None:
         if passphrase is not None and not passphrase:
             raise InvalidInput("the CA passphrase is empty")
         self._dir = Path(directory)
+        self._create_missing = create
         self._passphrase = passphrase.encode() if isinstance(passphrase, str) else passphrase
         self._mutex = threading.RLock()
         self._index_stamp: tuple[int, int, int] | None = None
@@ -200,6 +206,8 @@ class CaStore:
         found = self._find_active(kind)
         if found is not None:
             return found
+        if not self._create_missing:
+            raise NotFound(f"no {kind.value} CA in {self._dir}")
         with self._mutex, self._file_lock():
             self._refresh(force=True)
             found = self._find_active(kind)
@@ -230,6 +238,8 @@ class CaStore:
         now = _aware(now)
         if overlap < timedelta(0):
             raise InvalidInput("the rotation overlap cannot be negative")
+        if not self._create_missing:
+            raise InvalidInput(f"the CA store in {self._dir} was opened read-only")
         with self._mutex, self._file_lock():
             self._refresh(force=True)
             kept = [self._demoted(key, kind, now + overlap, now) for key in self._keys]
@@ -335,7 +345,7 @@ class CaStore:
             raise CaKeyUnavailable(f"cannot load CA key {info.id}: {what}") from None
         if not isinstance(key, Ed25519PrivateKey) or CaSigner(key).public_blob != info.public_blob:
             raise CaKeyUnavailable(f"CA key file {path} does not hold the key its index names")
-        if not encrypted and self._passphrase is not None:
+        if not encrypted and self._passphrase is not None and self._create_missing:
             with self._file_lock():
                 _atomic_write(path, self._pem(key), 0o600)
         return key
