@@ -24,9 +24,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = fast_ssh(args[1:])
         if code is not None:
             sys.exit(code)
-    from jitgate.cli.main import app
+    from jitgate.cli.commands import run
 
-    app(args=args, prog_name="jitgate")
+    run(args)
 
 
 def fast_ssh(args: list[str]) -> int | None:
