@@ -7,7 +7,7 @@ style escapes, also for records older than the broker's input check.
 
 Rich is loaded only when something is printed through it (a table, ``out``/``err``): a line of text
 or an error goes straight to the stream, so that a command answering in one line does not pay for
-it. ``out`` and ``err`` are made on first use.
+it. ``out`` and ``err`` become Rich consoles when first printed through.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 _consoles: dict[str, Console] = {}
 
 
-def console(name: str) -> Console:
+def rich_console(name: str) -> Console:
     """``out`` (stdout) or ``err`` (stderr) as a Rich console, made the first time it is needed."""
     if name not in _consoles:
         from rich.console import Console
@@ -45,11 +45,19 @@ def console(name: str) -> Console:
     return _consoles[name]
 
 
-def __getattr__(name: str) -> Console:
-    """``from jitgate.cli.output import out, err`` makes the consoles only for modules that use them."""
-    if name in {"out", "err"}:
-        return console(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class _Deferred:
+    """Stands in for ``out`` or ``err`` until something is printed through it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(rich_console(self._name), attribute)
+
+
+if not TYPE_CHECKING:
+    out = _Deferred("out")
+    err = _Deferred("err")
 
 
 def safe(value: object) -> Text:
@@ -59,12 +67,12 @@ def safe(value: object) -> Text:
     return Text("" if value is None else printable(str(value)))
 
 
-def say(message: str, to: Console | None = None) -> None:
+def say(message: str, console: Console | None = None) -> None:
     """Print one message that may carry data (names, reasons, server messages); stdout by default."""
-    if to is None:
+    if console is None:
         sys.stdout.write(printable(message) + "\n")
     else:
-        to.print(safe(message), highlight=False)
+        console.print(safe(message), highlight=False)
 
 
 def fail(exc: errors.JitgateError) -> NoReturn:
@@ -87,7 +95,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
         grid.add_column(column, no_wrap=index == 0, overflow="fold")
     for row in rows:
         grid.add_row(*(safe(v) for v in row))
-    console("out").print(grid)
+    rich_console("out").print(grid)
 
 
 def left(seconds: int | None) -> str:

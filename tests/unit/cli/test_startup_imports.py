@@ -179,3 +179,12 @@ def test_jitgate_ssh_loads_only_the_session_and_its_http_exchange(broker_url: st
     assert (code, "error: no active grant for web-1" in output) == (5, True), output
     assert loaded(modules, SERVER_SIDE + CLI_MACHINERY) == []
     assert not list((tmp_path / "jitgate").iterdir())  # the session directory is gone
+
+
+@pytest.mark.parametrize("args", [["roles", "--json"], ["whoami"]], ids=" ".join)
+def test_a_command_answering_in_lines_or_json_does_not_load_rich(
+    args: list[str], broker_url: str, tmp_path: Any
+) -> None:
+    code, output, modules = run(args, broker_url, tmp_path)
+    assert code == 0, output
+    assert loaded(modules, ("rich",)) == []
