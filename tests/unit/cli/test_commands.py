@@ -65,12 +65,17 @@ def every_command_line() -> list[list[str]]:
 
 
 @pytest.mark.parametrize("words", every_command_line(), ids=" ".join)
-def test_every_command_answers_its_help(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as done:
+def test_every_command_answers_its_help_as_in_the_full_application(
+    words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as lazy:
         main([*words, "--help"])
     shown = capsys.readouterr()
-    assert done.value.code == 0, shown.err
+    assert lazy.value.code == 0, shown.err
     assert f"Usage: jitgate {' '.join(words)}" in " ".join(shown.out.split())
+    with pytest.raises(SystemExit):
+        app(args=[*words, "--help"], prog_name="jitgate")
+    assert shown.out == capsys.readouterr().out
 
 
 def test_a_mistyped_command_is_answered_with_the_nearest_name(capsys: pytest.CaptureFixture[str]) -> None:
