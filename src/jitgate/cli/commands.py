@@ -82,13 +82,23 @@ class Listed(TyperCommand):
     """A command as the table knows it: name and help, enough to be listed, never to be run."""
 
 
-def module_commands(module_name: str) -> TyperGroup:
-    """Every command one module registers, as Typer builds them for the full application."""
+def module_command(module_name: str, name: str) -> Command:
+    """The command ``name`` as Typer builds it for the full application, from the module that
+    registers it; the module's other commands are left unbuilt (building reads their signatures)."""
     module = importlib.import_module(module_name)
     app = typer.Typer(add_completion=False)
     module.register(app)
+    app.registered_commands = [
+        info
+        for info in app.registered_commands
+        if (info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))) == name
+    ]
+    # A group added without a name lends its commands to the parent: kept, it may hold ``name``.
+    app.registered_groups = [
+        info for info in app.registered_groups if not isinstance(info.name, str) or info.name == name
+    ]
     group: TyperGroup = install(typer.main.get_group(app))
-    return group
+    return group.commands[name]
 
 
 class LazyCommands(TyperGroup):
@@ -103,7 +113,7 @@ class LazyCommands(TyperGroup):
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         command = self.commands.get(cmd_name)
         if isinstance(command, Listed) and not self._listing:
-            command = module_commands(COMMANDS[cmd_name].module).commands[cmd_name]
+            command = module_command(COMMANDS[cmd_name].module, cmd_name)
             self.commands[cmd_name] = command
         return command
 
