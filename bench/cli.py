@@ -15,7 +15,9 @@ ssh`` passes, against ``jitgate ssh web-1 -- true`` (a fresh key, a certificate 
 same ssh); the difference is what jitgate adds to a login.
 
 Every program is run alternately with the others, so load from elsewhere on the machine hits all
-alike; on a shared machine the minimum is the steadier figure. Figures are printed, never asserted.
+alike; on a shared machine the minimum is the steadier figure, and the CPU time each program used
+(its own and that of the programs it ran, ssh's included) the one load stretches least. Figures
+are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from common import JITGATE, free_port, wait_healthy
@@ -67,13 +71,24 @@ roles:
 """
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+class Sample(NamedTuple):
+    wall: float  # seconds from start to exit
+    cpu: float  # seconds of CPU the program and every program it ran used: what load does not stretch
+
+
+def cpu_of_children() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str]) -> Sample:
+    cpu = cpu_of_children()
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed ({done.returncode}): {done.stderr.decode().strip()}")
-    return elapsed
+    return Sample(elapsed, cpu_of_children() - cpu)
 
 
 def figures(samples: list[float]) -> tuple[float, float, float]:
@@ -83,11 +98,12 @@ def figures(samples: list[float]) -> tuple[float, float, float]:
     return ordered[0] * 1000, statistics.median(ordered) * 1000, p95 * 1000
 
 
-def print_table(title: str, rows: dict[str, list[float]]) -> None:
-    print(f"{title}\n  {'':<48} {'min':>8} {'p50':>8} {'p95':>8}   (ms)")
+def print_table(rows: dict[str, list[Sample]]) -> None:
+    print(f"  {'':<42} {'wall min':>9} {'p50':>7} {'p95':>7}   {'cpu min':>8} {'p50':>7}   (ms)")
     for label, samples in rows.items():
-        low, mid, high = figures(samples)
-        print(f"  {label:<48} {low:8.1f} {mid:8.1f} {high:8.1f}")
+        low, mid, high = figures([s.wall for s in samples])
+        cpu_low, cpu_mid, _ = figures([s.cpu for s in samples])
+        print(f"  {label:<42} {low:9.1f} {mid:7.1f} {high:7.1f}   {cpu_low:8.1f} {cpu_mid:7.1f}")
 
 
 @contextmanager
@@ -162,8 +178,8 @@ def plain_ssh(tmp: Path, url: str, headers: dict[str, str], port: int) -> list[s
     ]  # fmt: skip
 
 
-def measure(runs: int, commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {label: [] for label in commands}
+def measure(runs: int, commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, list[Sample]]:
+    samples: dict[str, list[Sample]] = {label: [] for label in commands}
     for argv in commands.values():  # warm the caches once
         timed(argv, env)
     for _ in range(runs):
@@ -230,7 +246,7 @@ def client_commands(runs: int, url: str, token: str, env: dict[str, str]) -> Non
         env,
     )
     print(f"client commands, {runs} runs each, alternating, {os.cpu_count()} cores")
-    print_table("", samples)
+    print_table(samples)
 
 
 def ssh_login(runs: int, tmp: Path, url: str, token: str, *, port: int, env: dict[str, str]) -> None:
@@ -247,10 +263,15 @@ def ssh_login(runs: int, tmp: Path, url: str, token: str, *, port: int, env: dic
         env,
     )
     print(f"\nssh -- true to a loopback sshd, {runs} runs each, alternating")
-    print_table("", samples)
-    (plain_min, plain_p50, _), (jit_min, jit_p50, _) = (figures(s) for s in samples.values())
-    added = f"{jit_min - plain_min:8.1f} {jit_p50 - plain_p50:8.1f}"
-    print(f"  {'added by jitgate ssh (min / p50)':<48} {added}")
+    print_table(samples)
+    plain, jitgate = ([s.wall for s in runs] for runs in samples.values())
+    (plain_min, plain_p50, _), (jit_min, jit_p50, _) = figures(plain), figures(jitgate)
+    plain_cpu, jit_cpu = ([s.cpu for s in runs] for runs in samples.values())
+    cpu_added = figures(jit_cpu)[0] - figures(plain_cpu)[0], figures(jit_cpu)[1] - figures(plain_cpu)[1]
+    print(
+        f"  {'added by jitgate ssh':<42} {jit_min - plain_min:9.1f} {jit_p50 - plain_p50:7.1f} {'':7}"
+        f"   {cpu_added[0]:8.1f} {cpu_added[1]:7.1f}"
+    )
 
 
 @contextmanager

@@ -99,16 +99,24 @@ def broker_url() -> Iterator[str]:
     server.server_close()
 
 
+# Runs the command and reports its exit code and the modules it loaded, however it exits: by
+# returning, by ``SystemExit``, or by ``os._exit`` as ``jitgate ssh`` does once its session is over.
 RUN_AND_LIST = """
-import json, sys
+import json, os, sys
 from jitgate.cli.entry import main
+
+def report(code):
+    sys.stdout.flush()
+    sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+    sys.stderr.flush()
+
+exit_now = os._exit
+os._exit = lambda code: (report(code), exit_now(code))
 try:
     main(sys.argv[1:])
-    code = 0
+    report(0)
 except SystemExit as stop:
-    code = stop.code
-sys.stdout.flush()
-sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+    report(stop.code)
 """
 
 
