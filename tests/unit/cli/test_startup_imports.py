@@ -40,8 +40,10 @@ SERVER_SIDE = (
     "jitgate.web",
     "jitgate.workflow",
 )
-# ``jitgate ssh`` goes further: not even the command line's own machinery.
+# ``jitgate ssh`` goes further: not even the command line's own machinery, nor, for an http://
+# broker, the standard library's HTTP client, its header parser or TLS.
 CLI_MACHINERY = ("typer", "rich", "jitgate.cli.commands", "jitgate.cli.access", "jitgate.cli.ssh")
+HEAVY_STDLIB = ("http.client", "email", "ssl", "urllib.request")
 
 ROLE = {
     "name": "shell",
@@ -185,7 +187,7 @@ def test_a_refused_value_still_gets_typers_own_message(broker_url: str, tmp_path
 def test_jitgate_ssh_loads_only_the_session_and_its_http_exchange(broker_url: str, tmp_path: Any) -> None:
     code, output, modules = run(["ssh", "web-1", "--", "true"], broker_url, tmp_path)
     assert (code, "error: no active grant for web-1" in output) == (5, True), output
-    assert loaded(modules, SERVER_SIDE + CLI_MACHINERY) == []
+    assert loaded(modules, SERVER_SIDE + CLI_MACHINERY + HEAVY_STDLIB) == []
     assert not list((tmp_path / "jitgate").iterdir())  # the session directory is gone
 
 
