@@ -5,8 +5,9 @@ Importing every command module at start costs several hundred milliseconds (the 
 with them: FastAPI, SQLAlchemy, pydantic settings, the policy model) for a client command that needs
 none of it. ``LazyCommands`` is the root group: it lists the table, and only when a command is run
 (or asked for its own help) imports the module that defines it, registers that module on a Typer
-app of its own and hands over the real command. ``cli/main.py`` assembles the full application
-from the same modules; a test holds the two to the same names, modules and help.
+app of its own and hands over the real command, its plain values checked without pydantic
+(``cli/quickparams.py``). ``cli/main.py`` assembles the full application from the same modules; a
+test holds the two to the same names, modules, help and help pages.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from jitgate.cli.quickparams import install
 
-# Typer's names for the types of its vendored click, whose stubs are not exported.
+# Typer's click is vendored and private: its context, command and formatter types go by these names.
 Context = Any
 Command = Any
 Formatter = Any
