@@ -53,8 +53,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         acr: oidc_login.AcrOpt = None,
         forget: oidc_login.ForgetOpt = False,
     ) -> None:
-        """Check a token against the broker and store URL and token (file mode 0600); with --oidc,
-        sign in at the broker's identity provider instead and store the short-lived ID token."""
+        """Store URL and a token the broker accepts (mode 0600); --oidc signs in at its identity provider."""
         oidc_login.check_options(oidc, device=device, browser=browser, max_age=max_age, acr=acr)
         if forget:
             oidc_login.logout_now()

@@ -1,4 +1,9 @@
-"""The ``jitgate`` entry point: assembles the command groups."""
+"""The ``jitgate`` entry point: assembles the command groups.
+
+The program starts from ``cli/entry.py``, which runs one command through the table in
+``cli/commands.py`` and imports only that command's module; a test holds the table to this
+application, so a new command module is registered here and listed there.
+"""
 
 from __future__ import annotations
 

@@ -14,19 +14,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
 
 from jitgate import errors
-from jitgate.cli import stepup
-from jitgate.cli.config import STATUS_ERRORS, resolve
+from jitgate.cli.config import resolve
 from jitgate.cli.signals import ProgramMissing, ended_by_signals, run_child
 from jitgate.domain import sshnames
 
@@ -52,7 +48,12 @@ def runtime_base(path: Path | None = None) -> Path:
     """
     if path is None:
         xdg = os.environ.get("XDG_RUNTIME_DIR")
-        path = Path(xdg) / "jitgate" if xdg else Path(tempfile.gettempdir()) / f"jitgate-{os.getuid()}"
+        if xdg:
+            path = Path(xdg) / "jitgate"
+        else:
+            import tempfile
+
+            path = Path(tempfile.gettempdir()) / f"jitgate-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700, parents=True)
     try:
@@ -92,6 +93,8 @@ def _remove(directory: Path) -> None:
         for entry in directory.iterdir():
             if entry.is_file() and not entry.is_symlink():
                 shred(entry)
+    import shutil
+
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -283,41 +286,12 @@ def broker_json(
     body: dict[str, Any] | None = None,
     timeout: float = 30,
 ) -> Any:
-    """Call the broker's API; an error response becomes the matching ``JitgateError``.
+    """Call the broker's API; an error response becomes the matching ``JitgateError``."""
+    # Not at the top: ``connect`` loads it while ssh-keygen runs.
+    from jitgate.cli.brokerhttp import exchange
 
-    ``http.client`` rather than ``urllib.request``: it is what urllib uses underneath, and importing
-    it alone is measurably faster at the start of every ``jitgate ssh``.
-    """
-    import http.client  # here, not at the top: ``connect`` loads it while ssh-keygen runs
-
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise errors.InvalidInput(f"broker URL {url!r} is not http(s)://HOST[:PORT]")
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
-    try:
-        payload = None if body is None else json.dumps(body)
-        connection.request(method, parts.path.rstrip("/") + path, body=payload, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-    except (OSError, http.client.HTTPException):
-        raise errors.StorageUnavailable(f"cannot reach the broker at {url}") from None
-    finally:
-        connection.close()
-    if response.status >= 400:
-        try:
-            problem = json.loads(data)
-            detail = problem.get("detail") or response.reason
-        except (ValueError, AttributeError):
-            problem, detail = None, response.reason
-        step_up = stepup.from_answer(response.getheader("WWW-Authenticate"), problem)
-        if response.status == 401 and step_up is not None:
-            raise step_up
-        raise STATUS_ERRORS.get(response.status, errors.JitgateError)(str(detail))
-    return json.loads(data or b"null")
+    reply = exchange(url, token, method, path, json_body=body, timeout=timeout)
+    return json.loads(reply.content or b"null")
 
 
 def connect(
@@ -352,7 +326,7 @@ def _session(
     with private_directory() as directory:
         key = SessionKey(directory, "id_ed25519")
         try:
-            import http.client  # noqa: F401 - loaded while ssh-keygen works, for post_json
+            import jitgate.cli.brokerhttp  # noqa: F401 - loaded while ssh-keygen works, for post_json
 
             body = {"target": target, "public_key": key.public_line()}
         finally:

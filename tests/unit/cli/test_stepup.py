@@ -1,13 +1,15 @@
 """A 401 asking for a fresher or stronger sign-in becomes one line naming the exact command to run,
 from the problem+json body or RFC 9470's ``WWW-Authenticate`` header; other 401s stay as they are.
 
-The broker side is a stub here (httpx's mock transport) until the step-up answers are served."""
+The API client is checked against a small local HTTP server answering as the broker does."""
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-import httpx
 import pytest
 
 from jitgate import errors
@@ -74,25 +76,41 @@ def test_values_that_could_mislead_the_terminal_are_left_out() -> None:
 
 
 def test_the_api_client_raises_step_up_with_the_command() -> None:
-    def broker(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            401,
-            headers={"WWW-Authenticate": HEADER, "Content-Type": "application/problem+json"},
-            json={
-                "code": "step_up_required",
-                "detail": "prod-shell asks for a fresh sign-in",
-                "max_age": 300,
-                "acr_values": "urn:jitgate:mfa",
-            },
-        )
+    problem = json.dumps(
+        {
+            "code": "step_up_required",
+            "detail": "prod-shell asks for a fresh sign-in",
+            "max_age": 300,
+            "acr_values": "urn:jitgate:mfa",
+        }
+    ).encode()
 
-    client = ApiClient("http://broker.test", "eyJ.a.b")
-    client._http = httpx.Client(base_url="http://broker.test", transport=httpx.MockTransport(broker))
-    with pytest.raises(
-        errors.StepUpRequired, match=r"run jitgate login --oidc --max-age 300 --acr urn:jitgate:mfa$"
-    ):
-        client.post("/api/v1/requests", {"role": "prod-shell"})
-    client.close()
+    class Broker(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", HEADER)
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(problem)))
+            self.end_headers()
+            self.wfile.write(problem)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Broker)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = ApiClient(f"http://127.0.0.1:{server.server_address[1]}", "eyJ.a.b")
+    try:
+        with pytest.raises(
+            errors.StepUpRequired, match=r"run jitgate login --oidc --max-age 300 --acr urn:jitgate:mfa$"
+        ):
+            client.post("/api/v1/requests", {"role": "prod-shell"})
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
 
 
 def test_what_the_body_leaves_out_is_taken_from_the_header() -> None:
