@@ -85,9 +85,9 @@ class World:
         return self.people[name]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with sso_server(tmp_path_factory.mktemp("journey"), POLICY) as server, chromium() as browser:
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with sso_server(tmp_path, POLICY) as server, chromium() as browser:
         built = World(server, browser)
         yield built
         for person in built.people.values():
@@ -131,7 +131,7 @@ def state_shown(page: Any) -> str:
     return str(page.locator("dl.facts .state").first.inner_text())
 
 
-def test_alice_signs_in_with_sso_and_asks_for_a_role(world: World) -> None:
+def alice_signs_in_with_sso_and_asks_for_a_role(world: World) -> None:
     alice = sso_sign_in(world, "alice", shot="sign-in")
     page = alice.page
     page.select_option("#ask-role", "prod-shell")
@@ -146,7 +146,7 @@ def test_alice_signs_in_with_sso_and_asks_for_a_role(world: World) -> None:
     look(alice)
 
 
-def test_bob_finds_it_in_his_inbox_and_approves_it_with_a_comment(world: World) -> None:
+def bob_finds_it_in_his_inbox_and_approves_it_with_a_comment(world: World) -> None:
     request_id = world.facts["request"]
     bob = sso_sign_in(world, "bob")
     page = bob.page
@@ -182,7 +182,7 @@ def test_bob_finds_it_in_his_inbox_and_approves_it_with_a_comment(world: World) 
     look(bob)
 
 
-def test_alice_sees_her_grant_active_and_counting_down(world: World) -> None:
+def alice_sees_her_grant_active_and_counting_down(world: World) -> None:
     alice = world.people["alice"]
     page = alice.page
     page.goto(f"{world.server.url}/ui/requests/{world.facts['request']}")
@@ -208,7 +208,7 @@ def test_alice_sees_her_grant_active_and_counting_down(world: World) -> None:
     look(alice, "access", phone="access-phone")
 
 
-def test_dave_the_admin_sees_the_grant_in_force(world: World) -> None:
+def dave_the_admin_sees_the_grant_in_force(world: World) -> None:
     dave = sso_sign_in(world, "dave")
     page = dave.page
     assert "(admin)" in page.inner_text(".who")
@@ -220,7 +220,7 @@ def test_dave_the_admin_sees_the_grant_in_force(world: World) -> None:
     look(dave, "admin-grants")
 
 
-def test_alice_revokes_her_grant_from_its_page(world: World) -> None:
+def alice_revokes_her_grant_from_its_page(world: World) -> None:
     alice = world.people["alice"]
     page = alice.page
     grant_page = f"{world.server.url}/ui/grants/{world.facts['grant']}"
@@ -241,7 +241,7 @@ def audit_rows(page: Any) -> list[tuple[str, str]]:
     return [(who, what) for who, what in reversed(cells)]
 
 
-def test_dave_filters_the_audit_trail_down_to_the_journey(world: World) -> None:
+def dave_filters_the_audit_trail_down_to_the_journey(world: World) -> None:
     dave = world.people["dave"]
     page = dave.page
     request_id, grant_id = world.facts["request"], world.facts["grant"]
@@ -268,7 +268,7 @@ def test_dave_filters_the_audit_trail_down_to_the_journey(world: World) -> None:
     look(dave)
 
 
-def test_alice_signs_out_at_the_provider_and_her_old_cookie_opens_nothing(world: World) -> None:
+def alice_signs_out_at_the_provider_and_her_old_cookie_opens_nothing(world: World) -> None:
     alice = world.people["alice"]
     page, server = alice.page, world.server
     old = [c for c in alice.context.cookies() if c["name"] == "jitgate_session"]
@@ -288,3 +288,14 @@ def test_alice_signs_out_at_the_provider_and_her_old_cookie_opens_nothing(world:
     assert replayed.status_code == 303
     assert replayed.headers["location"] == "/ui/login"
     assert alice.refused == []
+
+
+def test_a_request_goes_from_sso_sign_in_through_approval_and_revocation_to_sign_out(world: World) -> None:
+    """The steps above, in order: each one's page is where the next one starts."""
+    alice_signs_in_with_sso_and_asks_for_a_role(world)
+    bob_finds_it_in_his_inbox_and_approves_it_with_a_comment(world)
+    alice_sees_her_grant_active_and_counting_down(world)
+    dave_the_admin_sees_the_grant_in_force(world)
+    alice_revokes_her_grant_from_its_page(world)
+    dave_filters_the_audit_trail_down_to_the_journey(world)
+    alice_signs_out_at_the_provider_and_her_old_cookie_opens_nothing(world)
