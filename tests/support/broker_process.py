@@ -88,10 +88,11 @@ def serving(
     env: dict[str, str],
     *,
     preexec: Callable[[], None] | None = None,
+    port: int | None = None,
 ) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
-    """``jitgate server`` on a free loopback port, with ``env`` added, once ``/healthz`` answers:
-    yields its URL, port and process, and stops it afterwards."""
-    port = free_port()
+    """``jitgate server`` on a free loopback port (or ``port``), with ``env`` added, once ``/healthz``
+    answers: yields its URL, port and process, and stops it afterwards."""
+    port = port or free_port()
     listen = ["--listen", f"127.0.0.1:{port}", "--no-access-log"]
     with log.open("w") as log_file:
         server = subprocess.Popen(
