@@ -321,11 +321,13 @@ def _instant(claims: dict[str, Any], name: str) -> datetime:
 
 
 def check_token_times(claims: dict[str, Any], now: datetime) -> None:
-    """``exp`` not passed and ``iat`` not ahead, against ``now``, within ``LEEWAY``."""
+    """``exp`` not passed and ``iat`` (and ``nbf`` if any) not ahead, against ``now``, within ``LEEWAY``."""
     if now >= _instant(claims, "exp") + LEEWAY:
         raise Unauthenticated("the ID token has expired")
     if _instant(claims, "iat") > now + LEEWAY:
         raise Unauthenticated("the ID token was issued in the future")
+    if "nbf" in claims and _instant(claims, "nbf") > now + LEEWAY:
+        raise Unauthenticated("the ID token is not valid yet (nbf)")
 
 
 def check_sign_in_strength(
