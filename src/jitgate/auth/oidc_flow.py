@@ -29,7 +29,6 @@ import jwt
 
 from jitgate.auth.oidc import ALGORITHMS, ClaimMapping
 from jitgate.auth.oidc_provider import OpenIdProvider
-from jitgate.auth.sign_in_quota import SignInQuota
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
 from jitgate.errors import IdentityProviderUnavailable, Unauthenticated
@@ -40,7 +39,10 @@ from jitgate.store.oidc_sign_ins import PendingSignIn
 SIGN_IN_LIFETIME = timedelta(minutes=10)
 MAX_UNDER_WAY = 10_000
 """Sign-ins under way at once; anyone may start one, so their rows are bounded. A new sign-in
-beyond it pushes out the oldest rather than being refused (``auth/sign_in_quota.py`` says why)."""
+beyond it pushes out the oldest rather than being refused: refusing would let one outsider lock
+everybody out of single sign-on for ten minutes by starting 10,000 in a loop, where pushing out
+makes them start that many within the minute someone spends at the provider, and again for the
+next. No quota per address: behind the TLS proxy the broker is deployed with, everyone has one."""
 LEEWAY = timedelta(seconds=30)
 """Clock skew allowed between provider and broker, for ``exp``, ``iat`` and ``auth_time``."""
 
@@ -136,7 +138,6 @@ class OidcWebSignIn:
         self.redirect_uri = redirect_uri
         self._scopes = scopes
         self._recheck = recheck
-        self.quota = SignInQuota()
 
     def start(
         self,
@@ -145,11 +146,9 @@ class OidcWebSignIn:
         return_to: str,
         max_age: int | None = None,
         acr_values: tuple[str, ...] = (),
-        source: str = "",
     ) -> str:
-        """Remember a new sign-in for the browser holding ``browser``, started from address ``source``,
-        and return where to send it. It is never refused for the number under way: it pushes out
-        ``source``'s oldest beyond its quota, and the oldest of all beyond ``MAX_UNDER_WAY``."""
+        """Remember a new sign-in for the browser holding ``browser`` and return where to send it.
+        It is never refused for the number under way: the oldest beyond ``MAX_UNDER_WAY`` give way."""
         endpoint = self.provider.metadata().authorization_endpoint
         state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), new_code_verifier()
         now = self._clock.now()
@@ -166,7 +165,6 @@ class OidcWebSignIn:
         )
         with self._db.write() as conn:
             oidc_sign_ins.delete_ended_sign_ins(conn, now)
-            oidc_sign_ins.delete_sign_ins(conn, self.quota.admit(source, pending.state_hash))
             oidc_sign_ins.delete_oldest_sign_ins(conn, keep=MAX_UNDER_WAY - 1)
             oidc_sign_ins.insert_sign_in(conn, pending)
         return authorize_url(

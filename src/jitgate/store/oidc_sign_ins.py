@@ -79,7 +79,7 @@ def delete_oldest_sign_ins(conn: Connection, *, keep: int) -> None:
     excess = count_sign_ins(conn) - keep
     if excess <= 0:
         return
-    oldest = sa.select(oidc_sign_ins.c.state_hash).order_by(oidc_sign_ins.c.created_at).limit(excess)
+    oldest = sa.select(oidc_sign_ins.c.state_hash).order_by(oidc_sign_ins.c.expires_at).limit(excess)
     delete_sign_ins(conn, list(conn.execute(oldest).scalars()))
 
 

@@ -102,13 +102,7 @@ def start_sign_in(
     if not _FLOW_FORM.match(browser):
         browser = secrets.token_urlsafe(32)
     try:
-        url = web.start(
-            browser=browser,
-            return_to=return_to,
-            max_age=max_age,
-            acr_values=acr_values,
-            source=request.client.host if request.client else "",
-        )
+        url = web.start(browser=browser, return_to=return_to, max_age=max_age, acr_values=acr_values)
     except IdentityProviderUnavailable as exc:
         return refusal(503, exc.message)
     response = RedirectResponse(url, status_code=303, headers=HEADERS)
