@@ -18,6 +18,7 @@ import pytest
 from jitgate import errors
 from jitgate.cli import brokerhttp
 from jitgate.cli.brokerhttp import exchange
+from jitgate.cli.client import ApiClient
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
@@ -98,3 +99,12 @@ def test_trailers_past_the_head_limit_are_not_read_through() -> None:
 def test_a_well_framed_answer_still_reads_with_chunk_extensions_and_trailers() -> None:
     answer = OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2;name=value\r\n{}\r\n0\r\nX-Trailer: 1\r\n\r\n"
     assert exchange(answering(answer), None, "GET", "/api/v1/whoami", timeout=5).json() == {}
+
+
+@pytest.mark.parametrize("body", [b"<html>", b"\xff\xfe", b"{"])
+def test_an_answer_that_is_not_json_is_one_line_not_a_traceback(body: bytes) -> None:
+    answer = OK_HEAD + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    with pytest.raises(errors.StorageUnavailable, match="not the broker's JSON"):
+        ApiClient(answering(answer), None).get("/api/v1/whoami")
+    with pytest.raises(errors.StorageUnavailable, match="not the broker's JSON"):
+        list(ApiClient(answering(answer), None).pages("/api/v1/requests", {}))
