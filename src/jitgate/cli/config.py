@@ -82,7 +82,8 @@ def read_login() -> dict[str, Any]:
     """
     path = login_file()
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # Non-blocking: a FIFO planted in its place must not hold the command until someone writes.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -91,9 +92,11 @@ def read_login() -> dict[str, Any]:
         return {}
     with os.fdopen(fd) as handle:
         mine = os.fstat(handle.fileno())
-        if mine.st_uid != os.geteuid() or mine.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        foreign = mine.st_uid != os.geteuid() or not stat.S_ISREG(mine.st_mode)
+        if foreign or mine.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise errors.InvalidInput(
-                f"{path}: owned by another user or writable by others; delete it and sign in again"
+                f"{path}: not a private file (another owner, writable by others, or not a file); "
+                "delete it and sign in again"
             )
         try:
             saved = json.loads(handle.read())

@@ -45,13 +45,13 @@ def test_a_login_file_planted_by_another_user_is_refused_not_believed(config_dir
     if os.geteuid() != 0:
         component_missing("giving a file to another user needs root, as the real-sshd tests do")
     plant(login_file(), owner=NOBODY)
-    with pytest.raises(errors.InvalidInput, match="owned by another user or writable by others"):
+    with pytest.raises(errors.InvalidInput, match="not a private file"):
         resolve(None, None)
 
 
 def test_a_login_file_anyone_can_write_is_refused_not_believed(config_dir: Path) -> None:
     plant(login_file(), mode=0o666)
-    with pytest.raises(errors.InvalidInput, match="owned by another user or writable by others"):
+    with pytest.raises(errors.InvalidInput, match="not a private file"):
         resolve(None, None)
 
 
@@ -60,6 +60,12 @@ def test_a_login_file_that_is_a_link_is_refused_not_followed(config_dir: Path, t
     plant(elsewhere)
     login_file().symlink_to(elsewhere)
     with pytest.raises(errors.InvalidInput, match="symbolic link"):
+        resolve(None, None)
+
+
+def test_a_fifo_in_place_of_the_login_file_does_not_hold_the_command(config_dir: Path) -> None:
+    os.mkfifo(login_file(), 0o600)
+    with pytest.raises(errors.InvalidInput, match="not a private file"):
         resolve(None, None)
 
 
