@@ -4,7 +4,8 @@ Discovery reads ``{issuer}/.well-known/openid-configuration`` and takes it only 
 names exactly the configured issuer (OpenID Connect Discovery 1.0, section 4.3): a document
 that names another would let its keys speak for our issuer. The document is cached; a provider
 that cannot be reached, or answers with something else, is ``IdentityProviderUnavailable`` with
-one line, and nothing is cached then.
+one line, and nothing is cached then. Its endpoints must be ``https`` (``http`` only on loopback),
+as the issuer must.
 
 The broker is a confidential client and authenticates at the token endpoint with HTTP Basic
 (``client_secret_basic``: id and secret form-encoded first, RFC 6749 section 2.3.1); a client
@@ -51,11 +52,19 @@ def check_issuer_url(issuer: str) -> None:
 
 
 def _endpoint(document: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    """An endpoint of the document, held to the issuer's rule: the client secret, the codes and the
+    keys must not travel in the clear, nor to an address that carries credentials of its own."""
     value = document.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or urlsplit(value).scheme not in {"https", "http"}:
-        raise IdentityProviderUnavailable(f"the identity provider's discovery document has no usable {name}")
+    try:
+        if not isinstance(value, str) or urlsplit(value).username is not None:
+            raise ValueError(name)
+        check_issuer_url(value)
+    except ValueError:
+        raise IdentityProviderUnavailable(
+            f"the identity provider's discovery document has no usable {name}"
+        ) from None
     return value
 
 

@@ -28,8 +28,11 @@ from urllib.parse import quote, urlencode, urlsplit
 from jitgate import __version__, errors
 from jitgate.cli.config import STATUS_ERRORS
 
-MAX_HEAD = 64 * 1024  # the status line and headers of an answer
-MAX_BODY = 1024**3  # a session recording is the largest thing the API sends
+MAX_HEAD = 64 * 1024  # the status line and headers of an answer; its trailers, too
+MAX_BODY = 1024**3  # a session recording is the largest thing the API sends; chunks add up to it
+MAX_INFORMATIONAL = 8  # 1xx answers before the real one
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;.*)?")
+_LENGTH = re.compile(r"[0-9]{1,15}")
 _LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?([^",;]+)"?')
 _STATUS = re.compile(rb"HTTP/1\.[01] ([1-5]\d\d)(?: ([^\r\n]*))?")
 # Characters a path and query keep as they are; every other one is percent-encoded.
@@ -132,7 +135,7 @@ class _Answer:
         return line
 
     def head(self) -> tuple[int, str, Headers]:
-        while True:  # an informational answer (1xx) comes before the real one
+        for _ in range(MAX_INFORMATIONAL + 1):  # informational answers (1xx) come before the real one
             while b"\r\n\r\n" not in self._buffer:
                 if len(self._buffer) > MAX_HEAD:
                     raise Malformed("the answer's headers are too long")
@@ -145,6 +148,8 @@ class _Answer:
             code = int(status[1])
             if code >= 200:
                 break
+        else:
+            raise Malformed("the answer is informational without end")
         pairs = []
         for line in lines:
             name, colon, value = line.partition(":")
@@ -156,9 +161,10 @@ class _Answer:
     def body(self, headers: Headers) -> bytes:
         if "chunked" in headers.get("Transfer-Encoding").lower():
             return self._chunks()
-        length = headers.get("Content-Length")
-        if length:
-            if not length.isdigit() or int(length) > MAX_BODY:
+        lengths = set(headers.get_all("Content-Length"))
+        if lengths:
+            length = lengths.pop()
+            if lengths or not _LENGTH.fullmatch(length) or int(length) > MAX_BODY:
                 raise Malformed("the answer's Content-Length is not a size")
             return self._take(int(length))
         while not self._closed:  # neither: the answer ends with the connection
@@ -167,19 +173,29 @@ class _Answer:
 
     def _chunks(self) -> bytes:
         parts: list[bytes] = []
+        total = 0
         while True:
-            size_text = self._line().split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise Malformed("a chunk of the answer has no size") from None
+            sized = _CHUNK_SIZE.fullmatch(self._line())
+            if sized is None:
+                raise Malformed("a chunk of the answer has no size")
+            size = int(sized[1], 16)
             if size == 0:
-                while self._line():  # trailers, up to the empty line
-                    pass
+                self._trailers()
                 return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                raise Malformed("the answer is too large")
             parts.append(self._take(size))
             if self._take(2) != b"\r\n":
                 raise Malformed("a chunk of the answer does not end where its size says")
+
+    def _trailers(self) -> None:
+        """Skip the trailer fields, up to the empty line, within the head's limit."""
+        left = MAX_HEAD
+        while line := self._line(left):
+            left -= len(line) + 2
+            if left < 0:
+                raise Malformed("the answer's trailers are too long")
 
 
 def _connect(scheme: str, host: str, port: int, timeout: float) -> socket.socket:

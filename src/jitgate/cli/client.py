@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from jitgate import errors
 from jitgate.cli.brokerhttp import Reply, exchange
 from jitgate.cli.config import login_file, resolve, save_login
 
@@ -25,7 +26,7 @@ class ApiClient:
         response = self.raw(method, path, **kwargs)
         if response.headers.get("content-type", "").startswith("application/octet-stream"):
             return response.content
-        return response.json() if response.content else None
+        return self._json(response) if response.content else None
 
     def raw(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Reply:
         return exchange(
@@ -38,7 +39,7 @@ class ApiClient:
         response = self.raw("GET", path, params={**params, "limit": page_size})
         given = 0
         while True:
-            for item in response.json():
+            for item in self._json(response):
                 if at_most is not None and given >= at_most:
                     return
                 given += 1
@@ -47,6 +48,15 @@ class ApiClient:
             if not following or (at_most is not None and given >= at_most):
                 return
             response = self.raw("GET", following)
+
+    def _json(self, response: Reply) -> Any:
+        """The answer's JSON; a page that is not (a proxy's, a portal's: not the broker) is one line."""
+        try:
+            return response.json()
+        except ValueError:  # includes a body that is not UTF-8
+            raise errors.StorageUnavailable(
+                f"the answer from {self.url} is not the broker's JSON; is it the broker's address?"
+            ) from None
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.call("GET", path, **kwargs)

@@ -12,9 +12,11 @@ refresh it first; only then is anything more than the standard library loaded.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -72,11 +74,34 @@ def save_login(url: str, token: str, oidc: dict[str, Any] | None = None) -> Path
 
 
 def read_login() -> dict[str, Any]:
-    """The stored login, or ``{}`` when there is none (or it cannot be read)."""
+    """The stored login, or ``{}`` when there is none (or it cannot be read).
+
+    A login file that someone else could have written (a symbolic link, another owner, writable by
+    group or others: a shared configuration directory) is refused, not believed: it names the
+    broker every command talks to and the credential it presents.
+    """
+    path = login_file()
     try:
-        saved = json.loads(login_file().read_text())
-    except (OSError, ValueError):
+        # Non-blocking: a FIFO planted in its place must not hold the command until someone writes.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
         return {}
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise errors.InvalidInput(f"{path}: is a symbolic link; delete it and sign in again") from None
+        return {}
+    with os.fdopen(fd) as handle:
+        mine = os.fstat(handle.fileno())
+        foreign = mine.st_uid != os.geteuid() or not stat.S_ISREG(mine.st_mode)
+        if foreign or mine.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise errors.InvalidInput(
+                f"{path}: not a private file (another owner, writable by others, or not a file); "
+                "delete it and sign in again"
+            )
+        try:
+            saved = json.loads(handle.read())
+        except (OSError, ValueError):
+            return {}
     return saved if isinstance(saved, dict) else {}
 
 

@@ -11,6 +11,7 @@ saying to sign in again, and the not-authenticated exit code.
 from __future__ import annotations
 
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,12 +61,18 @@ def login_lock() -> Iterator[None]:
     """Held while the login file is read, refreshed and written, so refreshes never race."""
     path = login_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with path.with_name(path.name + ".lock").open("a") as lock:
+    # Never through a symbolic link: one planted in a shared directory would have this create or
+    # lock a file of the attacker's choosing.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        lock = os.open(path.with_name(path.name + ".lock"), flags, 0o600)
+    except OSError as exc:
+        raise errors.InvalidInput(f"{path}.lock: cannot be opened ({exc.strerror})") from None
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(lock)  # closing releases the lock
 
 
 def current_token(now: float | None = None) -> str:

@@ -249,6 +249,13 @@ class Role(Strict):
             raise ValueError("default_duration must lie between min_duration and max_duration")
         if (self.approval == "manual" or self.break_glass) and not self.approvers:
             raise ValueError(f"role {self.name!r} needs approvers (or approval: auto)")
+        nobody_approves = self.approval == "auto" or self.break_glass
+        if nobody_approves and self.requires is not None and "request" not in self.requires.steps:
+            # Its requests become grants without a review: a step-up at approving would never happen.
+            raise ValueError(
+                f"role {self.name!r}: requires.for [approve] demands nothing where nobody approves "
+                "(approval: auto or break_glass); add request to requires.for"
+            )
         return self
 
     @property

@@ -69,5 +69,19 @@ def delete_ended_sign_ins(conn: Connection, now: datetime) -> int:
     return conn.execute(oidc_sign_ins.delete().where(oidc_sign_ins.c.expires_at <= now)).rowcount
 
 
+def delete_sign_ins(conn: Connection, state_hashes: list[str]) -> None:
+    if state_hashes:
+        conn.execute(oidc_sign_ins.delete().where(oidc_sign_ins.c.state_hash.in_(state_hashes)))
+
+
+def delete_oldest_sign_ins(conn: Connection, *, keep: int) -> None:
+    """Delete the oldest sign-ins so that at most ``keep`` are left."""
+    excess = count_sign_ins(conn) - keep
+    if excess <= 0:
+        return
+    oldest = sa.select(oidc_sign_ins.c.state_hash).order_by(oidc_sign_ins.c.expires_at).limit(excess)
+    delete_sign_ins(conn, list(conn.execute(oldest).scalars()))
+
+
 def count_sign_ins(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(oidc_sign_ins)).scalar_one())

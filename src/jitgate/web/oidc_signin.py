@@ -28,7 +28,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jitgate.auth.oidc_flow import OidcWebSignIn
 from jitgate.auth.sessions import WebSession
 from jitgate.errors import (
-    Conflict,
     IdentityProviderUnavailable,
     StepUpRequired,
     TooManyFailures,
@@ -106,8 +105,6 @@ def start_sign_in(
         url = web.start(browser=browser, return_to=return_to, max_age=max_age, acr_values=acr_values)
     except IdentityProviderUnavailable as exc:
         return refusal(503, exc.message)
-    except Conflict as exc:
-        return refusal(429, exc.message)
     response = RedirectResponse(url, status_code=303, headers=HEADERS)
     response.set_cookie(
         FLOW_COOKIE,

@@ -28,7 +28,7 @@ def _origin_and_path(url: str) -> tuple[str, str, int, str]:
     scheme = parts.scheme.lower()
     if scheme not in {"https", "http"} or not parts.hostname or parts.username or parts.password:
         raise ValueError(url)
-    port = parts.port or (443 if scheme == "https" else 80)
+    port = parts.port if parts.port is not None else (443 if scheme == "https" else 80)
     return scheme, parts.hostname.lower(), port, parts.path or "/"
 
 

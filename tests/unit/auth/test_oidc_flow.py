@@ -95,6 +95,8 @@ def test_a_plain_sign_in_asks_for_no_prompt_without_offline_access() -> None:
         ({"exp": T + 600, "iat": T + 31}, "future"),
         ({"exp": "soon", "iat": T}, "not a time"),
         ({"exp": True, "iat": T}, "not a time"),
+        ({"exp": T + 600, "iat": T, "nbf": T + 31}, "not valid yet"),
+        ({"exp": T + 600, "iat": T, "nbf": "later"}, "not a time"),
     ],
 )
 def test_token_times_are_checked_against_the_brokers_clock(claims: dict[str, object], says: str) -> None:
@@ -103,7 +105,7 @@ def test_token_times_are_checked_against_the_brokers_clock(claims: dict[str, obj
 
 
 def test_token_times_within_the_leeway_pass() -> None:
-    check_token_times({"exp": T - 29, "iat": T + 29}, NOW)
+    check_token_times({"exp": T - 29, "iat": T + 29, "nbf": T + 29}, NOW)
 
 
 def test_a_step_up_answer_must_show_a_fresh_sign_in_of_the_asked_strength() -> None:

@@ -128,3 +128,15 @@ def test_explain_says_what_sign_in_a_role_demands() -> None:
         f"sign-in: requesting and approving need a sign-in at the identity provider within 5m, "
         f"of strength {MFA} (API tokens cannot prove one)"
     ) in lines
+
+
+@pytest.mark.parametrize("approves_itself", ["approval: auto", "break_glass: true"])
+def test_requires_for_approving_alone_is_refused_on_a_role_that_nobody_approves(approves_itself: str) -> None:
+    # Its requests become grants with no review at all, so the fresh approver it names never comes:
+    # the role would demand nothing while reading as if it demanded a step-up.
+    text = POLICY.replace("REQUIRES", "{fresh_login: 5m, for: [approve]}") + f"    {approves_itself}\n"
+    with pytest.raises(PolicyFileError) as caught:
+        parse_policy(text, "policy.yaml")
+    assert "nobody approves" in caught.value.message
+    assert "policy.yaml:" in caught.value.message
+    parse_policy(text.replace("for: [approve]", "for: [request, approve]"))  # the request side still holds

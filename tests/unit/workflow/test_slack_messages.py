@@ -144,6 +144,18 @@ def test_a_body_that_is_not_a_click_on_jitgates_buttons_is_refused(raw: bytes) -
         ("https://evil.example/?https://hooks.slack.com/", False),
         ("file:///etc/passwd", False),
         ("not a url", False),
+        ("https://hooks.slack.com:443/actions/T1/2/3", True),
+        ("https://hooks.slack.com@evil.example/actions", False),
+        ("https://hooks.slack.com:443@evil.example/actions", False),
+        ("https://hooks.slack.com\\@evil.example/actions", False),
+        ("https://evil.example#@hooks.slack.com/actions", False),
+        ("https://evil.example\\.hooks.slack.com/actions", False),
+        ("https://hooks.slack.com./actions", False),
+        ("https://hooks.slack.com\t.evil.example/actions", False),
+        ("https://hooks.slack.\uff43om/actions", False),
+        ("https://hooks.slack.com%2eevil.example/actions", False),
+        ("https://[::1]/actions", False),
+        ("https://hooks.slack.com:0/actions", False),
     ],
 )
 def test_answers_are_posted_only_to_the_allowed_response_urls(url: str, allowed: bool) -> None:
