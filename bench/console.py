@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--audit-records", type=int, default=1_000_000)
     parser.add_argument("--pending", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--inbox", default="/ui/", help="the page listing the review queue")
+    parser.add_argument("--inbox", default="/ui/inbox", help="the page listing the review queue")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jitgate-bench-") as tmp:
         data = Path(tmp) / "data"
@@ -227,7 +227,7 @@ def main() -> None:
             )
             audit_row = re.compile(r'<td class="when">')
             cases = [
-                (f"review queue {args.inbox} (bob)", bob, args.inbox, re.compile(r"/review\"")),
+                (f"review queue {args.inbox} (bob)", bob, args.inbox, re.compile(r'<td><a href="/ui/requests/')),
                 ("/ui/audit first page (admin)", root, "/ui/audit", audit_row),
                 ("/ui/audit?actor=user7", root, "/ui/audit?actor=user7", audit_row),
                 ("/ui/audit?action=grant.", root, "/ui/audit?action=grant.", audit_row),
@@ -239,7 +239,7 @@ def main() -> None:
                 ),
                 (f"/ui/audit?before={deep} (deep)", root, f"/ui/audit?before={deep}", audit_row),
                 ("/ui/audit?since=(an hour ago)", root, f"/ui/audit?since={_hour_ago()}", audit_row),
-                (f"/ui/audit?grant={grant} (no index)", root, f"/ui/audit?grant={grant}", audit_row),
+                (f"/ui/audit?grant={grant}", root, f"/ui/audit?grant={grant}", audit_row),
                 ("/ui/audit own records (alice)", alice, "/ui/audit", audit_row),
                 ("GET /api/v1/audit?limit=200", api, "/api/v1/audit?limit=200", re.compile(r'"seq":')),
             ]
