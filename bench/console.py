@@ -226,8 +226,9 @@ def main() -> None:
                 base_url=url, timeout=120, headers={"Authorization": f"Bearer {tokens['root']}"}
             )
             audit_row = re.compile(r'<td class="when">')
+            queue_row = re.compile(r'<td><a href="/ui/requests/')
             cases = [
-                (f"review queue {args.inbox} (bob)", bob, args.inbox, re.compile(r'<td><a href="/ui/requests/')),
+                (f"review queue {args.inbox} (bob)", bob, args.inbox, queue_row),
                 ("/ui/audit first page (admin)", root, "/ui/audit", audit_row),
                 ("/ui/audit?actor=user7", root, "/ui/audit?actor=user7", audit_row),
                 ("/ui/audit?action=grant.", root, "/ui/audit?action=grant.", audit_row),
