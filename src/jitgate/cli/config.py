@@ -17,7 +17,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,8 @@ def save_login(url: str, token: str, oidc: dict[str, Any] | None = None) -> Path
         record["oidc"] = oidc
     path = login_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tempfile  # here: every command reads this module, few write the login
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".login.", suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(fd, "w") as handle:
