@@ -136,9 +136,9 @@ def audit(request: Request) -> Response:
         shown["typed"]["actor"] = who.name
     try:
         filters = parse_filters(request.query_params)
-    except InvalidInput as exc:
+        events, older, newer = _records(request, filters, actor=visible_actor(who, filters.actor))
+    except InvalidInput as exc:  # a filter that cannot be used, or one no record could match (a NUL)
         return page("audit.html", status=400, events=[], pages={}, **{**shown, "error": exc.message})
-    events, older, newer = _records(request, filters, actor=visible_actor(who, filters.actor))
     pages = {}
     for rel, name, seq in (("older", "before", older), ("newer", "after", newer)):
         if seq is not None:

@@ -1,0 +1,161 @@
+"""The console (and the API beside it) under input no page ever links to, on both databases.
+
+A NUL character in an id, a filter or a cursor used to reach PostgreSQL, which fails every
+statement that carries one: a 500 for a look-up, and the refusal of a form not audited at all.
+A cursor whose time has no UTC form (year 1 at +14:00) crashed on either database. Each is now a
+400 with one line, and a refused form is on record whatever its id held.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from jitgate.api.app import create_app
+from jitgate.audit.query import query
+from jitgate.clock import FrozenClock
+from jitgate.domain.identity import SYSTEM
+from jitgate.runtime import Runtime, build_runtime
+from jitgate.settings import Settings
+from jitgate.store.tables import metadata
+from jitgate.workflow.users import add_user
+from support import TEST_POLICY
+
+ORIGIN = "https://jitgate.test"
+NUL_TEXT = "text with a NUL character (U+0000) is never stored, nor looked up"
+STALE_CURSOR = "cursor is not one this broker handed out"
+
+
+def cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def runtime(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Iterator[Runtime]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(TEST_POLICY)
+    url = None
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_database")
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} CASCADE")
+        engine.dispose()
+    rt = build_runtime(
+        Settings(data_dir=tmp_path / "data", policy_file=policy, database_url=url), clock=clock
+    )
+    yield rt
+    rt.ctx.db.dispose()
+
+
+@pytest.fixture
+def tokens(runtime: Runtime, clock: FrozenClock) -> dict[str, str]:
+    out = {}
+    for name, groups, admin in (("alice", ["engineers"], False), ("root", [], True)):
+        _, out[name] = add_user(
+            runtime.ctx.db, runtime.ctx.audit, clock, actor=SYSTEM.name, name=name, groups=groups, admin=admin
+        )
+    return out
+
+
+def signed_in(runtime: Runtime, token: str) -> tuple[TestClient, str]:
+    client = TestClient(
+        create_app(runtime, run_scheduler=False), base_url=ORIGIN, raise_server_exceptions=False
+    )
+    login = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/ui/login").text)
+    assert login is not None
+    assert client.post("/ui/login", data={"token": token, "csrf": login.group(1)}).status_code == 200
+    form = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/ui/").text)
+    assert form is not None
+    return client, form.group(1)
+
+
+def alert(html: str) -> str:
+    found = re.search(r'role="alert">([^<]*)<', html)
+    return found.group(1) if found else html[:200]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/requests/%00",
+        "/ui/grants/r%00x",
+        "/ui/audit?actor=%00",
+        "/ui/audit?request=%00",
+        "/ui/audit?grant=%00",
+        "/ui/audit?role=%00",
+        "/ui/audit?action=grant.%00",
+        "/ui/?mine_cursor=" + cursor("2026-12-01T09:00:00+00:00|\x00"),
+        "/ui/admin/tokens?user=%00",
+        "/ui/admin/keys?user=%00",
+        "/ui/admin/sessions?live_cursor=" + cursor("2026-12-01T09:00:00+00:00|s-\x00"),
+    ],
+)
+def test_a_nul_in_an_id_filter_or_cursor_of_a_page_is_a_400(
+    runtime: Runtime, tokens: dict[str, str], path: str
+) -> None:
+    root, _ = signed_in(runtime, tokens["root"])
+    with root:
+        shown = root.get(path)
+    assert shown.status_code == 400, shown.text[:300]
+    assert alert(shown.text) in (NUL_TEXT, STALE_CURSOR)
+    assert shown.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    ("url", "data"),
+    [
+        ("/ui/requests", {"role": "stage-shell\x00", "duration": "5m"}),
+        ("/ui/requests/r-%00/review", {"verdict": "approve"}),
+        ("/ui/grants/g-%00/revoke", {}),
+        ("/ui/grants/g-%00/extend", {"duration": "5m"}),
+    ],
+)
+def test_a_form_with_a_nul_in_its_id_or_role_is_refused_and_the_refusal_is_on_record(
+    runtime: Runtime, tokens: dict[str, str], url: str, data: dict[str, str]
+) -> None:
+    alice, csrf = signed_in(runtime, tokens["alice"])
+    with alice:
+        refused = alice.post(url, data={"csrf": csrf, **data}, headers={"Origin": ORIGIN})
+    assert refused.status_code in (400, 404, 422), refused.text[:300]
+    assert "My requests" in refused.text or "Not shown" in refused.text  # the console's page, not a crash
+    with runtime.ctx.db.read() as conn:
+        (last,) = query(conn, actor="alice", action="access.refused", limit=1, newest_first=True)
+    given = {k: v for k, v in last.details.items() if k.startswith("given_")}
+    assert any("\x00" in str(v) for v in given.values()), last.details
+
+
+def test_the_api_answers_a_nul_in_an_id_or_filter_with_a_400_too(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    with TestClient(create_app(runtime, run_scheduler=False), raise_server_exceptions=False) as api:
+        bearer = {"Authorization": f"Bearer {tokens['root']}"}
+        for path in ("/api/v1/grants/%00", "/api/v1/requests/%00", "/api/v1/audit?action=%00"):
+            answer = api.get(path, headers=bearer)
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["detail"] == NUL_TEXT
+
+
+@pytest.mark.parametrize(
+    "at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-12-01T09:00:00+25:00"]
+)
+def test_a_cursor_whose_time_has_no_utc_form_is_refused_not_a_crash(
+    runtime: Runtime, tokens: dict[str, str], at: str
+) -> None:
+    root, _ = signed_in(runtime, tokens["root"])
+    with root:
+        for path in (
+            f"/ui/?mine_cursor={cursor(at + '|r-1')}",
+            f"/ui/inbox?queue_before={cursor(at + '|r-1')}",
+            f"/ui/admin/users?users_cursor={cursor(at + '|x')}",
+            f"/ui/admin/grants?grants_before={cursor(at + '|g-1')}",
+        ):
+            shown = root.get(path)
+            assert shown.status_code == 400, (path, shown.text[:300])
+            assert alert(shown.text) == STALE_CURSOR
