@@ -4,6 +4,10 @@ A NUL character in an id, a filter or a cursor used to reach PostgreSQL, which f
 statement that carries one: a 500 for a look-up, and the refusal of a form not audited at all.
 A cursor whose time has no UTC form (year 1 at +14:00) crashed on either database. Each is now a
 400 with one line, and a refused form is on record whatever its id held.
+
+A display name comes from the identity provider, where people often choose their own: one with a
+bidi override or an invisible character could make a reviewer read another name beside the real
+one. Such a name is not taken at sign-in, and one stored earlier is shown with visible escapes.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,11 +24,14 @@ from fastapi.testclient import TestClient
 
 from jitgate.api.app import create_app
 from jitgate.audit.query import query
+from jitgate.auth.oidc import ClaimMapping
+from jitgate.auth.sessions import WebSessions
 from jitgate.clock import FrozenClock
-from jitgate.domain.identity import SYSTEM
+from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.runtime import Runtime, build_runtime
 from jitgate.settings import Settings
 from jitgate.store.tables import metadata
+from jitgate.workflow import requests
 from jitgate.workflow.users import add_user
 from support import TEST_POLICY
 
@@ -159,3 +167,28 @@ def test_a_cursor_whose_time_has_no_utc_form_is_refused_not_a_crash(
             shown = root.get(path)
             assert shown.status_code == 400, (path, shown.text[:300])
             assert alert(shown.text) == STALE_CURSOR
+
+
+@pytest.mark.parametrize("name", ["\u202eevil\u202c", "Alice\u200b", "Bob\u0085", "x\u2028y"])
+def test_a_display_name_from_the_identity_provider_that_could_disguise_itself_is_not_used(name: str) -> None:
+    claims = {"sub": "mallory", "preferred_username": name, "groups": []}
+    assert ClaimMapping().identity(claims, expires_at=None).display_name is None
+    plain = {**claims, "preferred_username": "Mallory Ä. Ørsted"}
+    assert ClaimMapping().identity(plain, expires_at=None).display_name == "Mallory Ä. Ørsted"
+
+
+def test_a_stored_display_name_with_a_bidi_override_reaches_the_reviewer_as_a_visible_escape(
+    runtime: Runtime, tokens: dict[str, str], clock: FrozenClock
+) -> None:
+    alice = runtime.tokens.authenticate(tokens["alice"])
+    made = requests.submit(runtime.ctx, alice, role="prod-shell", reason="INC-1", duration="30m")
+    spoof = "Root Admin \u202e)toor("  # reads "Root Admin (root)" to a reviewer
+    WebSessions(runtime.ctx.db, clock, idle=timedelta(hours=1), maximum=timedelta(hours=8)).open(
+        Identity("alice", frozenset({"engineers"}), display_name=spoof), None
+    )
+    root, _ = signed_in(runtime, tokens["root"])
+    with root:
+        page = root.get(f"/ui/requests/{made['id']}")
+    assert page.status_code == 200
+    assert "\u202e" not in page.text
+    assert "Root Admin \\u202e)toor( (<code>alice</code>)" in page.text
