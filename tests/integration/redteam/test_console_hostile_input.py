@@ -192,3 +192,22 @@ def test_a_stored_display_name_with_a_bidi_override_reaches_the_reviewer_as_a_vi
     assert page.status_code == 200
     assert "\u202e" not in page.text
     assert "Root Admin \\u202e)toor( (<code>alice</code>)" in page.text
+
+
+def test_an_id_quoted_in_a_pages_message_cannot_disguise_itself_or_fill_the_page(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    alice, csrf = signed_in(runtime, tokens["alice"])
+    with alice:
+        shown = [
+            alice.get("/ui/requests/r-1%E2%80%AE%E2%80%8Bmoc.live"),
+            alice.post("/ui/grants/g-%E2%80%AE1/revoke", data={"csrf": csrf}, headers={"Origin": ORIGIN}),
+            alice.get("/ui/grants/" + "g" * 5000),
+        ]
+    for page in shown:
+        assert page.status_code == 404
+        assert "\u202e" not in page.text
+        assert "\u200b" not in page.text
+    assert alert(shown[0].text) == "no request r-1\\u202e\\u200bmoc.live"
+    assert alert(shown[1].text) == "no grant g-\\u202e1"
+    assert len(alert(shown[2].text)) == 500
