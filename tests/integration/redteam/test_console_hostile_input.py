@@ -8,11 +8,16 @@ A cursor whose time has no UTC form (year 1 at +14:00) crashed on either databas
 A display name comes from the identity provider, where people often choose their own: one with a
 bidi override or an invisible character could make a reviewer read another name beside the real
 one. Such a name is not taken at sign-in, and one stored earlier is shown with visible escapes.
+
+An audit record whose body was edited into JSON of the wrong shape (``"details": null``, a time
+without its zone) used to make the audit page a 500: the page auditors open when the log was
+tampered with. It is shown as damaged, as a body that is not JSON at all already was.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -30,7 +35,7 @@ from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.runtime import Runtime, build_runtime
 from jitgate.settings import Settings
-from jitgate.store.tables import metadata
+from jitgate.store.tables import audit_events, metadata
 from jitgate.workflow import requests
 from jitgate.workflow.users import add_user
 from support import TEST_POLICY
@@ -211,3 +216,36 @@ def test_an_id_quoted_in_a_pages_message_cannot_disguise_itself_or_fill_the_page
     assert alert(shown[0].text) == "no request r-1\\u202e\\u200bmoc.live"
     assert alert(shown[1].text) == "no grant g-\\u202e1"
     assert len(alert(shown[2].text)) == 500
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"details": None},
+        {"details": "edited"},
+        {"details": [1, 2]},
+        {"at": "2026-12-01T09:00:00"},
+        {"request_id": ["r-1"]},
+    ],
+)
+def test_a_record_edited_into_json_of_the_wrong_shape_is_shown_as_damaged(
+    runtime: Runtime, tokens: dict[str, str], edit: dict[str, object]
+) -> None:
+    with runtime.ctx.db.engine.begin() as conn:
+        body = conn.execute(sa.select(audit_events.c.body).where(audit_events.c.seq == 2)).scalar_one()
+        edited = json.dumps({**json.loads(body), **edit})
+        conn.execute(audit_events.update().where(audit_events.c.seq == 2).values(body=edited))
+    root, _ = signed_in(runtime, tokens["root"])
+    with root:
+        pages = [
+            root.get("/ui/audit"),
+            root.get("/ui/audit?action=user."),
+            root.get(f"/ui/audit?actor={SYSTEM.name}"),
+        ]
+        api = root.get("/api/v1/audit?limit=100", headers={"Authorization": f"Bearer {tokens['root']}"})
+    for page in pages:
+        assert page.status_code == 200
+        assert "<dt>damaged</dt><dd>the body of record 2 is not an audit record" in page.text
+    assert api.status_code == 200
+    (damaged,) = [e for e in api.json() if e["seq"] == 2]
+    assert damaged["action"] == "user.added"  # from the record's filter columns
