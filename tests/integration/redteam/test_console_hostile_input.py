@@ -11,7 +11,8 @@ one. Such a name is not taken at sign-in, and one stored earlier is shown with v
 
 An audit record whose body was edited into JSON of the wrong shape (``"details": null``, a time
 without its zone) used to make the audit page a 500: the page auditors open when the log was
-tampered with. It is shown as damaged, as a body that is not JSON at all already was.
+tampered with. It is shown as damaged, as a body that is not JSON at all already was; an
+extension's page whose audited times were edited shows the request without them.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from jitgate.auth.oidc import ClaimMapping
 from jitgate.auth.sessions import WebSessions
 from jitgate.clock import FrozenClock
 from jitgate.domain.identity import SYSTEM, Identity
+from jitgate.domain.model import Verdict
 from jitgate.runtime import Runtime, build_runtime
 from jitgate.settings import Settings
+from jitgate.store import tables
 from jitgate.store.tables import audit_events, metadata
-from jitgate.workflow import requests
+from jitgate.workflow import grants, requests
 from jitgate.workflow.users import add_user
 from support import TEST_POLICY
 
@@ -249,3 +252,34 @@ def test_a_record_edited_into_json_of_the_wrong_shape_is_shown_as_damaged(
     assert api.status_code == 200
     (damaged,) = [e for e in api.json() if e["seq"] == 2]
     assert damaged["action"] == "user.added"  # from the record's filter columns
+
+
+@pytest.mark.parametrize("moved_from", ["yesterday", "2026-12-01T09:00:00", 1733043600])
+def test_an_extension_whose_audited_times_were_edited_still_shows_its_page(
+    runtime: Runtime, tokens: dict[str, str], moved_from: object
+) -> None:
+    alice = runtime.tokens.authenticate(tokens["alice"])
+    root = runtime.tokens.authenticate(tokens["root"])
+    grant = requests.submit(runtime.ctx, alice, role="stage-shell", duration="10m")["grant"]["id"]
+    extension = grants.extend(runtime.ctx, alice, grant, duration="5m")["id"]
+    if extension_state(runtime, extension) == "PENDING":
+        requests.review(runtime.ctx, root, extension, verdict=Verdict.APPROVE)
+    with runtime.ctx.db.engine.begin() as conn:
+        where = (audit_events.c.request_id == extension) & (audit_events.c.action == "grant.extended")
+        body = json.loads(conn.execute(sa.select(audit_events.c.body).where(where)).scalar_one())
+        body["details"]["from"] = moved_from
+        conn.execute(audit_events.update().where(where).values(body=json.dumps(body)))
+    client, _ = signed_in(runtime, tokens["alice"])
+    with client:
+        page = client.get(f"/ui/requests/{extension}")
+    assert page.status_code == 200
+    assert f'Extends grant <a href="/ui/grants/{grant}">' in page.text
+
+
+def extension_state(runtime: Runtime, request_id: str) -> str:
+    with runtime.ctx.db.read() as conn:
+        return str(
+            conn.execute(
+                sa.select(tables.requests.c.state).where(tables.requests.c.id == request_id)
+            ).scalar_one()
+        )
