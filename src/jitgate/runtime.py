@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -111,6 +112,9 @@ class Runtime:
     slack: SlackApprovals | None = None
     # Single sign-on for the console; None unless an issuer and a client id are configured.
     oidc_web: OidcWebSignIn | None = None
+    # Held while this process verifies the whole audit chain (the API's and the console's alike):
+    # it reads every record, seconds of a core on a long log, so a second one waits its turn.
+    verifying: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def tokens(self) -> TokenAuthenticator:

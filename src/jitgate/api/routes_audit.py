@@ -11,11 +11,12 @@ from jitgate.api.deps import Caller, Ctx, RuntimeDep
 from jitgate.audit.query import query, reads_everyone, visible_actor
 from jitgate.audit.verify import anchors, verify_anchored
 from jitgate.domain.durations import instant_argument
-from jitgate.errors import PolicyDenied
+from jitgate.errors import Conflict, PolicyDenied
 
 router = APIRouter(prefix="/api/v1")
 MAX_SEQ = 2**63 - 1
 """The largest record number a database column holds; a larger ``after_seq`` is a 422, not a 500."""
+VERIFYING = "a verification of the audit log is already running on this broker; try again when it ends"
 
 
 @router.get("/audit")
@@ -67,6 +68,12 @@ def audit_verify(identity: Caller, rt: RuntimeDep) -> dict[str, Any]:
     """The verdict of ``jitgate audit verify`` on this broker's data: chain, checkpoint, witness files."""
     if not reads_everyone(identity):
         raise PolicyDenied(f"{identity.name} may not verify the audit log")
-    with rt.ctx.db.read() as conn:
-        result = verify_anchored(conn, rt.ctx.audit.public_key, **anchors(rt.settings))
+    # One at a time: concurrent calls would hold every worker thread of the broker for seconds.
+    if not rt.verifying.acquire(blocking=False):
+        raise Conflict(VERIFYING)
+    try:
+        with rt.ctx.db.read() as conn:
+            result = verify_anchored(conn, rt.ctx.audit.public_key, **anchors(rt.settings))
+    finally:
+        rt.verifying.release()
     return result.to_json()

@@ -200,12 +200,28 @@ def _readable_event(row: sa.Row[Any]) -> AuditEvent:
     with a note in its details: a page of records stays readable around a damaged one."""
     seq, body, prev_hash, digest, at, actor, action, request_id, grant_id, role = tuple(row)
     try:
-        return _event(seq, body, prev_hash, digest)
+        event = _event(seq, body, prev_hash, digest)
+        if _well_formed(event):
+            return event
     except (ValueError, KeyError, TypeError):
-        note = f"the body of record {seq} is not an audit record; run `jitgate audit verify`"
-        return AuditEvent(
-            seq, at, actor, action, request_id, grant_id, role, None, {"damaged": note}, prev_hash, digest
-        )
+        pass
+    note = f"the body of record {seq} is not an audit record; run `jitgate audit verify`"
+    return AuditEvent(
+        seq, at, actor, action, request_id, grant_id, role, None, {"damaged": note}, prev_hash, digest
+    )
+
+
+def _well_formed(event: AuditEvent) -> bool:
+    """Whether a parsed body has the types every reader relies on (JSON alone does not say so:
+    an edited body may hold ``"details": null`` or a time without its zone)."""
+    named = (event.request_id, event.grant_id, event.role, event.target)
+    return (
+        isinstance(event.details, dict)
+        and event.at.tzinfo is not None
+        and isinstance(event.actor, str)
+        and isinstance(event.action, str)
+        and all(value is None or isinstance(value, str) for value in named)
+    )
 
 
 def _event(seq: int, body: str, prev_hash: str, digest: str) -> AuditEvent:

@@ -47,7 +47,9 @@ def recordable(value: str, tag: Tag, limit: int = MAX_TEXT) -> str:
 
 
 def _fits(value: str, limit: int) -> bool:
-    return 0 < len(value) <= limit and encodable(value) and secret_shape(value) is None
+    # No NUL in a column: PostgreSQL refuses it, and the broker's database layer refuses it first.
+    sound = "\x00" not in value and encodable(value)
+    return 0 < len(value) <= limit and sound and secret_shape(value) is None
 
 
 def refusal(

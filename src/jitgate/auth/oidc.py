@@ -29,6 +29,7 @@ import jwt
 
 from jitgate.auth.oidc_provider import check_issuer_url
 from jitgate.domain.identity import NAMESPACE, Identity, namespaced_name
+from jitgate.domain.text import printable
 from jitgate.errors import Unauthenticated
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
@@ -54,7 +55,10 @@ class ClaimMapping:
         if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise Unauthenticated("OIDC token has no usable sub claim")
         display = claims.get(self.username_claim)
-        display = display if isinstance(display, str) and _DISPLAY.match(display) else None
+        # Shown to approvers beside the name: no bidi override or invisible character may
+        # reorder or hide what they read (``domain/text.py``); such a name is simply not used.
+        readable = isinstance(display, str) and _DISPLAY.match(display) and printable(display) == display
+        display = display if readable else None
         raw_groups = claims.get(self.groups_claim, [])
         if not isinstance(raw_groups, list) or not all(isinstance(g, str) for g in raw_groups):
             raise Unauthenticated(f"OIDC token's {self.groups_claim} claim is not a list of names")

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from jitgate.domain.identity import Identity, IdentityKind
+from jitgate.domain.text import printable
 from jitgate.errors import NotFound
 from jitgate.store.tables import api_tokens, users, web_sessions
 
@@ -308,5 +309,5 @@ def latest_display_name(conn: Connection, user: str) -> str | None:
     for (identity,) in conn.execute(query):
         name = identity.get("display_name") if isinstance(identity, dict) else None
         if isinstance(name, str) and name:
-            return name
+            return printable(name)  # a session opened before the sign-in checked it
     return None

@@ -4,6 +4,8 @@
 ``BEGIN IMMEDIATE`` (WAL mode, so readers go on), on PostgreSQL the callers lock rows with
 ``FOR UPDATE``. Either way "lock, then check the state, then change it" holds. Database failures
 leave as ``StorageUnavailable`` with one line that names the cause, never a stack of driver text.
+Text holding a NUL character is refused (``InvalidInput``) before it reaches the database: the broker
+never stores one, and PostgreSQL fails any statement that carries one, a mere look-up included.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from jitgate.errors import StorageUnavailable
+from jitgate.errors import InvalidInput, StorageUnavailable
 
 log = logging.getLogger("jitgate.store")
 
 WAL_BACKSTOP_PAGES = 10_000
 WAL_CHECKPOINT_SECONDS = 1.0
 _AFTER_COMMIT = "jitgate_after_commit"
+NUL_TEXT = "text with a NUL character (U+0000) is never stored, nor looked up"
 
 
 def after_commit(conn: Connection, action: Callable[[], None]) -> None:
@@ -62,6 +65,7 @@ class Database:
         )
         if self.is_sqlite:
             _sqlite_setup(self.engine, int(busy_timeout * 1000))
+        event.listen(self.engine, "before_cursor_execute", _refuse_nul)
 
     @property
     def locks_rows(self) -> bool:
@@ -125,6 +129,18 @@ def storage_error(exc: DBAPIError) -> StorageUnavailable:
     if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
         return StorageUnavailable(f"the broker's database is read-only: {text}")
     return StorageUnavailable(f"the broker's database failed: {text}")
+
+
+def _refuse_nul(
+    _conn: Connection, _cursor: Any, _statement: str, parameters: Any, _context: Any, executemany: bool
+) -> None:
+    """Refuse a statement whose text parameters hold a NUL: an id, a name or a filter from a URL
+    or a body would otherwise be a 500 on PostgreSQL (and a refusal left unaudited)."""
+    for row in parameters if executemany else (parameters,):
+        values = row.values() if isinstance(row, Mapping) else row or ()
+        for value in values:
+            if type(value) is str and "\x00" in value:
+                raise InvalidInput(NUL_TEXT)
 
 
 def _sqlite_setup(engine: Engine, busy_ms: int) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from jitgate.domain.durations import instant_argument
 from jitgate.domain.model import AccessRequest, Grant, RequestState
 from jitgate.errors import InvalidInput
 from jitgate.store import accounts
@@ -48,9 +49,13 @@ class Cursor:
             parsed = datetime.fromisoformat(at)
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise InvalidInput("cursor is not one this broker handed out") from None
-        if not row_id or parsed.tzinfo is None:
+        if not row_id or "\x00" in row_id or parsed.tzinfo is None:
             raise InvalidInput("cursor is not one this broker handed out")
-        return cls(parsed, row_id)
+        try:
+            # The broker writes UTC; another offset may have no UTC form (year 1 at +14:00).
+            return cls(instant_argument(parsed, "cursor"), row_id)
+        except InvalidInput:
+            raise InvalidInput("cursor is not one this broker handed out") from None
 
 
 @dataclass(frozen=True, slots=True)

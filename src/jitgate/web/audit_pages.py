@@ -8,8 +8,8 @@ someone who reads only their own records is ignored.
 The chain's verdict is ``GET /api/v1/audit/verify``'s (``verify_anchored``). It reads every
 record, seconds on a long log, so the page does not run it on every view: admins and auditors
 press "Verify now" (a form, so another site cannot make browsers start it), which starts one
-verification at a time per broker process, and the page shows the last verdict with when and by
-whom it was found.
+verification at a time per broker process (the API's included), and the page shows the last
+verdict with when and by whom it was found.
 """
 
 from __future__ import annotations
@@ -65,12 +65,12 @@ class Verdicts:
         self.last: Verdict | None = None
         self.started: Verdict | None = None
         """Who started the verification running now, and when (its ``result`` is not one yet)."""
-        self._running = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self, rt: Runtime, by: str) -> bool:
-        """Start verifying the chain as ``GET /api/v1/audit/verify`` does; False if one is running."""
-        if not self._running.acquire(blocking=False):
+        """Start verifying the chain as ``GET /api/v1/audit/verify`` does; False if one is running
+        (this one or the API's: they take turns on ``rt.verifying``)."""
+        if not rt.verifying.acquire(blocking=False):
             return False
         self.started = Verdict(VerifyResult(False, 0, None, "", "verifying"), rt.ctx.clock.now(), by)
         self._thread = threading.Thread(target=self._verify, args=(rt, by), name="audit-verify", daemon=True)
@@ -87,7 +87,7 @@ class Verdicts:
             self.last = Verdict(_verdict_of(rt), rt.ctx.clock.now(), by)
         finally:
             self.started = None
-            self._running.release()
+            rt.verifying.release()
 
 
 def _verdict_of(rt: Runtime) -> VerifyResult:
@@ -136,9 +136,9 @@ def audit(request: Request) -> Response:
         shown["typed"]["actor"] = who.name
     try:
         filters = parse_filters(request.query_params)
-    except InvalidInput as exc:
+        events, older, newer = _records(request, filters, actor=visible_actor(who, filters.actor))
+    except InvalidInput as exc:  # a filter that cannot be used, or one no record could match (a NUL)
         return page("audit.html", status=400, events=[], pages={}, **{**shown, "error": exc.message})
-    events, older, newer = _records(request, filters, actor=visible_actor(who, filters.actor))
     pages = {}
     for rel, name, seq in (("older", "before", older), ("newer", "after", newer)):
         if seq is not None:

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from jitgate.auth.sessions import WebSession, WebSessions
+from jitgate.domain.text import printable
 from jitgate.errors import Unauthenticated
 from jitgate.runtime import Runtime
 from jitgate.store.paging import Page
@@ -36,6 +37,7 @@ WEB_PAGE = 50
 WEB_AUDIT_PAGE = 200
 MAX_SEQ = 2**63 - 1
 MAX_SEQ_DIGITS = len(str(MAX_SEQ))
+MAX_MESSAGE = 500
 templates = Environment(
     loader=FileSystemLoader(str(files("jitgate") / "web" / "templates")),
     autoescape=select_autoescape(["html"]),
@@ -77,8 +79,18 @@ def session_csrf(request: Request) -> str:
 
 
 def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    for key in ("error", "notice"):
+        if isinstance(context.get(key), str):
+            context[key] = message_text(context[key])
     html = templates.get_template(name).render(**context)
     return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+def message_text(text: str) -> str:
+    """A message as a page shows it. The broker wrote it, but it may quote what was sent (the id
+    in a URL): a character that could disguise text is shown as an escape, and a long one is cut."""
+    text = printable(text)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:

@@ -74,10 +74,15 @@ def request_detail(ctx: WorkflowContext, identity: Identity, request_id: str) ->
 
 
 def _zulu(value: object) -> str | None:
-    """An ISO time from an audit record's details, in the views' ``…Z`` form."""
+    """An ISO time from an audit record's details, in the views' ``…Z`` form; None for anything
+    else (a record edited since: ``audit verify`` names it, the page still shows the request)."""
     if not isinstance(value, str):
         return None
-    return _iso(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return _iso(moment) if moment.tzinfo is not None else None
 
 
 def grant_detail(ctx: WorkflowContext, identity: Identity, grant_id: str) -> dict[str, Any]:
