@@ -89,6 +89,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         [*JITGATE, "server", "--data-dir", str(data), "--policy", str(policy),
          "--listen", f"127.0.0.1:{port}", "--no-access-log"],
         stdout=subprocess.DEVNULL, stderr=log,
+        # Batches carry asks without a token; the failed-sign-in throttle is tested on its own.
+        env={**os.environ, "JITGATE_AUTH_FAILURES_PER_SOURCE": "1000000"},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
