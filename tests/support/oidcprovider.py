@@ -159,7 +159,9 @@ def start_provider(
 
 
 def _wait_ready(provider: OidcProvider, log: Path) -> None:
-    deadline = time.monotonic() + 30
+    # Node starts in about a second; on a machine busy with the rest of the suite it can take far
+    # longer, so the wait is generous (it ends as soon as the discovery document answers).
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if provider.process.poll() is not None:
             raise RuntimeError(f"the OpenID provider exited: {log.read_text()[-2000:]}")
