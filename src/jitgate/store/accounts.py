@@ -265,6 +265,24 @@ def delete_sessions_of_token(conn: Connection, token_id: str) -> int:
     return conn.execute(web_sessions.delete().where(web_sessions.c.token_id == token_id)).rowcount
 
 
+def live_sessions(conn: Connection, now: datetime, *, limit: int) -> list[RowMapping]:
+    """Console sessions not yet ended, the most recently seen first (no id, no tokens)."""
+    query = (
+        sa.select(
+            web_sessions.c.user_name,
+            web_sessions.c.identity,
+            web_sessions.c.created_at,
+            web_sessions.c.last_seen_at,
+            web_sessions.c.expires_at,
+            (web_sessions.c.oidc.is_not(None)).label("signed_in_at_provider"),
+        )
+        .where(web_sessions.c.expires_at > now)
+        .order_by(web_sessions.c.last_seen_at.desc())
+        .limit(limit)
+    )
+    return list(conn.execute(query).mappings())
+
+
 def delete_ended_sessions(conn: Connection, now: datetime) -> int:
     return conn.execute(web_sessions.delete().where(web_sessions.c.expires_at <= now)).rowcount
 

@@ -1,5 +1,7 @@
-"""The admin pages of accounts: users and service accounts, their API tokens and their SSH keys,
-with the forms that disable or enable a user, revoke a token and remove a key.
+"""The admin pages of accounts: users and service accounts, their API tokens, their SSH keys and
+everyone's console sessions, with the forms that disable or enable a user, revoke a token, remove
+a key and end a person's console sessions (also of identities from the provider, which have no
+user to disable).
 
 A token is shown by its id, owner and dates; its secret exists only in its holder's hands (the
 broker keeps a hash) and no page could show it. Admins only, checked as in ``admin_pages.py``.
@@ -13,6 +15,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from jitgate.domain.identity import Identity
+from jitgate.domain.text import printable
+from jitgate.store import accounts
 from jitgate.store.paging import page_keys, page_tokens, page_users
 from jitgate.web.admin_pages import admin_form, admin_page, done
 from jitgate.web.pages import WEB_PAGE, pager, runtime
@@ -23,6 +27,13 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 USERS = "/ui/admin/users"
 TOKENS = "/ui/admin/tokens"
 KEYS = "/ui/admin/keys"
+CONSOLE = "/ui/admin/console"
+CONSOLE_SHOWN = 200
+
+
+def _shown_name(identity: object) -> str | None:
+    name = identity.get("display_name") if isinstance(identity, dict) else None
+    return printable(name) if isinstance(name, str) and name else None  # escapes what could disguise it
 
 
 def _wanted_user(request: Request) -> str | None:
@@ -145,3 +156,40 @@ def admin_remove_key(request: Request, key_id: str, csrf: str = Form("")) -> Res
         return f"key {removed.fingerprint} of {removed.holder} removed"
 
     return done(request, found, KEYS, remove)
+
+
+@router.get("/admin/console")
+def admin_console_sessions(request: Request) -> Response:
+    ctx = runtime(request).ctx
+
+    def listing(_: Identity) -> dict[str, Any]:
+        with ctx.db.read() as conn:
+            rows = accounts.live_sessions(conn, ctx.clock.now(), limit=CONSOLE_SHOWN)
+        shown = [
+            {
+                "user": row["user_name"],
+                "display_name": _shown_name(row["identity"]),
+                "how": "identity provider" if row["signed_in_at_provider"] else "API token",
+                "created_at": _iso(row["created_at"]),
+                "last_seen_at": _iso(row["last_seen_at"]),
+                "expires_at": _iso(row["expires_at"]),
+            }
+            for row in rows
+        ]
+        return {"sessions": shown, "at_most": CONSOLE_SHOWN}
+
+    return admin_page(request, "admin_console.html", "console sessions", listing)
+
+
+@router.post("/admin/console/{name}/end")
+def admin_end_console_sessions(request: Request, name: str, csrf: str = Form("")) -> Response:
+    found = admin_form(request, csrf, CONSOLE)
+    if isinstance(found, Response):
+        return found
+    ctx, who = runtime(request).ctx, found.identity
+
+    def end() -> str:
+        ended = users.end_console_sessions(ctx, who, name)
+        return f"{ended} console session{'s' if ended != 1 else ''} of {name} ended"
+
+    return done(request, found, CONSOLE, end)

@@ -47,6 +47,7 @@ SECTIONS = (
     ("/ui/admin/tokens", "API tokens", "every user's tokens (never their secrets); revoke one"),
     ("/ui/admin/keys", "SSH keys", "keys registered for the gateway; remove one"),
     ("/ui/admin/sessions", "Gateway sessions", "live sessions first; end one"),
+    ("/ui/admin/console", "Console sessions", "who is signed in to the console; sign a person out"),
 )
 
 

@@ -19,7 +19,7 @@ from jitgate.auth.tokens import new_token, new_token_id, token_hash
 from jitgate.clock import Clock
 from jitgate.domain.identity import LOCAL_NAME, Identity, IdentityKind, local_name_problem
 from jitgate.domain.model import GrantEnd, RequestState
-from jitgate.errors import Conflict, InvalidInput, PolicyDenied
+from jitgate.errors import Conflict, InvalidInput, NotFound, PolicyDenied
 from jitgate.store import accounts
 from jitgate.store import queries as q
 from jitgate.store.accounts import UserRow
@@ -135,6 +135,21 @@ def set_disabled(ctx: WorkflowContext, identity: Identity, name: str, *, disable
         for grant_id in revoked:
             ctx.notifier.send("revoked", {"grant": grant_id, "holder": name, "by": identity.name})
         return changed
+
+
+def end_console_sessions(ctx: WorkflowContext, identity: Identity, name: str) -> int:
+    """End every console session of ``name`` now, whoever they are: a local user, or an identity
+    from the provider, which has no user row to disable (their sessions otherwise last until the
+    next check at the provider). Grants and tokens stay; returns how many sessions ended."""
+    with ctx.refusals_audited(identity, "user.sessions_ended", details={"name": name}):
+        _require_admin(identity, "end other people's console sessions")
+        with ctx.transaction() as conn:
+            ended = accounts.delete_sessions_of(conn, name)
+            if ended == 0:
+                raise NotFound(f"{name} has no console session")
+            details = {"name": name, "sessions": ended}
+            ctx.audit_event(conn, identity.name, "user.sessions_ended", details=details)
+        return ended
 
 
 def _end_everything_of(

@@ -137,6 +137,9 @@ CHECKED: dict[str, Form] = {
     "admin: revoke a grant": Form(
         "root", "/ui/admin/grants/{grant}/revoke", {"comment": "x"}, lambda w: _grant_state(w) == "REVOKED"
     ),
+    "admin: sign a person out of the console": Form(
+        "root", "/ui/admin/console/alice/end", {}, lambda w: _counts(w)["web_sessions"] == 1
+    ),
     "admin: revoke a token": Form(
         "root", "/ui/admin/tokens/{alice_token_id}/revoke", {}, lambda w: _token_revoked(w, "alice")
     ),
@@ -166,6 +169,7 @@ ROUTES = {
     "/ui/audit/verify": ["verify the audit chain"],
     "/ui/admin/grants/{grant_id}/revoke": ["admin: revoke a grant"],
     "/ui/admin/tokens/{token_id}/revoke": ["admin: revoke a token"],
+    "/ui/admin/console/{name}/end": ["admin: sign a person out of the console"],
     "/ui/admin/keys/{key_id}/remove": ["admin: remove a key"],
     "/ui/admin/sessions/{session_id}/kill": ["admin: end a session"],
     "/ui/admin/users/{name}/disabled": ["admin: disable a user"],
