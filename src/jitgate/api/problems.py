@@ -95,13 +95,24 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(status_code=413, detail=f"request body larger than {limit} bytes")
 
 
+def _guarded(request: Request, response: JSONResponse) -> JSONResponse:
+    """An error answered under ``/ui`` (an unknown page, a form missing a field) carries the
+    console's headers like its pages do: no framing, no sniffing, no caching."""
+    if request.url.path.startswith("/ui"):
+        from jitgate.web.pages import HEADERS
+
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
 def install(app: FastAPI, on_refused_body: RefusedBodyHook | None = None) -> None:
     @app.exception_handler(errors.JitgateError)
-    async def _jitgate(_request: Request, exc: errors.JitgateError) -> JSONResponse:
+    async def _jitgate(request: Request, exc: errors.JitgateError) -> JSONResponse:
         wait = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.TooManyFailures) else None
         if isinstance(exc, errors.StepUpRequired):
-            return step_up_problem(exc)
-        return problem(status_of(exc), exc.code, exc.message, wait)
+            return _guarded(request, step_up_problem(exc))
+        return _guarded(request, problem(status_of(exc), exc.code, exc.message, wait))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -111,12 +122,12 @@ def install(app: FastAPI, on_refused_body: RefusedBodyHook | None = None) -> Non
         detail = f"{where}: {message}" if where else message
         if on_refused_body is not None:
             await on_refused_body(request, "invalid_request", detail)
-        return problem(422, "invalid_request", detail)
+        return _guarded(request, problem(422, "invalid_request", detail))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc, BodyTooLarge):
             if on_refused_body is not None:
                 await on_refused_body(request, "too_large", str(exc.detail))
-            return problem(413, "too_large", str(exc.detail))
-        return problem(exc.status_code, "http_error", str(exc.detail))
+            return _guarded(request, problem(413, "too_large", str(exc.detail)))
+        return _guarded(request, problem(exc.status_code, "http_error", str(exc.detail)))

@@ -256,3 +256,17 @@ def test_only_messages_the_broker_wrote_are_shown(
         assert "evil.example" not in home.text
         assert "alert(1)" not in home.text
         assert "Your session has ended" in client.get("/ui/login?error=session_ended").text
+
+
+def test_errors_under_the_console_carry_its_security_headers(
+    runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    with browser(runtime) as client:
+        csrf = sign_in(client, tokens["alice"])
+        unknown = client.get("/ui/no-such-page")
+        incomplete = client.post("/ui/requests", data={"csrf": csrf})  # no role: the framework refuses it
+    for answer, status in ((unknown, 404), (incomplete, 422)):
+        assert answer.status_code == status
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
