@@ -218,7 +218,12 @@ def forwarded(world: GatewayWorld, destination: str, echo_port: int) -> tuple[by
                 pass  # ssh drops the local connection of a refused forward
     finally:
         tunnel.terminate()
-        _, err = tunnel.communicate(timeout=10)
+        try:
+            _, err = tunnel.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            # ssh acts on SIGTERM only between its own steps; on a busy machine that can wait.
+            tunnel.kill()
+            _, err = tunnel.communicate(timeout=10)
     return got, err.decode()
 
 
