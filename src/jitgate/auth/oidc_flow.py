@@ -16,7 +16,6 @@ token: a refusal ends the console session, a success brings the groups up to dat
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -31,6 +30,7 @@ from jitgate.auth.oidc import ALGORITHMS, ClaimMapping
 from jitgate.auth.oidc_provider import OpenIdProvider
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity
+from jitgate.domain.oauth import code_challenge, new_code_verifier
 from jitgate.errors import IdentityProviderUnavailable, Unauthenticated
 from jitgate.store import oidc_sign_ins
 from jitgate.store.db import Database
@@ -45,20 +45,6 @@ makes them start that many within the minute someone spends at the provider, and
 next. No quota per address: behind the TLS proxy the broker is deployed with, everyone has one."""
 LEEWAY = timedelta(seconds=30)
 """Clock skew allowed between provider and broker, for ``exp``, ``iat`` and ``auth_time``."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def new_code_verifier() -> str:
-    """A PKCE code verifier: 32 random bytes, 43 URL-safe characters (RFC 7636 section 4.1)."""
-    return _b64(secrets.token_bytes(32))
-
-
-def code_challenge(verifier: str) -> str:
-    """The S256 code challenge of ``verifier`` (RFC 7636 section 4.2)."""
-    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 def digest(value: str) -> str:

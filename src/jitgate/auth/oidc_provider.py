@@ -25,11 +25,11 @@ import httpx
 import jwt
 
 from jitgate.clock import Clock
+from jitgate.domain.oauth import secure_transport
 from jitgate.errors import IdentityProviderUnavailable, Unauthenticated
 
 DISCOVERY_TTL = timedelta(hours=1)
 HTTP_TIMEOUT = 5.0
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +43,8 @@ class ProviderMetadata:
 
 def check_issuer_url(issuer: str) -> None:
     """An issuer must be ``https``, except on loopback (a provider on the same machine)."""
-    parts = urlsplit(issuer)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname in LOOPBACK:
-        return
-    raise ValueError(f"JITGATE_OIDC_ISSUER {issuer!r} must be an https URL (http only on loopback)")
+    if not secure_transport(issuer):
+        raise ValueError(f"JITGATE_OIDC_ISSUER {issuer!r} must be an https URL (http only on loopback)")
 
 
 def _endpoint(document: dict[str, Any], name: str, *, required: bool = True) -> str | None:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from jitgate import errors
+from jitgate.domain.oauth import secure_transport
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
 """Asymmetric only: with an HMAC algorithm, anyone holding the (public) JWKS could forge tokens."""
 LEEWAY_SECONDS = 30
 TIMEOUT_SECONDS = 15.0
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class TokenError(Exception):
@@ -41,8 +41,7 @@ def checked_endpoint(url: object, what: str) -> str:
     if not isinstance(url, str):
         raise errors.InvalidInput(f"the identity provider gave no {what}")
     parts = urllib.parse.urlsplit(url)
-    secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK)
-    if not secure or not parts.hostname or parts.username or parts.password:
+    if not secure_transport(url) or parts.username or parts.password:
         raise errors.InvalidInput(f"the identity provider's {what} {url[:100]!r} is not https")
     return url
 

@@ -9,8 +9,6 @@ bound to this process by PKCE (S256), and the ID token to this sign-in by ``nonc
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 import time
@@ -21,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from jitgate import errors
+from jitgate.domain.oauth import code_challenge
 
 CALLBACK_PATH = "/callback"
 WAIT_SECONDS = 300
@@ -42,8 +41,7 @@ class LoopbackRequest:
 
     @property
     def challenge(self) -> str:
-        digest = hashlib.sha256(self.verifier.encode("ascii")).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        return code_challenge(self.verifier)
 
     def authorize_url(self, endpoint: str, redirect_uri: str, params: dict[str, str]) -> str:
         query = {
