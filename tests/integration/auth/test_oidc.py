@@ -4,12 +4,9 @@ named after issuer and subject, with groups; forged, expired and wrong-audience 
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from jitgate.errors import Unauthenticated
 from jitgate.runtime import build_runtime
 from jitgate.settings import Settings
 from jitgate.workflow.users import add_user
+from support.keyserver import KeyServer, jwks_of
 
 ISSUER = "https://idp.example"
 AUDIENCE = "jitgate"
@@ -36,25 +34,8 @@ OTHER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 @pytest.fixture(scope="module")
 def jwks_url() -> Iterator[str]:
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(SIGNING.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    server.shutdown()
-    server.server_close()
+    with KeyServer({"/jwks.json": jwks_of(SIGNING)}) as server:
+        yield f"{server.url}/jwks.json"
 
 
 def token(key: Any = SIGNING, alg: str = "RS256", kid: str = "k1", **overrides: Any) -> str:

@@ -14,12 +14,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -33,16 +30,12 @@ from cryptography.x509.oid import NameOID
 from jitgate.auth.base import authenticate
 from jitgate.auth.oidc import OidcAuthenticator
 from jitgate.errors import Unauthenticated
+from support.keyserver import KeyServer, jwk_of
 
 ISSUER = "https://idp.example"
 AUDIENCE = "jitgate"
 ISSUERS_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ATTACKERS_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
 
 
 def _certificate(key: rsa.RSAPrivateKey) -> bytes:
@@ -61,40 +54,7 @@ def _certificate(key: rsa.RSAPrivateKey) -> bytes:
     return cert.public_bytes(Encoding.PEM)
 
 
-@dataclass
-class KeyServer:
-    """A real HTTP server handing out keys; it remembers every path it was asked for."""
-
-    files: dict[str, bytes]
-    asked: list[str] = field(default_factory=list)
-    url: str = ""
-
-    def __enter__(self) -> KeyServer:
-        server_self = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server_self.asked.append(self.path)
-                body = server_self.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body or b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-ISSUERS_JWKS = json.dumps({"keys": [_jwk(ISSUERS_KEY, "k1")]}).encode()
+ISSUERS_JWKS = json.dumps({"keys": [jwk_of(ISSUERS_KEY, "k1")]}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +66,7 @@ def idp() -> Iterator[KeyServer]:
 @pytest.fixture(scope="module")
 def attacker() -> Iterator[KeyServer]:
     files = {
-        "/jwks.json": json.dumps({"keys": [_jwk(ATTACKERS_KEY, "k1")]}).encode(),
+        "/jwks.json": json.dumps({"keys": [jwk_of(ATTACKERS_KEY, "k1")]}).encode(),
         "/cert.pem": _certificate(ATTACKERS_KEY),
     }
     with KeyServer(files) as server:
@@ -156,7 +116,7 @@ HMAC_SECRETS = {
     "SubjectPublicKeyInfo PEM": PUBLIC.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo),
     "PKCS#1 PEM": PUBLIC.public_bytes(Encoding.PEM, PublicFormat.PKCS1),
     "DER": PUBLIC.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
-    "JWK as served": json.dumps(_jwk(ISSUERS_KEY, "k1")).encode(),
+    "JWK as served": json.dumps(jwk_of(ISSUERS_KEY, "k1")).encode(),
 }
 
 
@@ -197,7 +157,7 @@ def test_a_key_named_in_the_tokens_own_header_is_never_used(
     oidc: OidcAuthenticator, attacker: KeyServer, header: str
 ) -> None:
     planted: dict[str, Any] = {
-        "jwk": _jwk(ATTACKERS_KEY, "k1"),
+        "jwk": jwk_of(ATTACKERS_KEY, "k1"),
         "jku": f"{attacker.url}/jwks.json",
         "x5u": f"{attacker.url}/cert.pem",
         "x5c": [

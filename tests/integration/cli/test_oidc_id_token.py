@@ -4,11 +4,8 @@ ended, with this sign-in's nonce; a refreshed one must name the same person."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -17,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jitgate import errors
 from jitgate.cli.oidc_client import checked_id_token
+from support.keyserver import KeyServer, jwks_of
 
 ISSUER = "http://127.0.0.1/idp"
 CLIENT = "jitgate-cli"
@@ -26,24 +24,8 @@ OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 @pytest.fixture(scope="module")
 def jwks_uri() -> Iterator[str]:
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/jwks"
-    server.shutdown()
-    server.server_close()
+    with KeyServer({"/jwks": jwks_of(KEY)}) as server:
+        yield f"{server.url}/jwks"
 
 
 def id_token(key: Any = KEY, alg: str = "RS256", **overrides: Any) -> str:
