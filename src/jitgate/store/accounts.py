@@ -325,7 +325,14 @@ def latest_display_name(conn: Connection, user: str) -> str | None:
         .limit(5)
     )
     for (identity,) in conn.execute(query):
-        name = identity.get("display_name") if isinstance(identity, dict) else None
-        if isinstance(name, str) and name:
-            return printable(name)  # a session opened before the sign-in checked it
+        name = shown_display_name(identity)
+        if name is not None:
+            return name
     return None
+
+
+def shown_display_name(identity: object) -> str | None:
+    """The display name a stored session's identity carries, escaped where it could disguise itself
+    (a session opened before the sign-in checked it), or None."""
+    name = identity.get("display_name") if isinstance(identity, dict) else None
+    return printable(name) if isinstance(name, str) and name else None

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from jitgate.domain.identity import Identity
-from jitgate.domain.text import printable
 from jitgate.store import accounts
 from jitgate.store.paging import page_keys, page_tokens, page_users
 from jitgate.web.admin_pages import admin_form, admin_page, done
@@ -29,11 +28,6 @@ TOKENS = "/ui/admin/tokens"
 KEYS = "/ui/admin/keys"
 CONSOLE = "/ui/admin/console"
 CONSOLE_SHOWN = 200
-
-
-def _shown_name(identity: object) -> str | None:
-    name = identity.get("display_name") if isinstance(identity, dict) else None
-    return printable(name) if isinstance(name, str) and name else None  # escapes what could disguise it
 
 
 def _wanted_user(request: Request) -> str | None:
@@ -168,7 +162,7 @@ def admin_console_sessions(request: Request) -> Response:
         shown = [
             {
                 "user": row["user_name"],
-                "display_name": _shown_name(row["identity"]),
+                "display_name": accounts.shown_display_name(row["identity"]),
                 "how": "identity provider" if row["signed_in_at_provider"] else "API token",
                 "created_at": _iso(row["created_at"]),
                 "last_seen_at": _iso(row["last_seen_at"]),
