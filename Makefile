@@ -6,6 +6,7 @@ PYTHON ?= python3
 .PHONY: run test lint typecheck unit bench clean
 
 $(BIN)/.installed: pyproject.toml
+	scripts/ensure-build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

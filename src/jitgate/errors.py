@@ -152,3 +152,12 @@ class AuditRolledBack(AuditIntegrityError):
     """The audit log is older than a head the broker already saw: records were cut off (rolled back)."""
 
     code = "audit_rolled_back"
+
+
+class ElevationRefused(ProviderError):
+    """The target refuses an elevation for good: the account does not exist, a role is unsafe.
+
+    Retrying cannot help, so the grant ends instead of waiting for the target to change its mind.
+    """
+
+    code = "elevation_refused"

@@ -14,6 +14,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from jitgate.domain import sshnames
 from jitgate.domain.durations import parse_duration
+from jitgate.policy.accounts import AccountMapping, LdapAccess, LdapSearch
+from jitgate.policy.workloads import WorkloadRule
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 SUBJECT = re.compile(r"^(user:([a-z][a-z0-9-]{0,15}:)?|group:)[A-Za-z0-9_.@+-]{1,128}$")
@@ -48,6 +50,15 @@ class Target(Strict):
     admin_dsn_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     host_principals: tuple[str, ...] = ()
     options: dict[str, Any] = Field(default_factory=dict)
+    # Directory targets (kind ldap). The bind secret is never in the policy: only where to read it.
+    url: str | None = Field(default=None, pattern=r"^ldaps?://[^\s]+$")
+    bind_dn: str | None = None
+    bind_password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    bind_password_file: str | None = None
+    user_dn: str | None = None
+    user_search: LdapSearch | None = None
+    start_tls: bool = False
+    tls_ca_file: str | None = None
 
     _name_check = field_validator("name")(sshnames.check_target_name)
     _address_check = field_validator("address")(sshnames.check_address)
@@ -65,6 +76,20 @@ class Target(Strict):
             raise ValueError(f"ssh target {self.name!r} needs an address")
         if self.kind in {"postgres", "mariadb"} and not self.admin_dsn_env:
             raise ValueError(f"{self.kind} target {self.name!r} needs admin_dsn_env")
+        directory = ("url", "bind_dn", "bind_password_env", "bind_password_file", "user_dn", "user_search")
+        if self.kind == "ldap":
+            if not self.url or not self.bind_dn:
+                raise ValueError(f"ldap target {self.name!r} needs url and bind_dn")
+            if (self.bind_password_env is None) == (self.bind_password_file is None):
+                raise ValueError(
+                    f"ldap target {self.name!r} needs one of bind_password_env, bind_password_file"
+                )
+            if (self.user_dn is None) == (self.user_search is None):
+                raise ValueError(f"ldap target {self.name!r} needs one of user_dn, user_search")
+            if self.user_dn is not None and "{user}" not in self.user_dn:
+                raise ValueError(f"ldap target {self.name!r}: user_dn needs the {{user}} placeholder")
+        elif any(getattr(self, name) is not None for name in directory) or self.start_tls:
+            raise ValueError(f"target {self.name!r}: {', '.join(directory)} and start_tls are for kind ldap")
         return self
 
     @property
@@ -133,19 +158,38 @@ class SshAccess(Strict):
 
 
 class PostgresAccess(Strict):
+    """``member_of`` roles for a fresh login per grant, or, with ``existing_login``, granted to
+    the identity's own login for the grant's window (elevation; no login is created)."""
+
     member_of: tuple[str, ...] = Field(min_length=1)
     connection_limit: int | None = Field(default=None, ge=1)
+    existing_login: AccountMapping | None = None
+
+    @model_validator(mode="after")
+    def _elevation(self) -> PostgresAccess:
+        if self.existing_login is not None and self.connection_limit is not None:
+            raise ValueError("connection_limit is for logins jitgate creates, not with existing_login")
+        return self
 
 
 class MariadbAccess(Strict):
     roles: tuple[str, ...] = ()
     privileges: tuple[str, ...] = ()
     connection_limit: int | None = Field(default=None, ge=1)
+    existing_login: AccountMapping | None = None
+    """Elevate the identity's own account (``name`` or ``name@host``; host ``%`` when left out)
+    with ``roles`` for the grant's window instead of creating an account."""
 
     @model_validator(mode="after")
     def _something(self) -> MariadbAccess:
         if not self.roles and not self.privileges:
             raise ValueError("mariadb access needs roles or privileges")
+        if self.existing_login is not None and (self.privileges or self.connection_limit is not None):
+            raise ValueError(
+                "with existing_login, mariadb access grants roles only (no privileges, no connection_limit)"
+            )
+        if self.existing_login is not None and not self.roles:
+            raise ValueError("with existing_login, mariadb access needs roles")
         return self
 
 
@@ -225,6 +269,7 @@ class Role(Strict):
     ssh: SshAccess | None = None
     postgres: PostgresAccess | None = None
     mariadb: MariadbAccess | None = None
+    ldap: LdapAccess | None = None
     min_duration: Duration = timedelta(minutes=1)
     default_duration: Duration | None = None
     max_duration: Duration
@@ -266,6 +311,7 @@ class Role(Strict):
 class Policy(Strict):
     targets: tuple[Target, ...] = ()
     roles: tuple[Role, ...] = ()
+    workloads: tuple[WorkloadRule, ...] = ()
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
@@ -295,6 +341,10 @@ class Policy(Strict):
                 if target.kind == "mariadb" and role.mariadb is None:
                     raise ValueError(
                         f"role {role.name!r} reaches mariadb target {target.name!r} but has no mariadb:"
+                    )
+                if target.kind == "ldap" and role.ldap is None:
+                    raise ValueError(
+                        f"role {role.name!r} reaches ldap target {target.name!r} but has no ldap:"
                     )
         return self
 

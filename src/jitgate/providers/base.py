@@ -5,6 +5,12 @@ records a credential *before* it exists at the target (``new_handle`` names it),
 between the two never leaves a login nobody will remove: revocation is idempotent and treats a
 credential that is already gone as revoked.
 
+Elevation of an account that already exists (a login given a database role, a directory entry
+joining a group) is the other half: a provider that can do it also implements
+``ElevationProvider``. The broker, not the provider, keeps count of which grants hold what and what
+an account held before any grant (``workflow/elevation.py``), so a provider only ever adds and
+removes exactly what it is told to, idempotently.
+
 Third parties register a factory under the ``jitgate.providers`` entry-point group, keyed by the
 target ``kind`` it serves; see ``docs/providers.md``.
 """
@@ -92,3 +98,36 @@ class CredentialProvider(Protocol):
         ...
 
     def check(self, target: Target) -> Health: ...
+
+
+@runtime_checkable
+class ElevationProvider(Protocol):
+    """Grant to an existing account and take it back. Implementations must be thread-safe.
+
+    ``account`` is what the policy maps the identity to (``existing_login: "{user}"`` gives the
+    user's name; ``find_account`` turns it into the name the target knows). ``items`` are what the
+    role elevates to (PostgreSQL or MariaDB roles, directory group DNs), as the policy spells them.
+    Every method is idempotent and raises ``ProviderError`` (``TargetUnreachable`` when the target
+    cannot be reached at all, ``ElevationRefused`` when retrying cannot help) with no secret in it.
+    """
+
+    def find_account(self, target: Target, account: str) -> str | None:
+        """The account as the target names it (a login, ``'user'@'host'``, an entry's DN), or None
+        when it does not exist there. Never creates anything."""
+        ...
+
+    def held(self, target: Target, account: str, items: tuple[str, ...]) -> frozenset[str]:
+        """Which of ``items`` the account holds right now, directly (not through another grant of
+        the target's own: a role it holds through a group it belongs to does not count)."""
+        ...
+
+    def elevate(self, target: Target, account: str, items: tuple[str, ...]) -> Mapping[str, Any]:
+        """Give the account ``items``, after the same safety checks as provisioning (no role with
+        special powers, no admin option). Returns what was done, for the audit log."""
+        ...
+
+    def withdraw(self, target: Target, account: str, items: tuple[str, ...]) -> Mapping[str, Any]:
+        """Take ``items`` away and leave nothing of them in use: sessions that hold one (a
+        database session that ran ``SET ROLE`` to it, say) are ended. Items already gone count as
+        withdrawn. Returns what was done, for the audit log."""
+        ...

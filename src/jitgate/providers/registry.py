@@ -34,6 +34,7 @@ BUILTINS: Mapping[str, str] = {
     "ssh": "jitgate.providers.ssh.provider:create_provider",
     "postgres": "jitgate.providers.postgres:create_provider",
     "mariadb": "jitgate.providers.mariadb:create_provider",
+    "ldap": "jitgate.providers.ldap:create_provider",
 }
 
 

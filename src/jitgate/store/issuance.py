@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +14,23 @@ from sqlalchemy.engine import Connection, RowMapping
 from jitgate.store.tables import credentials, revocations
 
 _INSERT_CREDENTIAL = credentials.insert()
+LOCK_RETRY = timedelta(milliseconds=500)
+_CLAIM_LOCK = 0x6A697467  # any constant; it only has to be the same in every replica
+REVOKE, ELEVATE, WITHDRAW = "revoke", "elevate", "withdraw"
+"""Queue actions: revoke a credential jitgate made; elevate or withdraw an existing account."""
+TAKING_BACK = (REVOKE, WITHDRAW)
+
+
+def get_credential(conn: Connection, credential_id: int) -> RowMapping | None:
+    return conn.execute(sa.select(credentials).where(credentials.c.id == credential_id)).mappings().first()
+
+
+def set_credential_record(
+    conn: Connection, credential_id: int, *, state: str, record: dict[str, Any]
+) -> None:
+    conn.execute(
+        credentials.update().where(credentials.c.id == credential_id).values(state=state, record=record)
+    )
 
 
 def next_revocation_attempt(conn: Connection) -> datetime | None:
@@ -112,7 +129,9 @@ def mark_credential_issued(
 def credentials_of_grant(conn: Connection, grant_id: str) -> list[RowMapping]:
     """Credentials of a grant still to be taken back: not revoked, and no revocation queued yet
     (a failed issue queues its own clean-up before the grant ends)."""
-    queued = sa.select(revocations.c.id).where(revocations.c.credential_id == credentials.c.id)
+    queued = sa.select(revocations.c.id).where(
+        revocations.c.credential_id == credentials.c.id, revocations.c.action != ELEVATE
+    )
     query = sa.select(credentials).where(
         credentials.c.grant_id == grant_id, credentials.c.revoked_at.is_(None), ~queued.exists()
     )
@@ -151,18 +170,22 @@ def enqueue_revocation(
     handle: str,
     now: datetime,
     not_before: datetime | None = None,
+    action: str = REVOKE,
+    lock_key: str | None = None,
 ) -> None:
-    """Make sure a revocation of the credential will run from ``now`` on (a new one from
-    ``not_before`` when given).
+    """Make sure ``action`` (a revocation unless told otherwise) of the credential will run from
+    ``now`` on (a new one from ``not_before`` when given).
 
-    A credential has at most one revocation row. If one exists already (the grant ended while the
+    A credential has at most one row in the queue. If one exists already (the grant ended while the
     credential was still being created, and its revocation may even have run before the login
-    existed), it is due again: revoking twice is harmless, a login left behind is not.
+    existed; or an elevation still to be applied), it becomes ``action`` and is due again:
+    revoking twice is harmless, a login left behind is not. A claim on it stays: the attempt in
+    flight finds the row changed when it finishes, and the new action runs after it.
     """
     again = conn.execute(
         revocations.update()
         .where(revocations.c.credential_id == credential_id)
-        .values(state="pending", next_attempt_at=now, done_at=None)
+        .values(state="pending", next_attempt_at=now, done_at=None, action=action)
     )
     if again.rowcount:
         return
@@ -177,11 +200,21 @@ def enqueue_revocation(
             attempts=0,
             next_attempt_at=not_before or now,
             created_at=now,
+            action=action,
+            lock_key=lock_key,
         )
     )
 
 
 def due_revocations(conn: Connection, *, now: datetime, limit: int, skip_locked: bool) -> list[RowMapping]:
+    """Due work, at most one item per ``lock_key`` and none whose key another item holds a claim on.
+
+    Items held back are made due again a moment later (``LOCK_RETRY``). On PostgreSQL the claiming
+    transactions of all replicas take turns (a transaction-scoped advisory lock), so two replicas
+    cannot each claim an item of the same key: each sees the other's committed claim.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
     query = (
         sa.select(revocations)
         .where(revocations.c.state == "pending", revocations.c.next_attempt_at <= now)
@@ -190,7 +223,34 @@ def due_revocations(conn: Connection, *, now: datetime, limit: int, skip_locked:
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
-    return list(conn.execute(query).mappings())
+    found = list(conn.execute(query).mappings())
+    keys = {row["lock_key"] for row in found if row["lock_key"] is not None}
+    if not keys:
+        return found
+    busy = set(
+        conn.execute(
+            sa.select(revocations.c.lock_key).where(
+                revocations.c.lock_key.in_(sorted(keys)), revocations.c.claimed_until > now
+            )
+        ).scalars()
+    )
+    chosen: list[RowMapping] = []
+    held_back: list[int] = []
+    for row in found:
+        key = row["lock_key"]
+        if key is not None and key in busy:
+            held_back.append(row["id"])
+            continue
+        if key is not None:
+            busy.add(key)
+        chosen.append(row)
+    if held_back:
+        conn.execute(
+            revocations.update()
+            .where(revocations.c.id.in_(held_back))
+            .values(next_attempt_at=now + LOCK_RETRY)
+        )
+    return chosen
 
 
 def get_revocation(conn: Connection, revocation_id: int, *, lock: bool) -> RowMapping | None:
@@ -211,26 +271,57 @@ def finish_revocation(
             revocations.c.state == "pending",
             revocations.c.next_attempt_at == claimed_until,
         )
-        .values(state="done", done_at=now, attempts=revocations.c.attempts + 1, last_error=None)
+        .values(
+            state="done",
+            done_at=now,
+            attempts=revocations.c.attempts + 1,
+            last_error=None,
+            claimed_until=None,
+        )
     )
+    if result.rowcount != 1:
+        release_claim(conn, revocation_id, claimed_until=claimed_until)
     return result.rowcount == 1
 
 
 def claim_revocation(conn: Connection, revocation_id: int, *, until: datetime) -> None:
     """Hold a due revocation for one worker until ``until``; if it dies, the work falls due again."""
-    conn.execute(revocations.update().where(revocations.c.id == revocation_id).values(next_attempt_at=until))
+    conn.execute(
+        revocations.update()
+        .where(revocations.c.id == revocation_id)
+        .values(next_attempt_at=until, claimed_until=until)
+    )
+
+
+def release_claim(conn: Connection, revocation_id: int, *, claimed_until: datetime) -> None:
+    """End this attempt's claim (if it is still this attempt's), so work on the same key may run."""
+    conn.execute(
+        revocations.update()
+        .where(revocations.c.id == revocation_id, revocations.c.claimed_until == claimed_until)
+        .values(claimed_until=None)
+    )
 
 
 def retry_revocation(conn: Connection, revocation_id: int, *, error: str, next_attempt_at: datetime) -> None:
     conn.execute(
         revocations.update()
         .where(revocations.c.id == revocation_id)
-        .values(attempts=revocations.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
+        .values(
+            attempts=revocations.c.attempts + 1,
+            last_error=error,
+            next_attempt_at=next_attempt_at,
+            claimed_until=None,
+        )
     )
 
 
 def pending_revocations(conn: Connection, grant_ids: Sequence[str] | None = None) -> list[RowMapping]:
-    query = sa.select(revocations).where(revocations.c.state == "pending").order_by(revocations.c.id)
+    """Credentials still to be taken back (elevations still to be applied are not among them)."""
+    query = (
+        sa.select(revocations)
+        .where(revocations.c.state == "pending", revocations.c.action.in_(TAKING_BACK))
+        .order_by(revocations.c.id)
+    )
     if grant_ids is not None:
         query = query.where(revocations.c.grant_id.in_(list(grant_ids)))
     return list(conn.execute(query).mappings())

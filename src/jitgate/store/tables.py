@@ -201,7 +201,32 @@ revocations = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("done_at", UTCDateTime),
+    # ``revoke`` a credential jitgate made; ``elevate`` or ``withdraw`` an existing account.
+    sa.Column("action", sa.String(8), nullable=False, server_default="revoke"),
+    # Work on the same account at the same target runs one item at a time (``lock_key``): each
+    # item is claimed until ``claimed_until``, and none of the same key is claimed meanwhile.
+    sa.Column("lock_key", sa.String(400), index=True),
+    sa.Column("claimed_until", UTCDateTime),
     sa.Index(None, "state", "next_attempt_at"),
+)
+
+elevations = sa.Table(
+    "elevations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("credential_id", sa.ForeignKey("credentials.id"), nullable=False, index=True),
+    sa.Column("grant_id", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("item", sa.String(512), nullable=False),
+    # planned (nothing done at the target) -> applying (may hold it) -> held -> released
+    sa.Column("state", sa.String(16), nullable=False),
+    # Whether the account held the item before any grant of jitgate's gave it (None: not looked yet).
+    sa.Column("prior", sa.Boolean),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("released_at", UTCDateTime),
+    sa.Column("outcome", sa.String(255)),
+    sa.Index(None, "target", "account", "item", "state"),
 )
 
 audit_events = sa.Table(

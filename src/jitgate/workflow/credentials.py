@@ -15,6 +15,7 @@ from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
 from jitgate.errors import AuditIntegrityError, Conflict, JitgateError, NotFound, ProviderError
 from jitgate.policy.decision import target_named
+from jitgate.policy.elevation import elevation_of
 from jitgate.policy.model import Target
 from jitgate.providers.base import CredentialProvider, Issued, IssueRequest
 from jitgate.store import issuance
@@ -57,6 +58,11 @@ def _create_at_target(
         if grant is None or not grant.is_active_at(now):
             raise Conflict(f"grant {chosen.id} ended while the credential was being issued")
         role = role_of(ctx, grant)
+        if elevation_of(role, target) is not None:
+            raise Conflict(
+                f"role {role.name} elevates your own account on target {target.name}: there is no credential "
+                "to issue; connect as yourself (jitgate grants shows what the grant changed)"
+            )
         request = IssueRequest(
             grant=grant, role=role, target=target, identity=identity, now=now, params=params
         )

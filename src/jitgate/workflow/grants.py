@@ -8,7 +8,9 @@ records parked (``WorkflowContext.transaction(parks_audit=True)``); activating a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -17,12 +19,13 @@ from jitgate.domain.identity import SYSTEM, Identity
 from jitgate.domain.lifecycle import check_extension, check_transition, grant_window
 from jitgate.domain.model import AccessRequest, Grant, GrantEnd, RequestKind, RequestState
 from jitgate.domain.text import checked_text
-from jitgate.errors import InvalidInput, NotFound, PolicyDenied
+from jitgate.errors import ElevationRefused, InvalidInput, NotFound, PolicyDenied
 from jitgate.policy.decision import auto_approval, check_reason, check_requester, may_request, may_see
 from jitgate.policy.step_up import sign_in_details, step_up_needed
 from jitgate.store import accounts, issuance
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
+from jitgate.workflow import elevation
 from jitgate.workflow.context import WorkflowContext
 from jitgate.workflow.pending import check_room
 from jitgate.workflow.views import GrantView, RequestView, grant_view, request_view
@@ -75,6 +78,8 @@ def activate(
     }
     action = "grant.activated" if state is S.ACTIVE else "grant.scheduled"
     ctx.audit_event(conn, actor, action, request_id=req.id, grant_id=grant.id, role=req.role, details=details)
+    if state is S.ACTIVE:
+        elevation.plan(ctx, conn, grant)
     return grant
 
 
@@ -100,6 +105,7 @@ def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now
         role=grant.role,
         details={"expires_at": grant.expires_at.isoformat()},
     )
+    elevation.plan(ctx, conn, grant)
     return True
 
 
@@ -154,6 +160,7 @@ def end(
             handle=cred["handle"],
             now=now,
             not_before=now + ISSUING_GRACE if cred["state"] == "issuing" else None,
+            action=issuance.WITHDRAW if cred["record"].get("elevation") else issuance.REVOKE,
         )
         queued += 1
     for ext in q.pending_extensions(conn, grant.id):
@@ -352,3 +359,23 @@ def apply_extension(
             "auto_rule": req.auto_approved_rule,
         },
     )
+
+
+def refuse_elevation(ctx: WorkflowContext, row: Mapping[str, Any], error: ElevationRefused) -> None:
+    """An elevation its target refuses for good (``row``: its queue item) ends the grant, whose
+    clean-up is queued with it; a grant that ended already has its withdrawal queued."""
+    now = ctx.clock.now()
+    with ctx.transaction(parks_audit=True) as conn:
+        issuance.release_claim(conn, row["id"], claimed_until=row["claimed_until"])
+        ctx.audit_event(
+            conn,
+            SYSTEM.name,
+            "elevation.refused",
+            grant_id=row["grant_id"],
+            target=row["target"],
+            details={"kind": row["kind"], "handle": row["handle"], "error": error.message},
+        )
+        grant = q.get_grant(conn, row["grant_id"], lock=ctx.db.locks_rows)
+        if grant is not None and grant.state in (S.ACTIVE, S.APPROVED):
+            end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=SYSTEM.name, comment=error.message)
+    ctx.wake_scheduler()

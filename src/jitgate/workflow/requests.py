@@ -26,7 +26,7 @@ from jitgate.policy.step_up import sign_in_details, step_up_needed
 from jitgate.store import queries as q
 from jitgate.store.ids import new_id
 from jitgate.store.paging import DEFAULT_PAGE, Page, count_requests, page_requests
-from jitgate.workflow import grants
+from jitgate.workflow import elevation, grants
 from jitgate.workflow.context import WorkflowContext
 from jitgate.workflow.pending import check_room
 from jitgate.workflow.views import RequestView, fresh_view, request_view
@@ -66,6 +66,7 @@ def submit(
         length = the_role.duration_default if duration is None else duration_argument(duration)
         check_duration(role, length, min_duration=the_role.min_duration, max_duration=the_role.max_duration)
         chosen = resolve_targets(policy, the_role, targets)
+        elevation.check_accounts_exist(ctx, the_role, identity.name, chosen)
         now = ctx.clock.now()
         if start_at is not None:
             start_at = instant_argument(start_at, "start time")
@@ -118,6 +119,8 @@ def submit(
             asked = {"targets": list(chosen), "duration": format_duration(length)}
             ctx.notifier.send("approval_needed", {**payload, **asked, "approvers": list(the_role.approvers)})
         ctx.wake_scheduler(next_step(grant) if grant is not None else req.review_deadline)
+        if grant is not None and grant.state is S.ACTIVE:
+            ctx.wake_scheduler()  # its elevations, if it has any, are queued to be applied
         return view
 
 
@@ -212,6 +215,8 @@ def review(
         elif outcome.state is S.APPROVED:
             ctx.notifier.send("granted", told)
             ctx.wake_scheduler(None if req.kind is RequestKind.EXTENSION else next_step_of(view))
+            if req.kind is not RequestKind.EXTENSION and view["state"] == S.ACTIVE.value:
+                ctx.wake_scheduler()  # its elevations, if it has any, are queued to be applied
         return view
 
 

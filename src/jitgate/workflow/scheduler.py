@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,10 +23,16 @@ from sqlalchemy.engine import Connection
 from jitgate.audit import checkpoint
 from jitgate.domain.identity import SYSTEM
 from jitgate.domain.model import GrantEnd, RequestState
-from jitgate.errors import AuditIntegrityError, JitgateError, ProviderError, TargetUnreachable
+from jitgate.errors import (
+    AuditIntegrityError,
+    ElevationRefused,
+    JitgateError,
+    ProviderError,
+    TargetUnreachable,
+)
 from jitgate.store import issuance
 from jitgate.store import queries as q
-from jitgate.workflow import audit_state, grants, sessions
+from jitgate.workflow import audit_state, elevation, grants, sessions
 from jitgate.workflow.context import WorkflowContext
 
 log = logging.getLogger("jitgate.scheduler")
@@ -67,6 +73,8 @@ def start_due(ctx: WorkflowContext, *, limit: int = BATCH) -> int:
             conn, state=S.APPROVED, column="starts_at", now=now, limit=limit, skip_locked=ctx.db.locks_rows
         )
         started = [g for g in due if grants.start_scheduled(ctx, conn, g, now=now)]
+    if started:
+        ctx.wake_scheduler()  # after the commit: elevations of the grants started are queued
     for grant in started:
         ctx.notifier.send("granted", {"grant": grant.id, "holder": grant.holder, "role": grant.role})
     return len(started)
@@ -166,23 +174,28 @@ def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: t
     if reason is not None:
         _record_failure(ctx, row, f"not tried: target {name} unreachable a moment ago: {reason}")
         return False
+    failure = None
     try:
-        target = ctx.policy.target(name)
-        if target is None:
-            raise ProviderError(f"target {name} is no longer in the policy")
-        outcome = ctx.provider_for(target).revoke(target, row["handle"])
+        outcome = _attempt(ctx, row)
+    except ElevationRefused as exc:
+        if row["action"] == issuance.ELEVATE:
+            grants.refuse_elevation(ctx, row, exc)
+            return False
+        failure = str(exc)
     except TargetUnreachable as exc:
         with lock:
             unreachable.setdefault(name, str(exc))
-        _record_failure(ctx, row, str(exc))
-        return False
+        failure = str(exc)
     except JitgateError as exc:
-        _record_failure(ctx, row, str(exc))
-        return False
+        failure = str(exc)
     except Exception as exc:
-        log.exception("provider %s crashed revoking on %s", row["kind"], name)
-        _record_failure(ctx, row, f"provider crashed: {type(exc).__name__}")
+        log.exception("provider %s crashed working on %s", row["kind"], name)
+        failure = f"provider crashed: {type(exc).__name__}"
+    if failure is not None:
+        _record_failure(ctx, row, failure)
         return False
+    if row["action"] != issuance.REVOKE:
+        return True  # elevations record their own outcome
     done = ctx.clock.now()
     with ctx.transaction(parks_audit=True) as conn:
         if not issuance.finish_revocation(conn, row["id"], done, claimed_until=row["claimed_until"]):
@@ -205,6 +218,21 @@ def _revoke(ctx: WorkflowContext, row: Row, unreachable: dict[str, str], lock: t
     return True
 
 
+def _attempt(ctx: WorkflowContext, row: Row) -> Mapping[str, Any] | None:
+    """Do the queued work at the target: revoke a credential (returning what became of what it
+    left), or apply or take back an existing account's elevation (each records its own success)."""
+    target = ctx.policy.target(row["target"])
+    if target is None:
+        raise ProviderError(f"target {row['target']} is no longer in the policy")
+    if row["action"] == issuance.ELEVATE:
+        elevation.apply(ctx, row, target)
+        return None
+    if row["action"] == issuance.WITHDRAW:
+        elevation.withdraw(ctx, row, target, attempts=row["attempts"] + 1)
+        return None
+    return ctx.provider_for(target).revoke(target, row["handle"])
+
+
 def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
     now = ctx.clock.now()
     attempts = row["attempts"] + 1
@@ -213,12 +241,13 @@ def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
         ctx.audit_event(
             conn,
             SYSTEM.name,
-            "revocation.failed",
+            "elevation.failed" if row["action"] == issuance.ELEVATE else "revocation.failed",
             grant_id=row["grant_id"],
             target=row["target"],
             details={"kind": row["kind"], "handle": row["handle"], "attempt": attempts, "error": error},
         )
-    log.warning("revocation on %s failed (attempt %d): %s", row["target"], attempts, error)
+    work = {issuance.ELEVATE: "elevation", issuance.WITHDRAW: "withdrawal"}.get(row["action"], "revocation")
+    log.warning("%s on %s failed (attempt %d): %s", work, row["target"], attempts, error)
 
 
 class Every:
