@@ -42,6 +42,7 @@ from jitgate.api import (
 from jitgate.api.deps import RuntimeDep
 from jitgate.domain.model import RequestState
 from jitgate.runtime import Runtime
+from jitgate.store import issuance
 from jitgate.store.tables import grants, requests, revocations
 from jitgate.web import routes as web_routes
 from jitgate.workflow import audit_state
@@ -141,15 +142,29 @@ class StateCollector(Collector):
             pending = conn.execute(
                 sa.select(sa.func.count()).where(requests.c.state == RequestState.PENDING.value)
             ).scalar_one()
-            revoking = conn.execute(
-                sa.select(sa.func.count()).where(revocations.c.state == "pending")
-            ).scalar_one()
+            queued: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(revocations.c.action, sa.func.count())
+                    .where(revocations.c.state == "pending")
+                    .group_by(revocations.c.action)
+                ).all()
+            )
             failing = conn.execute(
-                sa.select(sa.func.count()).where(revocations.c.state == "pending", revocations.c.attempts > 0)
+                sa.select(sa.func.count()).where(
+                    revocations.c.state == "pending",
+                    revocations.c.attempts > 0,
+                    revocations.c.action.in_(issuance.TAKING_BACK),
+                )
             ).scalar_one()
+        revoking = sum(queued.get(action, 0) for action in issuance.TAKING_BACK)
         yield GaugeMetricFamily("jitgate_active_grants", "Grants in force now", value=active)
         yield GaugeMetricFamily("jitgate_pending_requests", "Requests waiting for review", value=pending)
         yield GaugeMetricFamily("jitgate_pending_revocations", "Revocations not yet done", value=revoking)
+        yield GaugeMetricFamily(
+            "jitgate_pending_elevations",
+            "Elevations of existing accounts queued to be applied",
+            value=queued.get(issuance.ELEVATE, 0),
+        )
         yield GaugeMetricFamily(
             "jitgate_failing_revocations",
             "Revocations that failed at least once and are retried",
