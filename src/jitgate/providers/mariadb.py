@@ -28,6 +28,10 @@ ACCOUNT LOCK`` (no new connection), ``KILL CONNECTION USER``, drop every routine
 trigger whose DEFINER is the user, ``DROP USER IF EXISTS``, and a second kill for a connection that
 authenticated in between. It returns what it dropped, for the audit log.
 
+Elevation (``ElevationProvider``): a role with ``mariadb.existing_login`` grants its ``roles`` to
+the identity's existing account (``mariadb_accounts`` reads the account's name) for the window
+and takes them back at the end, ending the account's sessions (``mariadb_elevation``).
+
 Admin connections (``mariadb_admin``) are pooled (``AdminPool``, a few per target): pinged before
 reuse, and closed rather than reused after any failure.
 
@@ -35,6 +39,8 @@ Target options:
     user_host          host part of the created user (default ``%``).
     connect_timeout    seconds to wait for the server (default 5).
     admin_connections  admin connections kept open (default 4, at most 32).
+    set_default_role   elevation sets the first role as the default role of an account that has
+                       none, and clears it at the end (default false; needs UPDATE on mysql.*).
 """
 
 from __future__ import annotations
@@ -49,11 +55,14 @@ from typing import Any
 from urllib.parse import quote
 
 import pymysql
+from pymysql.cursors import Cursor
 
 from jitgate.errors import ProviderError
 from jitgate.policy.model import Role, Target
+from jitgate.providers import mariadb_elevation as elevation
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
 from jitgate.providers.dsn import PooledProvider, checked_login, new_login
+from jitgate.providers.mariadb_accounts import mapping_problems, parse_account
 from jitgate.providers.mariadb_admin import (
     Admin,
     Settings,
@@ -97,7 +106,8 @@ class _NewUser:
 
 
 class MariadbProvider(PooledProvider[Admin]):
-    """Ephemeral MariaDB users. One instance serves every thread; it pools admin connections."""
+    """Ephemeral MariaDB users, and elevation of existing ones. One instance serves every thread;
+    it pools admin connections."""
 
     kind = KIND
     revocable = True
@@ -119,6 +129,16 @@ class MariadbProvider(PooledProvider[Admin]):
                     parse_privilege(spec)
                 except ProviderError as exc:
                     problems.append(f"role {role.name}: mariadb.privileges {exc.message}")
+            if access.existing_login is not None:
+                problems += [
+                    f"role {role.name}: mariadb.existing_login {problem}"
+                    for problem in mapping_problems(access.existing_login)
+                ]
+                if access.privileges or access.connection_limit is not None:
+                    problems.append(
+                        f"role {role.name}: with mariadb.existing_login only roles are granted"
+                        " (no privileges, no connection_limit)"
+                    )
         return problems
 
     @contextmanager
@@ -199,6 +219,39 @@ class MariadbProvider(PooledProvider[Admin]):
             len(dropped),
         )
         return {"dropped": dropped} if dropped else None
+
+    def find_account(self, target: Target, account: str) -> str | None:
+        """``'user'@'host'`` when the account exists (and is no role); ``ElevationRefused`` for one
+        jitgate does not elevate (``mariadb_elevation``)."""
+        parsed = parse_account(account, target.name)
+        with self._cursor(target) as (cur, settings):
+            return elevation.find(cur, parsed, settings, target)
+
+    def held(self, target: Target, account: str, items: tuple[str, ...]) -> frozenset[str]:
+        parsed = parse_account(account, target.name)
+        with self._cursor(target) as (cur, settings):
+            return elevation.held(cur, parsed, settings, target) & set(items)
+
+    def elevate(self, target: Target, account: str, items: tuple[str, ...]) -> dict[str, Any]:
+        parsed = parse_account(account, target.name)
+        roles = tuple(dict.fromkeys(role_name(name, target) for name in items))
+        with self._cursor(target) as (cur, settings):
+            return elevation.elevate(cur, parsed, roles, settings, target)
+
+    def withdraw(self, target: Target, account: str, items: tuple[str, ...]) -> dict[str, Any]:
+        try:
+            parsed = parse_account(account, target.name)
+        except ProviderError as exc:  # never ElevationRefused here: taking back is retried, not dropped
+            raise ProviderError(exc.message) from None
+        roles = tuple(dict.fromkeys(role_name(name, target) for name in items))
+        with self._cursor(target) as (cur, settings):
+            return elevation.withdraw(cur, parsed, roles, settings, target)
+
+    @contextmanager
+    def _cursor(self, target: Target) -> Iterator[tuple[Cursor, Settings]]:
+        settings = settings_of(self._environ, target)
+        with self._admin(settings, target) as conn, conn.cursor() as cur:
+            yield cur, settings
 
     def check(self, target: Target) -> Health:
         try:

@@ -31,7 +31,7 @@ GRANT_LINE = re.compile(
     r"^GRANT (?P<privileges>.+?) ON (?P<on>\*\.\*|`(?:[^`]|``)+`\.(?:\*|`(?:[^`]|``)+`)) TO "
 )
 KILL_PRIVILEGES = frozenset({"CONNECTION ADMIN", "SUPER", "ALL PRIVILEGES"})
-OPTIONS = frozenset({"user_host", "connect_timeout", "admin_connections"})
+OPTIONS = frozenset({"user_host", "connect_timeout", "admin_connections", "set_default_role"})
 # PyMySQL's own errors for a connection that failed or dropped (the server sends codes below 2000).
 NO_SERVER_ANSWER = frozenset({CR.CR_CONN_HOST_ERROR, CR.CR_SERVER_GONE_ERROR, CR.CR_SERVER_LOST})
 # Bounds every statement and ping on an admin connection, so a server that vanished without closing
@@ -52,6 +52,7 @@ class Settings:
     connect_timeout: int
     admin_connections: int
     dsn: str = field(repr=False)
+    set_default_role: bool = False
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -86,6 +87,7 @@ def settings_of(environ: Mapping[str, str], target: Target) -> Settings:
         connect_timeout=int(target.options.get("connect_timeout", 5)),
         admin_connections=int(target.options.get("admin_connections", POOL_SIZE)),
         dsn=dsn,
+        set_default_role=target.options.get("set_default_role", False) is True,
     )
 
 
@@ -105,6 +107,8 @@ def option_problems(target: Target) -> list[str]:
         problems.append(f"{where}: connect_timeout must be 1 to 300 seconds")
     if problem := pool_size_problem(target):
         problems.append(problem)
+    if not isinstance(options.get("set_default_role", False), bool):
+        problems.append(f"{where}: set_default_role must be true or false")
     return problems
 
 

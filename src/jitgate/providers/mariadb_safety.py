@@ -2,12 +2,19 @@
 specs outside a fixed list of object privileges (no ``ALL``, no ``GRANT OPTION``, no global
 privileges, no ``*.*``, no system schema). Checked without a server at policy load and again at
 issue, before anything is created.
+
+A role given to an existing account (``role_grants_problem``) is judged by what the server says it
+holds, its own grants and those of every role granted to it (``SHOW GRANTS FOR`` the role): no
+privilege on ``*.*`` but ``USAGE``, nothing ``WITH GRANT OPTION`` or ``WITH ADMIN OPTION``, nothing
+in a system schema (also through a database pattern such as ``%``), and nothing else that is not a
+plain role or object grant (``PROXY``, say). Each of those would let the account leave standing
+access behind or reach every account's password hash.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jitgate.errors import ProviderError
@@ -118,3 +125,61 @@ def unsweepable(
             f" the login defines there (it needs {missing} on {grant.database}.*)"
         )
     return None
+
+
+_NAME = r"`(?:[^`]|``)+`"
+ROLE_GRANT = re.compile(rf"^GRANT (?P<role>{_NAME}) TO (?P<grantee>{_NAME})(?P<admin> WITH ADMIN OPTION)?$")
+OBJECT_GRANT = re.compile(
+    rf"^GRANT (?P<privileges>.+?) ON (?:(?:PROCEDURE|FUNCTION|PACKAGE BODY|PACKAGE) )?"
+    rf"(?P<on>\*\.\*|(?P<database>{_NAME})\.(?:\*|{_NAME})) TO (?P<grantee>{_NAME})"
+    r"(?P<grant> WITH GRANT OPTION)?$"
+)
+
+
+def role_grants_problem(role: str, lines: Iterable[str]) -> str | None:
+    """Why ``role``, holding what ``SHOW GRANTS FOR`` it printed (``lines``), may not be given to an
+    existing account; None when it holds plain object privileges and plain roles only."""
+    for line in lines:
+        if found := ROLE_GRANT.fullmatch(line):
+            if found["admin"]:
+                held = _unquoted(found["role"])
+                return f"{_holder(role, found['grantee'])} holds role {held} WITH ADMIN OPTION"
+            continue
+        found = OBJECT_GRANT.fullmatch(line)
+        if found is None:
+            return f"{_holder(role, _grantee_of(line))} holds a grant jitgate does not hand out: {line[:120]}"
+        holder = _holder(role, found["grantee"])
+        if found["grant"]:
+            return f"{holder} holds GRANT OPTION ({found['privileges']} ON {found['on']})"
+        if found["on"] == "*.*" and found["privileges"].strip().upper() != "USAGE":
+            return f"{holder} holds global privileges ({found['privileges']} ON *.*)"
+        if found["database"] and (schema := _system_schema(_unquoted(found["database"]))):
+            what = f"{found['privileges']} ON {found['on']}"
+            return f"{holder} holds privileges in the system schema {schema} ({what})"
+    return None
+
+
+def _system_schema(pattern: str) -> str | None:
+    """The system schema a database name or pattern (``%``, ``_``, ``\\`` escapes) covers, if any."""
+    regex = ""
+    chars = iter(pattern)
+    for char in chars:
+        if char == "\\":
+            regex += re.escape(next(chars, ""))
+        else:
+            regex += {"%": ".*", "_": "."}.get(char, re.escape(char))
+    return next((s for s in sorted(SYSTEM_SCHEMAS) if re.fullmatch(regex, s, re.IGNORECASE)), None)
+
+
+def _unquoted(name: str) -> str:
+    return name[1:-1].replace("``", "`")
+
+
+def _holder(role: str, grantee: str | None) -> str:
+    name = _unquoted(grantee) if grantee else None
+    return "it" if name in (None, role) else f"through role {name} it"
+
+
+def _grantee_of(line: str) -> str | None:
+    found = re.search(rf" TO ({_NAME})", line)
+    return found[1] if found else None

@@ -72,7 +72,8 @@ def accounts_of(
 def check_accounts_exist(
     ctx: WorkflowContext, role: Role, holder: str, target_names: tuple[str, ...]
 ) -> None:
-    """Refuse a request up front when its account is missing at a target (``PolicyDenied``).
+    """Refuse a request up front when its account is missing at a target, or is one the target
+    refuses to elevate (``PolicyDenied``).
 
     A target that cannot be asked right now does not refuse: the account is looked up again when
     the elevation is applied, and the grant ends then if it is missing.
@@ -82,6 +83,8 @@ def check_accounts_exist(
         name = target.name
         try:
             exists = provider_of(ctx, target).find_account(target, account) is not None
+        except ElevationRefused as exc:
+            raise PolicyDenied(exc.message) from None
         except ProviderError as exc:
             log.info("could not check account %s on target %s before the request: %s", account, name, exc)
             continue
