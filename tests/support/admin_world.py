@@ -68,7 +68,12 @@ def furnish(runtime: Runtime, alice: Identity, keys_dir: Path) -> Furnished:
             now=now,
         )
         (queued,) = issuance.pending_revocations(conn, [ended])
+        issuance.claim_revocation(conn, queued["id"], until=now)
         issuance.retry_revocation(
-            conn, queued["id"], error="target <unreachable>", next_attempt_at=now + timedelta(minutes=2)
+            conn,
+            queued["id"],
+            error="target <unreachable>",
+            next_attempt_at=now + timedelta(minutes=2),
+            claimed_until=now,
         )
     return Furnished(held, session, key.id, key.fingerprint, ended)

@@ -28,8 +28,14 @@ def get_credential(conn: Connection, credential_id: int) -> RowMapping | None:
 def set_credential_record(
     conn: Connection, credential_id: int, *, state: str, record: dict[str, Any]
 ) -> None:
+    """Replace the record, and the state unless the credential was revoked meanwhile."""
     conn.execute(
-        credentials.update().where(credentials.c.id == credential_id).values(state=state, record=record)
+        credentials.update()
+        .where(credentials.c.id == credential_id)
+        .values(
+            state=sa.case((credentials.c.revoked_at.is_(None), state), else_=credentials.c.state),
+            record=record,
+        )
     )
 
 
@@ -302,16 +308,34 @@ def release_claim(conn: Connection, revocation_id: int, *, claimed_until: dateti
     )
 
 
-def retry_revocation(conn: Connection, revocation_id: int, *, error: str, next_attempt_at: datetime) -> None:
+def retry_revocation(
+    conn: Connection, revocation_id: int, *, error: str, next_attempt_at: datetime, claimed_until: datetime
+) -> None:
+    """Record a failed attempt and when to try again; only while the attempt still holds its claim
+    (a claim that lapsed belongs to whoever took the work since). Work queued again while the
+    attempt ran (its grant ended) stays due when it was queued: it is not this failure's to delay."""
     conn.execute(
         revocations.update()
-        .where(revocations.c.id == revocation_id)
+        .where(revocations.c.id == revocation_id, revocations.c.claimed_until == claimed_until)
         .values(
             attempts=revocations.c.attempts + 1,
             last_error=error,
-            next_attempt_at=next_attempt_at,
+            next_attempt_at=sa.case(
+                (revocations.c.next_attempt_at == claimed_until, next_attempt_at),
+                else_=revocations.c.next_attempt_at,
+            ),
             claimed_until=None,
         )
+    )
+
+
+def elevate_again(conn: Connection, credential_id: int, now: datetime) -> None:
+    """Apply an elevation once more (what it gave was taken away under it), unless its grant
+    has ended and its withdrawal is queued instead."""
+    conn.execute(
+        revocations.update()
+        .where(revocations.c.credential_id == credential_id, revocations.c.action == ELEVATE)
+        .values(state="pending", next_attempt_at=now, done_at=None)
     )
 
 

@@ -86,11 +86,13 @@ def activate(
 def start_scheduled(ctx: WorkflowContext, conn: Connection, grant: Grant, *, now: datetime) -> bool:
     """A scheduled grant whose start has come becomes active (once, whoever gets there first).
 
-    Unless its holder may no longer request the role: then it is revoked instead of started, so
-    windows lined up in advance (up to 90 days, outside the pending cap) do not outlive a group
-    change or the role's removal from the policy.
+    Unless its holder may no longer request the role, or the policy maps them to no account to
+    elevate any more: then it is revoked instead of started, so windows lined up in advance (up to
+    90 days, outside the pending cap) do not outlive a group change or the role's removal from the
+    policy, nor stop every other grant due to start with them.
     """
-    if (why := _no_longer_eligible(ctx, conn, grant.holder, grant.role)) is not None:
+    why = _no_longer_eligible(ctx, conn, grant.holder, grant.role) or elevation.unmapped(ctx, grant)
+    if why is not None:
         end(ctx, conn, grant, reason=GrantEnd.REVOKED, now=now, actor=SYSTEM.name, comment=why)
         return False
     if not q.set_grant_state(conn, grant.id, expect=S.APPROVED, state=S.ACTIVE):
@@ -147,7 +149,7 @@ def end(
     queued = 0
     for cred in issuance.credentials_of_grant(conn, grant.id):
         provider = ctx.providers.get(cred["kind"])
-        if provider is not None and not provider.revocable:
+        if provider is not None and not provider.revocable and not cred["record"].get("elevation"):
             # Dies by itself; marking it revoked puts it on the revocation list until its end.
             issuance.mark_credential_revoked(conn, cred["id"], now)
             continue

@@ -237,7 +237,13 @@ def _record_failure(ctx: WorkflowContext, row: Row, error: str) -> None:
     now = ctx.clock.now()
     attempts = row["attempts"] + 1
     with ctx.transaction(parks_audit=True) as conn:
-        issuance.retry_revocation(conn, row["id"], error=error, next_attempt_at=now + backoff(ctx, attempts))
+        issuance.retry_revocation(
+            conn,
+            row["id"],
+            error=error,
+            next_attempt_at=now + backoff(ctx, attempts),
+            claimed_until=row["claimed_until"],
+        )
         ctx.audit_event(
             conn,
             SYSTEM.name,
