@@ -74,14 +74,17 @@ def check_accounts_exist(
 ) -> None:
     """Refuse a request up front when its account is missing at a target (``PolicyDenied``).
 
-    A target that cannot be asked right now does not refuse: the account is looked up again when
-    the elevation is applied, and the grant ends then if it is missing.
+    An account the target will never elevate (``ElevationRefused``: a superuser, say) is refused
+    the same way. A target that cannot be asked right now does not refuse: the account is looked
+    up again when the elevation is applied, and the grant ends then if it is missing.
     """
     for elevation, account in accounts_of(ctx, role, holder, target_names):
         target = elevation.target
         name = target.name
         try:
             exists = provider_of(ctx, target).find_account(target, account) is not None
+        except ElevationRefused as exc:
+            raise PolicyDenied(str(exc)) from None
         except ProviderError as exc:
             log.info("could not check account %s on target %s before the request: %s", account, name, exc)
             continue
