@@ -77,8 +77,9 @@ _DIRECT = sql.SQL("""
 SELECT DISTINCT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
  WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = {account}) AND g.rolname = ANY({items})""")
 
-# The admin's own memberships of the account's: from 16 a superuser's grants are recorded as made
-# by the bootstrap superuser (oid 10), and its REVOKE removes those.
+# The account's memberships of the items, each with whether the admin granted it (from 16 a
+# superuser's grants are recorded as made by the bootstrap superuser, oid 10, and its REVOKE removes
+# those) and by whom; no row at all when the account is gone.
 _MEMBERSHIPS = sql.SQL("""
 SELECT g.rolname, m.grantor = u.oid OR (u.rolsuper AND m.grantor = 10 AND {per_grantor}), gr.rolname
   FROM pg_roles a
@@ -180,7 +181,9 @@ def _withdraw(conn: Connection, account: str, items: Sequence[str], target: Targ
         return {"account_gone": True, "revoked": [], "sessions_ended": 0}
     ours = sorted({str(item) for item, mine, _ in rows if item is not None and mine})
     others = {
-        str(item): str(by) for item, mine, by in rows if item is not None and not mine and item not in ours
+        str(item): str(by or "a dropped role")
+        for item, mine, by in rows
+        if item is not None and not mine and item not in ours
     }
     revokes = [
         sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(item), sql.Identifier(account)) for item in ours
@@ -248,11 +251,13 @@ def _terminate_as_member(
             " its privileges or pg_signal_backend"
         )
     who = sql.Identifier(account)
+    # From 16 a grant's INHERIT follows the admin's own attribute unless said; its privileges are the point.
+    inherit = sql.SQL(" WITH INHERIT TRUE" if conn.info.server_version >= PER_GRANTOR else "")
     message = sql.SQL(
-        "BEGIN; GRANT {who} TO CURRENT_USER; {terminate}; REVOKE {who} FROM CURRENT_USER; COMMIT"
+        "BEGIN; GRANT {who} TO CURRENT_USER{inherit}; {terminate}; REVOKE {who} FROM CURRENT_USER; COMMIT"
     )
     try:
-        return _results(conn.execute(message.format(who=who, terminate=terminate)), 1)[0]
+        return _results(conn.execute(message.format(who=who, inherit=inherit, terminate=terminate)), 1)[0]
     except psycopg.Error:
         _rollback(conn)
         raise

@@ -95,6 +95,8 @@ def test_withdraw_ends_every_session_that_may_still_hold_the_role(
     assert outcome == {"revoked": [item], "sessions_ended": 4}
     for session in (before, inherits, sets_role, cursor):
         assert ended(session)
+    # The admin (CREATEROLE only) was a member of the login just for ending its sessions.
+    assert login not in [role for role, *_ in roles.memberships(roles.env.admin)]
     after = roles.connect(login)
     assert not reads_orders(after)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -168,6 +170,13 @@ def test_a_missing_role_is_refused(provider: PostgresProvider, roles: PgRoles) -
     with pytest.raises(ElevationRefused, match="login jg_el_no_such_login does not exist"):
         provider.elevate(TARGET, "jg_el_no_such_login", (safe,))
     assert roles.memberships(login) == []
+
+
+def test_a_login_is_not_made_a_member_of_itself(provider: PostgresProvider, roles: PgRoles) -> None:
+    login = roles.login()
+    with pytest.raises(ElevationRefused, match=f'role "{login}" is a member of role "{login}"'):
+        provider.elevate(TARGET, login, (login,))
+    assert provider.elevate(TARGET, login, (roles.role(),))  # the connection is fine afterwards
 
 
 def test_find_account_names_existing_logins_only_and_refuses_those_never_elevated(
