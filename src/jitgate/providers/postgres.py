@@ -28,6 +28,10 @@ Statements that belong to one transaction go to the server as one message (the s
 protocol runs them as one implicit transaction): one round trip and one commit, which is what a
 burst of expiries waits on.
 
+A role with ``existing_login`` elevates the identity's own login instead: ``GRANT`` of its
+``member_of`` roles for the window, ``REVOKE`` and the end of the login's sessions afterwards
+(``postgres_elevation``, the ``ElevationProvider`` methods below).
+
 Admin connections (``postgres_admin``) are pooled (``AdminPool``, a few per target and database):
 opening one costs more than the statements themselves.
 
@@ -59,6 +63,7 @@ from psycopg import sql
 
 from jitgate.errors import ProviderError
 from jitgate.policy.model import PostgresAccess, Role, Target
+from jitgate.providers import postgres_elevation as elevation
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest, ProviderContext
 from jitgate.providers.dsn import PooledProvider, checked_login, new_login
 from jitgate.providers.postgres_admin import (
@@ -102,7 +107,39 @@ class PostgresProvider(PooledProvider[Connection]):
                 problem = role_problem(name, target)
                 if problem:
                     problems.append(f"role {role.name}: postgres.member_of {problem}")
+            problems.extend(elevation.existing_login_problems(role, target))
         return problems
+
+    def find_account(self, target: Target, account: str) -> str | None:
+        """The existing login ``account``, if it can log in; ``ElevationRefused`` for one never elevated."""
+        settings = settings_of(self._environ, target)
+        with self._admin(settings, target) as conn, reported(target, f"looking up login {account}", settings):
+            return elevation.find_account(conn, account, target)
+
+    def held(self, target: Target, account: str, items: tuple[str, ...]) -> frozenset[str]:
+        settings = settings_of(self._environ, target)
+        with self._admin(settings, target) as conn, reported(target, f"reading login {account}", settings):
+            return elevation.held(conn, account, items)
+
+    def elevate(self, target: Target, account: str, items: tuple[str, ...]) -> dict[str, Any]:
+        """``GRANT`` the roles ``items`` to the existing login ``account`` (see ``postgres_elevation``)."""
+        elevation.refuse_names(account, items, target)
+        settings = settings_of(self._environ, target)
+        with self._admin(settings, target) as conn, reported(target, f"elevating login {account}", settings):
+            done = elevation.elevate(conn, account, items, target)
+        log.info("granted %s to login %s on target %s", ", ".join(items), account, target.name)
+        return done
+
+    def withdraw(self, target: Target, account: str, items: tuple[str, ...]) -> dict[str, Any]:
+        """``REVOKE`` the roles and end the login's sessions that may still hold them."""
+        settings = settings_of(self._environ, target)
+        with (
+            self._admin(settings, target) as conn,
+            reported(target, f"withdrawing from login {account}", settings),
+        ):
+            done = elevation.withdraw(conn, account, items, target)
+        log.info("withdrew %s from login %s on target %s: %s", ", ".join(items), account, target.name, done)
+        return done
 
     @contextmanager
     def _admin(self, settings: Settings, target: Target, dbname: str | None = None) -> Iterator[Connection]:

@@ -1,11 +1,14 @@
 """What the PostgreSQL provider refuses: names that would need quoting, roles it will not hand out,
 and owners it will not hand a revoked login's objects to.
 
-A ``member_of`` role must not have or inherit SUPERUSER or CREATEROLE (either lets the login leave
-standing access behind), nor be one of the predefined roles that reach the server's files or
-programs. A ``reassign_to`` owner is held to more, since everything it receives may run code as it:
-see ``owner_problem``. Names are checked without a server at policy load; roles and owners at the
-server, at issue and at every revocation.
+A ``member_of`` role handed out — to a fresh login or to an existing one — must not have SUPERUSER,
+CREATEROLE, BYPASSRLS or REPLICATION, nor be a member of a role that has one, by any membership
+(role attributes are not inherited, but ``SET ROLE`` reaches them; the first two let the login leave
+standing access behind, the others read past row security or the whole cluster's data), nor reach
+one of the predefined roles that give the server's files or programs. A ``reassign_to`` owner is
+held to more, since everything it receives may run code as it: see ``owner_problem``. Names are
+checked without a server at policy load; roles and owners at the server, at issue, at elevation and
+at every revocation.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from jitgate.errors import ProviderError
 from jitgate.policy.model import Target
@@ -92,22 +96,70 @@ def role_problem(name: str, target: Target) -> str | None:
     return None
 
 
-def check_member_of(conn: Connection, names: Sequence[str], target: Target) -> None:
-    """Refuse ``names`` that do not exist or that have or inherit SUPERUSER or CREATEROLE."""
-    rows = conn.execute(
-        "SELECT r.rolname, EXISTS (SELECT 1 FROM pg_roles s WHERE (s.rolsuper OR s.rolcreaterole)"
-        " AND pg_has_role(r.oid, s.oid, 'MEMBER')) FROM pg_roles r WHERE r.rolname = ANY(%s)",
-        [list(names)],
-    ).fetchall()
-    found: dict[str, bool] = {str(row[0]): bool(row[1]) for row in rows}
+_MEMBER_OF_CHECK = sql.SQL("""
+SELECT r.rolname, p.rolname, CASE
+           WHEN p.rolsuper THEN 'SUPERUSER'
+           WHEN p.rolcreaterole THEN 'CREATEROLE'
+           WHEN p.rolbypassrls THEN 'BYPASSRLS'
+           WHEN p.rolreplication THEN 'REPLICATION'
+           ELSE 'access to the server''s files or programs' END
+  FROM pg_roles r
+  LEFT JOIN LATERAL (
+        SELECT * FROM pg_roles s
+         WHERE (s.rolsuper OR s.rolcreaterole OR s.rolbypassrls OR s.rolreplication
+                OR s.rolname = ANY({server_access}))
+           AND pg_has_role(r.oid, s.oid, 'MEMBER')
+         ORDER BY s.oid = r.oid DESC, s.rolname LIMIT 1) p ON true
+ WHERE r.rolname = ANY({names})""")
+
+
+def names_array(names: Sequence[str]) -> sql.Composed:
+    """``ARRAY['a', 'b']::name[]``, each element a quoted literal: for statements sent together."""
+    return sql.SQL("ARRAY[{}]::name[]").format(sql.SQL(", ").join(sql.Literal(name) for name in names))
+
+
+def member_of_query(names: Sequence[str]) -> sql.Composed:
+    """The safety check of ``names`` as one statement, to send alone or with others in one message;
+    ``member_of_problems`` reads its rows.
+
+    ``pg_has_role(..., 'MEMBER')`` follows every membership, with or without INHERIT or SET, and
+    counts the role itself; a superuser is a member of every role, so it is found by its own row.
+    """
+    return _MEMBER_OF_CHECK.format(
+        server_access=names_array(sorted(SERVER_ACCESS_ROLES)), names=names_array(names)
+    )
+
+
+def member_of_problems(
+    rows: Sequence[tuple[Any, ...]], names: Sequence[str], target: Target
+) -> dict[str, str]:
+    """Why each of ``names`` may not be handed out (missing, or special powers through any
+    membership), from the rows of ``member_of_query``; the names that may are left out."""
+    found = {str(name): (power_role, power) for name, power_role, power in rows}
+    problems: dict[str, str] = {}
     for name in names:
         if name not in found:
-            raise ProviderError(f"role {name} does not exist on target {target.name}")
-        if found[name]:
-            raise ProviderError(
-                f"role {name} on target {target.name} has or inherits SUPERUSER or CREATEROLE; "
-                "jitgate will not hand it out"
-            )
+            problems[name] = f"role {name} does not exist on target {target.name}"
+            continue
+        power_role, power = found[name]
+        if power_role is None:
+            continue
+        if power_role == name:
+            how = f"has {power}"
+        elif power_role in SERVER_ACCESS_ROLES:
+            how = f"is a member of {power_role}, which gives {power}"
+        else:
+            how = f"is a member of {power_role}, which has {power}"
+        problems[name] = f"role {name} on target {target.name} {how}; jitgate will not hand it out"
+    return problems
+
+
+def check_member_of(conn: Connection, names: Sequence[str], target: Target) -> None:
+    """Refuse the first of ``names`` that does not exist or has special powers (``ProviderError``)."""
+    problems = member_of_problems(conn.execute(member_of_query(names)).fetchall(), names, target)
+    for name in names:
+        if name in problems:
+            raise ProviderError(problems[name])
 
 
 def reassign_to_problem(name: str, target: Target) -> str | None:

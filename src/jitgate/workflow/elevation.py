@@ -83,8 +83,9 @@ def check_accounts_exist(
     """Refuse a request up front when its account is missing at a target, or is one the target
     refuses to elevate (``PolicyDenied``).
 
-    A target that cannot be asked right now does not refuse: the account is looked up again when
-    the elevation is applied, and the grant ends then if it is missing.
+    An account the target will never elevate (``ElevationRefused``: a superuser, say) is refused
+    the same way. A target that cannot be asked right now does not refuse: the account is looked
+    up again when the elevation is applied, and the grant ends then if it is missing.
     """
     for elevation, account in accounts_of(ctx, role, holder, target_names):
         target = elevation.target

@@ -10,7 +10,7 @@ import pytest
 
 from jitgate.domain.identity import Identity
 from jitgate.domain.model import Grant, RequestState
-from jitgate.errors import ProviderError
+from jitgate.errors import ElevationRefused, ProviderError
 from jitgate.policy.loader import parse_policy
 from jitgate.policy.model import PostgresAccess, Role, Target, TargetSelector
 from jitgate.providers.base import CredentialProvider, Health, Issued, IssueRequest
@@ -183,6 +183,71 @@ def test_issue_refuses_what_validation_reports_before_touching_the_server(
     with pytest.raises(ProviderError, match=expected):
         provider.issue(request, provider.new_handle(request))
     assert any(expected in line for line in provider.validate(role, target))
+
+
+LONG = "x" * 64
+ELEVATING = f"""
+targets:
+  - {{name: orders-db, kind: postgres, admin_dsn_env: ORDERS_DSN}}
+roles:
+  - name: own-login
+    targets: {{names: [orders-db]}}
+    postgres: {{member_of: [orders_admin], existing_login: "{{user}}"}}
+    max_duration: 1h
+    requesters: [group:dbas]
+    approval: auto
+  - name: suffixed
+    targets: {{names: [orders-db]}}
+    postgres: {{member_of: [orders_admin], existing_login: "{{user}}_dba"}}
+    max_duration: 1h
+    requesters: [group:dbas]
+    approval: auto
+  - name: prefixed
+    targets: {{names: [orders-db]}}
+    postgres: {{member_of: [orders_admin], existing_login: "pg_{{user}}"}}
+    max_duration: 1h
+    requesters: [group:dbas]
+    approval: auto
+  - name: too-long
+    targets: {{names: [orders-db]}}
+    postgres: {{member_of: [Orders Admin], existing_login: "{LONG[:63]}{{user}}"}}
+    max_duration: 1h
+    requesters: [group:dbas]
+    approval: auto
+  - name: mapped
+    targets: {{names: [orders-db]}}
+    postgres:
+      member_of: [orders_admin]
+      existing_login: {{alice: alice_dba, bob: public, carol: jit_carol_0123456789ab, dave: {LONG}}}
+    max_duration: 1h
+    requesters: [group:dbas]
+    approval: auto
+"""
+
+
+def test_existing_logins_that_cannot_name_a_postgresql_role_are_reported() -> None:
+    problems = validate_policy(parse_policy(ELEVATING), BUILTINS)
+    assert problems == [
+        "role prefixed: postgres.existing_login 'pg_{user}': names starting with pg_ are reserved by"
+        " PostgreSQL",
+        "role too-long: postgres.member_of role name 'Orders Admin' for target orders-db would need quoting;"
+        " use lowercase letters, digits and _",
+        f"role too-long: postgres.existing_login '{LONG[:63]}{{user}}' leaves no room for a name in"
+        " PostgreSQL's 63 bytes",
+        "role mapped: postgres.existing_login 'public' is reserved by PostgreSQL",
+        "role mapped: postgres.existing_login 'jit_carol_0123456789ab' is a login jitgate creates for a grant"
+        " on target orders-db, not an existing one",
+        f"role mapped: postgres.existing_login '{LONG}' is longer than PostgreSQL's 63-byte role names",
+    ]
+
+
+def test_elevation_refuses_what_validation_reports_before_touching_the_server() -> None:
+    target = Target(name="orders-db", kind="postgres", admin_dsn_env="ORDERS_DB_ADMIN_DSN")
+    provider = PostgresProvider({})  # no DSN: a refusal that needed the server would say so instead
+    with pytest.raises(ElevationRefused, match="would need quoting"):
+        provider.elevate(target, "alice", ("orders_admin", "Orders Admin"))
+    with pytest.raises(ElevationRefused, match="is one jitgate creates for a grant"):
+        provider.elevate(target, "jit_alice_0123456789ab", ("orders_admin",))
 
 
 class Plugin:
