@@ -2,8 +2,13 @@
 (``oidc.py``) and workloads' platform tokens (``workloads.py``) share.
 
 The keys come from a configured JWKS URL, or from the ``jwks_uri`` of the issuer's discovery
-document, which must name the issuer itself and an ``https`` (or loopback) address; they are
-cached. The algorithm is the key's, never the token header's, and only asymmetric ones are taken:
+document, which must name the issuer itself and an ``https`` (or loopback) address. The key set
+is cached for ``KEYS_LIFESPAN_SECONDS`` and then fetched again, so a key the issuer withdraws stops
+being accepted within that time (single keys are not cached apart: PyJWT's key cache would keep a
+withdrawn key for as long as the process runs). A token naming a key not in the set has the set
+fetched again, at most once per PyJWT's cool-down (30 s).
+
+The algorithm is the key's, never the token header's, and only asymmetric ones are taken:
 ``none``, or an HMAC keyed with the public JWKS, would let anyone forge tokens.
 
 ``unverified_issuer`` reads ``iss`` without checking anything, only to choose the verifier a token
@@ -47,10 +52,18 @@ def unverified_issuer(bearer: str) -> str | None:
 class IssuerKeys:
     """One issuer's signing keys: from ``jwks_url``, or the ``jwks_uri`` its discovery names."""
 
-    def __init__(self, issuer: str, jwks_url: str | None, *, unavailable: str) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        jwks_url: str | None,
+        *,
+        unavailable: str,
+        lifespan_seconds: float = KEYS_LIFESPAN_SECONDS,
+    ) -> None:
         self.issuer = issuer
         self.jwks_url = jwks_url
         self._unavailable = unavailable
+        self._lifespan = lifespan_seconds
         self._client: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
 
@@ -59,7 +72,7 @@ class IssuerKeys:
             if self._client is None:
                 url = self.jwks_url or discovered_jwks_uri(self.issuer)
                 self._client = jwt.PyJWKClient(
-                    url, cache_keys=True, lifespan=KEYS_LIFESPAN_SECONDS, timeout=5
+                    url, cache_keys=False, cache_jwk_set=True, lifespan=self._lifespan, timeout=5
                 )
             return self._client
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitgate.auth.jwks import IssuerKeys, unverified_issuer, verified_claims
+from jitgate.auth.jwks import KEYS_LIFESPAN_SECONDS, IssuerKeys, unverified_issuer, verified_claims
 from jitgate.domain.identity import Identity, IdentityKind, WorkloadProof
 from jitgate.domain.text import printable
 from jitgate.errors import Unauthenticated
@@ -84,10 +84,12 @@ class WorkloadAuthenticator:
         *,
         leeway_seconds: int = LEEWAY_SECONDS,
         max_lifetime: timedelta = MAX_TOKEN_LIFETIME,
+        keys_lifespan_seconds: float = KEYS_LIFESPAN_SECONDS,
     ) -> None:
         self._rules = rules
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime
+        self._keys_lifespan = keys_lifespan_seconds
         self._keys: dict[tuple[str, str | None], IssuerKeys] = {}
         self._lock = threading.Lock()
 
@@ -150,6 +152,7 @@ class WorkloadAuthenticator:
                     issuer,
                     jwks_url,
                     unavailable=f"cannot fetch the keys of workload issuer {issuer} to check this token",
+                    lifespan_seconds=self._keys_lifespan,
                 )
                 self._keys[(issuer, jwks_url)] = found
             return found

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi.testclient import TestClient
 
 from jitgate.api.app import create_app
@@ -99,6 +101,17 @@ def test_the_job_gets_exactly_its_role_and_not_one_its_workload_does_not_match(
     assert made.json()["grant"]["elevations_pending"] == 0
     refused = client.post("/api/v1/requests", json={"role": "prod-root"}, headers=job)
     assert refused.status_code == 403
+
+
+def test_a_job_cannot_turn_its_short_token_into_a_standing_gateway_key(
+    broker: tuple[TestClient, Runtime, str], ci: CiIssuer
+) -> None:
+    client, _, _ = broker
+    key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    answer = client.post(
+        "/api/v1/keys", json={"public_key": key.decode()}, headers=bearer(ci.sign(ci.github_job()))
+    )
+    assert answer.status_code == 403
 
 
 def test_a_job_of_another_branch_gets_no_role_at_all(

@@ -302,3 +302,26 @@ def test_a_token_signed_with_another_asymmetric_algorithm_than_the_keys_is_refus
 ) -> None:
     swapped = jwt.encode(ci.github_job(), ci.key, algorithm="PS256", headers={"kid": "k1"})
     refused(chain, swapped, "workload token refused")
+
+
+def test_a_key_the_issuer_withdraws_stops_working_once_its_key_set_is_fetched_again() -> None:
+    with ci_issuer() as rotating:
+        policy = parse_policy(POLICY.format(ci=rotating.issuer, k8s="https://k8s.example"), "policy.yaml")
+        workloads = WorkloadAuthenticator(lambda: policy.workloads, keys_lifespan_seconds=1)
+        old = rotating.sign(rotating.github_job())
+        assert authenticate([workloads], f"Bearer {old}").name == "workload:orders-deploy"
+        rotating.server.files["/jwks"] = json.dumps({"keys": [jwk_of(OTHER_KEY, "k2")]}).encode()
+        new = rotating.sign(rotating.github_job(), key=OTHER_KEY, kid="k2")
+
+        def withdrawn() -> bool:
+            try:
+                authenticate([workloads], f"Bearer {old}")
+            except Unauthenticated:
+                return True
+            return False
+
+        deadline = time.monotonic() + 10
+        while not withdrawn():
+            assert time.monotonic() < deadline, "the withdrawn key is still accepted"
+            time.sleep(0.1)  # polling for the key set's next fetch
+        assert authenticate([workloads], f"Bearer {new}").name == "workload:orders-deploy"
