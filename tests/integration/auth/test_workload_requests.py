@@ -6,6 +6,7 @@ people."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +179,24 @@ def test_the_broker_refuses_to_start_with_people_in_the_workload_namespace(
     )
     with pytest.raises(PolicyFileError, match="JITGATE_OIDC_NAMESPACE"):
         build_runtime(settings)
+
+
+def test_a_request_made_in_the_console_with_a_job_token_is_on_record_as_the_workload(
+    broker: tuple[TestClient, Runtime, str], ci: CiIssuer
+) -> None:
+    _, rt, _ = broker
+    claims = ci.github_job()
+    with TestClient(create_app(rt, run_scheduler=False), base_url="https://jitgate.test") as console:
+        form = re.search(r'name="csrf" value="([0-9a-f]+)"', console.get("/ui/login").text)
+        assert form is not None
+        signed_in = console.post("/ui/login", data={"token": ci.sign(claims), "csrf": form.group(1)})
+        assert "workload:orders-deploy" in signed_in.text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', console.get("/ui/").text)
+        assert csrf is not None
+        done = console.post("/ui/requests", data={"csrf": csrf.group(1), "role": "deploy", "duration": "10m"})
+        assert "is ACTIVE" in done.text
+    with rt.ctx.db.read() as conn:
+        (created,) = query(conn, action="request.created")
+    assert created.actor == "workload:orders-deploy"
+    assert created.details["workload"]["sub"] == claims["sub"]
+    assert created.details["workload"]["jti"] == claims["jti"]
