@@ -24,6 +24,7 @@ from jitgate.auth.oidc_provider import OpenIdProvider, check_issuer_url
 from jitgate.auth.slack import SlackUsers, load_slack_users
 from jitgate.auth.throttle import FailureThrottle
 from jitgate.auth.tokens import TokenAuthenticator
+from jitgate.auth.workloads import WorkloadAuthenticator, start_problem
 from jitgate.clock import Clock, SystemClock
 from jitgate.domain.identity import SYSTEM
 from jitgate.errors import InvalidInput, PolicyFileError, StorageUnavailable
@@ -150,6 +151,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     policy, digest = load_policy_file(settings)
     check_oidc_settings(settings)
+    if problem := start_problem(policy.workloads, settings.oidc_issuer, settings.oidc_namespace):
+        raise PolicyFileError(problem)
     options = {}
     if settings.ca_passphrase is not None:
         options["ca_passphrase"] = settings.ca_passphrase.get_secret_value()
@@ -222,7 +225,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         slack=slack,
         ctx=ctx,
         scheduler=scheduler,
-        authenticators=authenticators(settings, db, clock),
+        authenticators=authenticators(settings, db, clock, ctx.policies),
         policy_digest=digest,
         auth_throttle=FailureThrottle(
             limit=settings.auth_failures_per_source, window_seconds=settings.auth_failure_window_seconds
@@ -271,8 +274,11 @@ def oidc_web_sign_in(settings: Settings, db: Database, clock: Clock) -> OidcWebS
     )
 
 
-def authenticators(settings: Settings, db: Database, clock: Clock | None = None) -> list[Authenticator]:
-    """Local API tokens always; OIDC bearer tokens when an issuer and an audience are configured."""
+def authenticators(
+    settings: Settings, db: Database, clock: Clock | None = None, policies: PolicyHolder | None = None
+) -> list[Authenticator]:
+    """Local API tokens always; OIDC bearer tokens when an issuer and an audience are configured;
+    workloads' tokens by the rules of the policy in force (``policies``)."""
     found: list[Authenticator] = [TokenAuthenticator(db, clock=clock)]
     audiences = [a for a in (settings.oidc_audience, settings.oidc_cli_client_id) if a]
     if settings.oidc_issuer and (audiences or not settings.oidc_web_enabled):
@@ -293,4 +299,6 @@ def authenticators(settings: Settings, db: Database, clock: Clock | None = None)
                 namespace=settings.oidc_namespace,
             )
         )
+    if policies is not None:
+        found.append(WorkloadAuthenticator(lambda: policies.current.workloads))
     return found

@@ -15,7 +15,7 @@ from jitgate.policy.decision import explain, may_approve, may_request
 from jitgate.store import issuance
 from jitgate.store.paging import DEFAULT_PAGE, MAX_PAGE, Page, page_grants
 from jitgate.workflow import grants, requests
-from jitgate.workflow.views import grant_json, request_json
+from jitgate.workflow.views import elevations_pending, grant_json, request_json
 
 router = APIRouter(prefix="/api/v1")
 
@@ -163,6 +163,7 @@ def list_grants(
         )
         found = page.items
         pending = issuance.pending_revocations(conn, [g.id for g in found]) if found else []
+        elevating = elevations_pending(conn, [g.id for g in found])
     by_grant: dict[str, list[dict[str, Any]]] = {}
     for row in pending:
         by_grant.setdefault(row["grant_id"], []).append(
@@ -172,6 +173,7 @@ def list_grants(
     for grant in found:
         item = grant_json(grant, now)
         item["pending_revocations"] = by_grant.get(grant.id, [])
+        item["elevations_pending"] = elevating.get(grant.id, 0)
         out.append(item)
     _link_pages(request, response, page)
     return out

@@ -1,7 +1,8 @@
 """OIDC bearer tokens: JWTs verified against the issuer's JWKS, mapped to an identity with groups.
 
-Only asymmetric algorithms are accepted (never ``none`` or a shared-secret HMAC, which would let
-anyone holding the JWKS forge tokens). Issuer, audience, expiry and not-before are required.
+The signature checks are ``jwks.py``'s: only asymmetric algorithms, the key's and never the
+token's. Issuer, audience, expiry and not-before are required. Only JWTs whose ``iss`` is this
+issuer are taken up here; a workload's token goes to ``workloads.py``.
 Several audiences may be trusted: the broker's own (access tokens minted for it) and the CLI's
 client id (the ID tokens ``jitgate login --oidc`` obtains, as kubectl's OIDC plugin sends them).
 
@@ -18,22 +19,17 @@ claim) is only the display name; it decides nothing.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import jwt
-
-from jitgate.auth.oidc_provider import check_issuer_url
+from jitgate.auth.jwks import IssuerKeys, unverified_issuer, verified_claims
 from jitgate.domain.identity import NAMESPACE, Identity, namespaced_name
 from jitgate.domain.text import printable
 from jitgate.errors import Unauthenticated
+from jitgate.policy.workloads import WORKLOAD_NAMESPACE
 
-ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
-_JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _DISPLAY = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _CLAIM_WORD = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -46,6 +42,11 @@ class ClaimMapping:
     username_claim: str = "preferred_username"
     groups_claim: str = "groups"
     admin_groups: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.namespace == WORKLOAD_NAMESPACE:
+            # ``workload:NAME`` is what policy rules name; no person's subject may take one.
+            raise ValueError(f"{self.namespace!r} is the namespace of workload identities; choose another")
 
     def identity(
         self, claims: Mapping[str, Any], *, expires_at: datetime | None, leeway_seconds: int = 30
@@ -93,68 +94,26 @@ class OidcAuthenticator:
     ) -> None:
         if not NAMESPACE.match(namespace):
             raise ValueError(f"{namespace!r} is not a valid OIDC namespace (a-z, 0-9, -; 16 at most)")
-        self._issuer = issuer
+        self.issuer = issuer
         self._audiences = [audience] if isinstance(audience, str) else list(audience)
         if not self._audiences or not all(self._audiences):
             raise ValueError("an OIDC authenticator needs at least one audience")
-        self._jwks_url = jwks_url
-        self._jwks: jwt.PyJWKClient | None = None
-        self._jwks_lock = threading.Lock()
+        self._keys = IssuerKeys(
+            issuer, jwks_url, unavailable="cannot fetch the identity provider's keys to check this token"
+        )
         self._claims = ClaimMapping(namespace, username_claim, groups_claim, frozenset(admin_groups))
         self._leeway = leeway_seconds
 
-    def _keys(self) -> jwt.PyJWKClient:
-        """The issuer's signing keys: from ``jwks_url``, or the ``jwks_uri`` its discovery names."""
-        with self._jwks_lock:
-            if self._jwks is None:
-                url = self._jwks_url or _jwks_uri(self._issuer)
-                self._jwks = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
-            return self._jwks
-
     def recognises(self, bearer: str) -> bool:
-        return bool(_JWT.match(bearer))
+        """A JWT naming this issuer; every other JWT goes to the verifier of its own issuer."""
+        return unverified_issuer(bearer) == self.issuer
 
     def authenticate(self, bearer: str) -> Identity:
-        try:
-            key = self._keys().get_signing_key_from_jwt(bearer)
-            # The key decides the algorithm, not the token's header: no algorithm confusion.
-            if key.algorithm_name not in ALGORITHMS:
-                raise Unauthenticated(f"OIDC key uses {key.algorithm_name}, which is not accepted")
-            claims = jwt.decode(
-                bearer,
-                key.key,
-                algorithms=[key.algorithm_name],
-                audience=self._audiences,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-            )
-        except jwt.PyJWKClientConnectionError:
-            raise Unauthenticated("cannot fetch the identity provider's keys to check this token") from None
-        except (jwt.PyJWTError, TypeError, ValueError) as exc:
-            raise Unauthenticated(f"OIDC token refused: {_reason(exc)}") from None
+        claims = verified_claims(
+            bearer, self._keys, audiences=self._audiences, leeway_seconds=self._leeway, label="OIDC"
+        )
         expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
         return self._claims.identity(claims, expires_at=expires_at, leeway_seconds=self._leeway)
-
-
-def _jwks_uri(issuer: str) -> str:
-    """The ``jwks_uri`` of the issuer's discovery document, which must name the issuer itself."""
-    try:
-        response = httpx.get(issuer.rstrip("/") + "/.well-known/openid-configuration", timeout=5)
-        document = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        document = None
-    if not isinstance(document, dict) or document.get("issuer") != issuer:
-        raise Unauthenticated("cannot read the identity provider's discovery document to check this token")
-    uri = document.get("jwks_uri")
-    try:
-        # Keys fetched in the clear could be swapped on the way for keys that sign anything.
-        if not isinstance(uri, str):
-            raise ValueError(uri)
-        check_issuer_url(uri)
-    except ValueError:
-        raise Unauthenticated("the identity provider's discovery document names no https jwks_uri") from None
-    return uri
 
 
 def _auth_time(value: object, latest: int | None) -> datetime | None:
@@ -175,8 +134,3 @@ def _amr(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(m, str) and _CLAIM_WORD.match(m) for m in value):
         return ()
     return tuple(value)
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]

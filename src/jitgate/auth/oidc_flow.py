@@ -26,7 +26,8 @@ from urllib.parse import urlencode
 
 import jwt
 
-from jitgate.auth.oidc import ALGORITHMS, ClaimMapping
+from jitgate.auth.jwks import ALGORITHMS
+from jitgate.auth.oidc import ClaimMapping
 from jitgate.auth.oidc_provider import OpenIdProvider
 from jitgate.clock import Clock
 from jitgate.domain.identity import Identity

@@ -3,19 +3,17 @@ revoke, extend, login, whoami."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
 
 from jitgate import errors
-from jitgate.cli import oidc_login
+from jitgate.cli import oidc_login, waiting
 from jitgate.cli.client import save_login
 from jitgate.cli.common import JsonOpt, TokenOpt, UrlOpt, api, iso_time
 from jitgate.cli.config import read_login
 from jitgate.cli.output import emit_json, fail, left, say, table, when
 
-FINAL_OK = {"ACTIVE", "APPROVED", "EXPIRED"}
 LimitOpt = Annotated[
     int | None,
     typer.Option("--limit", min=1, metavar="N", help="Show at most this many (default: every page)"),
@@ -124,15 +122,17 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         start: Annotated[
             str | None, typer.Option("--start", metavar="TIME", help="Start later, e.g. 2026-12-01T09:00Z")
         ] = None,
-        wait: Annotated[bool, typer.Option("--wait", help="Wait until decided")] = False,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="Wait until the access is usable (exit 0) or refused")
+        ] = False,
         wait_timeout: Annotated[
-            float, typer.Option("--wait-timeout", metavar="SECONDS", help="Seconds to wait at most")
+            float, typer.Option("--wait-timeout", metavar="SECONDS", min=0, help="Seconds to wait at most")
         ] = 3600,
         url: UrlOpt = None,
         token: TokenOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Ask for a role. Prints the request; with --wait, waits until it is decided."""
+        """Ask for a role. Prints the request; with --wait, waits until it is usable."""
         body: dict[str, Any] = {"role": role, "reason": reason, "targets": target or []}
         if duration:
             body["duration"] = duration
@@ -140,14 +140,13 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
             if start:
                 body["start_at"] = iso_time(start, "--start").isoformat()
             found = client.post("/api/v1/requests", body)
-            if wait and found["state"] == "PENDING":
-                deadline = time.monotonic() + wait_timeout
-                while found["state"] == "PENDING" and time.monotonic() < deadline:
-                    time.sleep(1)
-                    found = client.get(f"/api/v1/requests/{found['id']}")
+            result = waiting.Outcome(0)
+            if wait:
+                found, result = waiting.wait_for_access(client, found, wait_timeout)
         _print_request(found, as_json)
-        if wait and found["state"] not in FINAL_OK:
-            raise typer.Exit(5 if found["state"] in {"DENIED", "TIMED_OUT", "CANCELLED"} else 1)
+        if result.code != 0:
+            waiting.report(result)
+            raise typer.Exit(result.code)
 
     @app.command("requests")
     def list_requests(
@@ -354,5 +353,7 @@ def _print_request(found: dict[str, Any], as_json: bool) -> None:
             f"  grant {grant['id']}  {grant['state']}  from {when(grant['starts_at'])} "
             f"until {when(grant['expires_at'])}  left {left(grant['seconds_left'])}"
         )
+        if grant.get("elevations_pending"):
+            lines.append(f"  elevations of existing accounts not applied yet: {grant['elevations_pending']}")
     for line in lines:
         say(line)

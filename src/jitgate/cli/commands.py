@@ -50,7 +50,7 @@ COMMANDS: dict[str, Entry] = {
     ),
     "whoami": Entry(ACCESS, "Who the broker thinks you are."),
     "roles": Entry(ACCESS, "Roles in the policy and whether you may request or approve them."),
-    "request": Entry(ACCESS, "Ask for a role. Prints the request; with --wait, waits until it is decided."),
+    "request": Entry(ACCESS, "Ask for a role. Prints the request; with --wait, waits until it is usable."),
     "requests": Entry(ACCESS, "Requests you made or may review, newest first: all of them, page after page."),
     "show": Entry(ACCESS, "One request with its reviews and grant."),
     "approve": Entry(ACCESS, "Approve a pending request (never your own)."),

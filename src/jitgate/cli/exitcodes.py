@@ -19,7 +19,9 @@ EXIT_CODES: dict[type[errors.JitgateError], int] = {
 }
 """Exit codes: 0 done, 1 unexpected, 2 usage, 3 bad input, 4 not authenticated (or a fresher or
 stronger sign-in needed), 5 refused by policy, 6 not found, 7 conflicts with the current state,
-8 target failed, 9 broker or database unavailable, 10 audit log broken."""
+8 target failed, 9 broker or database unavailable, 10 audit log broken, 11 gave up waiting."""
+WAIT_TIMED_OUT = 11
+"""``request --wait`` gave up at ``--wait-timeout``; what it waited for may still happen."""
 
 
 def exit_code(exc: errors.JitgateError) -> int:

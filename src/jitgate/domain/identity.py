@@ -32,6 +32,17 @@ class IdentityKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkloadProof:
+    """What a workload's platform token said about it, for the audit record (never the token):
+    the policy rule it matched, its issuer, its ``sub`` and its ``jti`` if it had one."""
+
+    rule: str
+    issuer: str
+    subject: str
+    token_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     """An authenticated caller. ``source`` says how it was proven (``token``, ``oidc``, ``local``).
 
@@ -40,6 +51,7 @@ class Identity:
     ``auth_time``, ``acr`` and ``amr`` say when and how strongly the person last signed in at
     their identity provider (the OIDC claims of those names), for roles that demand a fresh or
     strong sign-in; they are None and empty for API tokens, which prove no recent sign-in.
+    ``workload`` is set for a workload (kind SERVICE) that signed in with its platform's token.
     """
 
     name: str
@@ -52,6 +64,7 @@ class Identity:
     auth_time: datetime | None = None
     acr: str | None = None
     amr: tuple[str, ...] = ()
+    workload: WorkloadProof | None = None
 
     @property
     def principals(self) -> frozenset[str]:

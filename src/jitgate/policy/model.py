@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from jitgate.domain import sshnames
 from jitgate.domain.durations import parse_duration
 from jitgate.policy.accounts import AccountMapping, LdapAccess, LdapSearch
-from jitgate.policy.workloads import WorkloadRule
+from jitgate.policy.workloads import WorkloadRule, rules_problem
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 SUBJECT = re.compile(r"^(user:([a-z][a-z0-9-]{0,15}:)?|group:)[A-Za-z0-9_.@+-]{1,128}$")
@@ -346,6 +346,12 @@ class Policy(Strict):
                     raise ValueError(
                         f"role {role.name!r} reaches ldap target {target.name!r} but has no ldap:"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _workloads(self) -> Policy:
+        if (problem := rules_problem(self.workloads)) is not None:
+            raise ValueError(problem)
         return self
 
     def role(self, name: str) -> Role | None:

@@ -63,13 +63,24 @@ def _wanted(fresh: bool, max_age: int | None, acr: tuple[str, ...]) -> str:
 
 
 def sign_in_details(identity: Identity) -> dict[str, Any]:
-    """How the actor signed in, for the audit record of a request or review; empty for API tokens."""
-    if identity.auth_time is None and identity.acr is None and not identity.amr:
-        return {}
-    return {
-        "sign_in": {
-            "auth_time": identity.auth_time.isoformat() if identity.auth_time else None,
-            "acr": identity.acr,
-            "amr": list(identity.amr),
+    """How the actor signed in, for the audit record of a request or review; empty for API tokens.
+
+    A workload's record names the rule its token matched, the issuer and the token's ``sub`` and
+    ``jti`` (which the platform's own logs name too), never the token."""
+    details: dict[str, Any] = {}
+    if identity.workload is not None:
+        proof = identity.workload
+        details["workload"] = {
+            "rule": proof.rule,
+            "issuer": proof.issuer,
+            "sub": proof.subject,
+            "jti": proof.token_id,
         }
+    if identity.auth_time is None and identity.acr is None and not identity.amr:
+        return details
+    details["sign_in"] = {
+        "auth_time": identity.auth_time.isoformat() if identity.auth_time else None,
+        "acr": identity.acr,
+        "amr": list(identity.amr),
     }
+    return details

@@ -6,14 +6,21 @@ all match (``repository: acme/orders``, ``ref: [refs/heads/main]``; a value with
 shell-style pattern). A token matching a rule is the identity ``workload:NAME`` (policy subject
 ``user:workload:NAME``) with the rule's groups; policy then decides what it may request, who must
 approve, and for how long, exactly as for a person. No secret is stored anywhere.
+
+The issuer and its keys' address must be ``https`` (``http`` only on loopback): keys fetched in
+the clear could be swapped for keys that sign anything. One issuer has one key source: rules
+naming the same issuer cannot name different ``jwks_url``s.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jitgate.domain.oauth import secure_transport
 
 WORKLOAD_NAMESPACE = "workload"
 _CLAIM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
@@ -33,6 +40,13 @@ class WorkloadRule(BaseModel):
     claims: dict[str, ClaimValue | tuple[ClaimValue, ...]] = Field(min_length=1)
     groups: tuple[str, ...] = ()
 
+    @field_validator("issuer", "jwks_url")
+    @classmethod
+    def _secure(cls, value: str | None) -> str | None:
+        if value is not None and not secure_transport(value):
+            raise ValueError(f"{value!r} must be an https URL (http only on loopback)")
+        return value
+
     @field_validator("claims")
     @classmethod
     def _claims(cls, value: dict[str, str | tuple[str, ...]]) -> dict[str, str | tuple[str, ...]]:
@@ -43,8 +57,26 @@ class WorkloadRule(BaseModel):
                 raise ValueError(f"claim {claim!r} is checked by the broker itself; match other claims")
             if isinstance(expected, tuple) and not expected:
                 raise ValueError(f"claim {claim!r} needs at least one value")
+            values = expected if isinstance(expected, tuple) else (expected,)
+            if any(not value.strip("*") for value in values):
+                # Anyone can get a token from a CI platform's issuer: "*" would admit them all.
+                raise ValueError(f"claim {claim!r}: only '*' matches every token; say what it must be")
         return value
 
     @property
     def identity_name(self) -> str:
         return f"{WORKLOAD_NAMESPACE}:{self.name}"
+
+
+def rules_problem(rules: Sequence[WorkloadRule]) -> str | None:
+    """Why ``rules`` cannot stand together (a name twice, one issuer with two key sources), or None."""
+    names: set[str] = set()
+    keys: dict[str, str | None] = {}
+    for rule in rules:
+        if rule.name in names:
+            return f"workload {rule.name!r} is defined twice"
+        names.add(rule.name)
+        if rule.issuer in keys and keys[rule.issuer] != rule.jwks_url:
+            return f"workloads of issuer {rule.issuer} name different jwks_url; give each the same"
+        keys[rule.issuer] = rule.jwks_url
+    return None

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from jitgate.domain.identity import Identity, IdentityKind
+from jitgate.domain.identity import Identity, IdentityKind, WorkloadProof
 from jitgate.domain.text import printable
 from jitgate.errors import NotFound
 from jitgate.store.tables import api_tokens, users, web_sessions
@@ -298,7 +298,20 @@ def identity_json(identity: Identity) -> dict[str, Any]:
         "auth_time": identity.auth_time.isoformat() if identity.auth_time else None,
         "acr": identity.acr,
         "amr": list(identity.amr),
+        "workload": _workload_json(identity.workload),
     }
+
+
+def _workload_json(proof: WorkloadProof | None) -> dict[str, Any] | None:
+    if proof is None:
+        return None
+    return {"rule": proof.rule, "issuer": proof.issuer, "sub": proof.subject, "jti": proof.token_id}
+
+
+def _workload_proof(data: object) -> WorkloadProof | None:
+    if not isinstance(data, dict):
+        return None
+    return WorkloadProof(str(data["rule"]), str(data["issuer"]), str(data["sub"]), data.get("jti"))
 
 
 def identity_from_json(data: dict[str, Any], expires_at: datetime | None) -> Identity:
@@ -313,6 +326,7 @@ def identity_from_json(data: dict[str, Any], expires_at: datetime | None) -> Ide
         auth_time=datetime.fromisoformat(data["auth_time"]) if data.get("auth_time") else None,
         acr=data.get("acr"),
         amr=tuple(data.get("amr") or ()),
+        workload=_workload_proof(data.get("workload")),
     )
 
 

@@ -109,7 +109,11 @@ def submit(
             if rule is not None or the_role.break_glass:
                 grant = grants.activate(ctx, conn, req, now=now, actor=SYSTEM.name)
         # Built from what was just written rather than read back: the transaction is the source.
-        view = fresh_view(req, grant, now)
+        # What ``grants.activate`` just planned: one elevation per target that elevates an account.
+        planned = len(elevation.accounts_of(ctx, the_role, identity.name, chosen))
+        view = fresh_view(
+            req, grant, now, pending_elevations=planned if grant and grant.state is S.ACTIVE else 0
+        )
         payload = {"request": req.id, "role": role, "requester": identity.name, "reason": reason}
         if the_role.break_glass:
             ctx.notifier.send("break_glass", {**payload, "approvers": list(the_role.approvers)})

@@ -1,5 +1,9 @@
 """Read models handed to the API and CLI: a request with its reviews and grant, a grant with its
-credentials and pending revocations. Plain JSON-ready dicts, no secrets in them."""
+credentials and pending revocations. Plain JSON-ready dicts, no secrets in them.
+
+A grant read with the database at hand says how many of its elevations of existing accounts are
+not applied yet (``elevations_pending``): an ACTIVE grant is usable once that is 0, which is what
+``jitgate request --wait`` waits for."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from jitgate.domain.model import AccessRequest, Grant
 from jitgate.errors import NotFound
 from jitgate.store import issuance
 from jitgate.store import queries as q
+from jitgate.workflow.elevation import ELEVATING
 
 RequestView = dict[str, Any]
 GrantView = dict[str, Any]
@@ -60,7 +65,14 @@ def request_json(req: AccessRequest) -> dict[str, Any]:
     }
 
 
-def fresh_view(req: AccessRequest, grant: Grant | None, now: datetime) -> RequestView:
+def elevations_pending(conn: Connection, grant_ids: list[str]) -> dict[str, int]:
+    """How many elevations of each grant are still to be applied (grants with none left out)."""
+    return issuance.counts_in_state(conn, grant_ids, ELEVATING)
+
+
+def fresh_view(
+    req: AccessRequest, grant: Grant | None, now: datetime, *, pending_elevations: int = 0
+) -> RequestView:
     """The view of a request just created in this process, without reading it back."""
     out = request_json(req)
     if grant is not None:
@@ -68,6 +80,8 @@ def fresh_view(req: AccessRequest, grant: Grant | None, now: datetime) -> Reques
         out["decided_at"] = _iso(now)
     out["reviews"] = []
     out["grant"] = grant_json(grant, now) if grant is not None else None
+    if out["grant"] is not None:
+        out["grant"]["elevations_pending"] = pending_elevations
     return out
 
 
@@ -86,6 +100,8 @@ def request_view(conn: Connection, request_id: str, now: datetime) -> RequestVie
         else q.grant_of_request(conn, request_id)
     )
     out["grant"] = grant_json(grant, now) if grant is not None else None
+    if grant is not None:
+        out["grant"]["elevations_pending"] = elevations_pending(conn, [grant.id]).get(grant.id, 0)
     return out
 
 
@@ -94,6 +110,7 @@ def grant_view(conn: Connection, grant_id: str, now: datetime) -> GrantView:
     if grant is None:
         raise NotFound(f"no grant {grant_id}")
     out = grant_json(grant, now)
+    out["elevations_pending"] = elevations_pending(conn, [grant_id]).get(grant_id, 0)
     out["pending_revocations"] = [revocation_json(r) for r in issuance.pending_revocations(conn, [grant_id])]
     return out
 
