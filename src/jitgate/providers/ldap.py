@@ -12,7 +12,8 @@ account the broker records and passes back to ``held``, ``elevate`` and ``withdr
 
 Membership semantics (which attribute, placeholders, Active Directory's answers) are in
 ``ldap_groups``; connections, TLS, the bind secret and errors in ``ldap_connection``. Every call
-runs on one pooled connection and reads each group's ``objectClass`` once.
+runs on one pooled connection and reads each group's ``objectClass`` at most once (remembered for
+a minute, ``ldap_groups.GroupKinds``).
 
 Nothing here ends sessions: a directory has none. What consumers cached (SSSD, nscd, an
 application's own session) lasts as long as their caches do; the docs say so.
@@ -21,7 +22,8 @@ application's own session) lasts as long as their caches do; the docs say so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import ldap
@@ -35,13 +37,14 @@ from jitgate.providers.base import Health, Issued, IssueRequest, ProviderContext
 from jitgate.providers.ldap_connection import Connection, Directory, option_problems
 from jitgate.providers.ldap_groups import (
     ALREADY,
+    GONE,
     KINDS,
     Group,
+    GroupKinds,
     Uid,
     is_member,
     join,
     leave,
-    read_group,
     uid_of,
     value_for,
 )
@@ -60,6 +63,7 @@ class LdapProvider:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._directory = Directory(environ)
+        self._kinds = GroupKinds()
 
     def close(self) -> None:
         """Close the pooled connections (new ones are opened if the provider is used again)."""
@@ -116,7 +120,7 @@ class LdapProvider:
         """The groups among ``items`` that have the entry ``account`` (a DN) as a direct member."""
 
         def work(conn: Connection) -> frozenset[str]:
-            groups = {dn: read_group(conn, dn) for dn in items}
+            groups = {dn: self._kinds.get(conn, target.name, dn) for dn in items}
             uid = _uid_if_needed(conn, account, groups.values())
             return frozenset(
                 dn
@@ -132,7 +136,7 @@ class LdapProvider:
         def work(conn: Connection) -> Mapping[str, Any]:
             groups: list[Group] = []
             for dn in items:
-                group = read_group(conn, dn)
+                group = self._kinds.get(conn, target.name, dn)
                 if group is None:
                     raise ElevationRefused(f"ldap target {target.name}: group {dn} does not exist")
                 if not group.attributes:
@@ -144,12 +148,10 @@ class LdapProvider:
             joined: list[str] = []
             already: list[str] = []
             for group in groups:
-                try:
+                with self._forgotten_on_failure(target, group.dn):
                     outcomes = {
                         join(conn, group, name, value_for(name, account, uid)) for name in group.attributes
                     }
-                except ElevationRefused as exc:
-                    raise ElevationRefused(f"ldap target {target.name}: {exc.message}") from None
                 (already if outcomes == {ALREADY} else joined).append(group.dn)
             return {"member": account, "joined": joined, "already_member": already}
 
@@ -161,12 +163,12 @@ class LdapProvider:
         inherit the membership)."""
 
         def work(conn: Connection) -> Mapping[str, Any]:
-            groups = {dn: read_group(conn, dn) for dn in items}
+            groups = {dn: self._kinds.get(conn, target.name, dn) for dn in items}
             uid = _uid_if_needed(conn, account, groups.values())
             outcome: dict[str, str] = {}
             for dn, group in groups.items():
                 if group is None:
-                    outcome[dn] = "group does not exist"
+                    outcome[dn] = GONE
                     continue
                 if not group.attributes:
                     raise ProviderError(
@@ -178,13 +180,29 @@ class LdapProvider:
                         f"ldap target {target.name}: cannot tell which memberUid of {dn} to remove: "
                         f"{uid.problem if uid else 'no uid'}"
                     )
-                results = [
-                    leave(conn, group, name, value_for(name, account, uid)) for name in group.attributes
-                ]
+                with self._forgotten_on_failure(target, dn):
+                    results = [
+                        leave(conn, group, name, value_for(name, account, uid)) for name in group.attributes
+                    ]
+                if GONE in results:
+                    self._kinds.forget(target.name, dn)
                 outcome[dn] = "; ".join(dict.fromkeys(results))
             return {"member": account, "groups": outcome}
 
         return self._directory.run(target, "remove members from groups", work)
+
+    @contextmanager
+    def _forgotten_on_failure(self, target: Target, dn: str) -> Iterator[None]:
+        """A change to a group that fails forgets what the group is: it may have been replaced by
+        another kind of group under the same DN, and the next attempt reads it again."""
+        try:
+            yield
+        except ElevationRefused as exc:
+            self._kinds.forget(target.name, dn)
+            raise ElevationRefused(f"ldap target {target.name}: {exc.message}") from None
+        except BaseException:
+            self._kinds.forget(target.name, dn)
+            raise
 
 
 def _filled_dn(template: str, account: str) -> str:

@@ -29,6 +29,9 @@ the group its own member, a placeholder no one can bind as. The audit record say
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ldap
@@ -72,6 +75,46 @@ class Group:
     @property
     def needs_uid(self) -> bool:
         return "memberUid" in self.attributes
+
+
+KIND_SECONDS = 60.0
+
+
+class GroupKinds:
+    """What each group is (its object classes), remembered for ``KIND_SECONDS`` after it was read.
+
+    A burst of grants into one group (a thousand ending in the same minute) then costs one read
+    of the group instead of one per call. Remembering is safe for leaving too: a group's structural
+    class cannot change, and a member was added under the kind known then, which is the kind
+    remembered. A group that does not exist is never remembered (it may be created any moment),
+    and one found gone by a modify is forgotten.
+    """
+
+    def __init__(
+        self, *, seconds: float = KIND_SECONDS, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._seconds = seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, str], tuple[float, Group]] = {}
+
+    def get(self, conn: Connection, target: str, dn: str) -> Group | None:
+        now = self._monotonic()
+        with self._lock:
+            known = self._known.get((target, dn))
+        if known is not None and now - known[0] < self._seconds:
+            return known[1]
+        group = read_group(conn, dn)
+        with self._lock:
+            if group is None:
+                self._known.pop((target, dn), None)
+            else:
+                self._known[(target, dn)] = (now, group)
+        return group
+
+    def forget(self, target: str, dn: str) -> None:
+        with self._lock:
+            self._known.pop((target, dn), None)
 
 
 def read_group(conn: Connection, dn: str) -> Group | None:

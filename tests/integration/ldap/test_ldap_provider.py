@@ -410,3 +410,20 @@ def test_the_registry_loads_the_ldap_provider_as_an_elevation_provider(
     assert loaded.problems == ()
     assert isinstance(loaded.providers["ldap"], LdapProvider)
     assert isinstance(loaded.providers["ldap"], ElevationProvider)
+
+
+def test_a_group_replaced_by_another_kind_under_the_same_dn_is_read_again(
+    provider: LdapProvider, tree: Tree, target: Target
+) -> None:
+    alice = tree.add_person("alice", posix=True)
+    group = tree.add_group("admins")
+    provider.elevate(target, alice, (group,))
+    provider.withdraw(target, alice, (group,))
+    tree.remove(group)
+    tree.add_group("admins", "posixGroup")
+    # What the group was is remembered for a while; the change that fails forgets it, and the
+    # next attempt (the work queue retries) reads the group again.
+    with pytest.raises(ProviderError, match="Object class violation"):
+        provider.elevate(target, alice, (group,))
+    assert provider.elevate(target, alice, (group,))["joined"] == [group]
+    assert tree.slapd.values(group, "memberUid") == {"alice"}
