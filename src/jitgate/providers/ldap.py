@@ -7,8 +7,9 @@ and ``withdraw`` (``ElevationProvider``) and keeps count of who holds which grou
 The identity's entry is found by the target's ``user_dn`` template (``uid={user},ou=people,...``,
 the account filled in with RFC 4514 escaping, looked up with a base-scope search) or by its
 ``user_search`` (``{base, filter}``, the account filled into the filter with RFC 4515 escaping;
-exactly one entry must match). Either way the entry's DN, as the directory spells it, is the
-account the broker records and passes back to ``held``, ``elevate`` and ``withdraw``.
+exactly one entry must match: none is a missing account, several refuse the elevation). Either
+way the entry's DN, as the directory spells it, is the account the broker records and passes
+back to ``held``, ``elevate`` and ``withdraw``.
 
 Membership semantics (which attribute, placeholders, Active Directory's answers) are in
 ``ldap_groups``; connections, TLS, the bind secret and errors in ``ldap_connection``. Every call
@@ -21,7 +22,6 @@ application's own session) lasts as long as their caches do; the docs say so.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -48,8 +48,6 @@ from jitgate.providers.ldap_groups import (
     uid_of,
     value_for,
 )
-
-log = logging.getLogger(__name__)
 
 KIND = "ldap"
 _SAMPLE = "jitgate-check"
@@ -246,10 +244,10 @@ def _find(conn: Connection, target: Target, account: str) -> str | None:
         raise ProviderError(f"ldap target {target.name}: the directory refused user_search.filter") from None
     entries = [str(dn) for dn, _ in found if dn is not None]  # referrals carry no DN
     if len(entries) > 1:
-        log.warning(
-            "ldap target %s: user_search for %s matches several entries; none is used", target.name, account
+        # Which of them the identity is cannot be told: refused for good, not "missing".
+        raise ElevationRefused(
+            f"ldap target {target.name}: user_search matches several entries for {account}; exactly one must"
         )
-        return None
     return entries[0] if entries else None
 
 

@@ -191,6 +191,10 @@ def test_a_user_search_maps_the_identity_to_its_entry(
     assert tree.groups_of(carol) == {group}
     end(ctx, clock, 5)
     assert tree.groups_of(carol) == set()
+    tree.add_person("b.one", mail="bob@example.org")
+    tree.add_person("b.two", mail="bob@example.org")
+    with pytest.raises(PolicyDenied, match="user_search matches several entries for bob; exactly one must"):
+        svc.submit(ctx, BOB, role="oncall", reason="incident 7", duration="5m")
 
 
 def test_an_entry_that_does_not_exist_is_refused_and_none_is_created(

@@ -77,7 +77,7 @@ def test_a_name_is_escaped_into_the_dn_template_so_it_cannot_point_elsewhere(
     assert canonical_dn(found) == canonical_dn(odd)  # the directory writes its escapes its own way
 
 
-def test_a_user_search_finds_exactly_one_entry_or_none(
+def test_a_user_search_finds_exactly_one_entry_and_refuses_several(
     provider: LdapProvider, slapd: Slapd, tree: Tree
 ) -> None:
     alice = tree.add_person("alice", mail="alice@example.org")
@@ -87,8 +87,11 @@ def test_a_user_search_finds_exactly_one_entry_or_none(
     target = target_of(slapd, tree, user_search=search)
     assert provider.find_account(target, "alice") == alice
     assert provider.find_account(target, "nobody") is None
-    assert provider.find_account(target, "twin") is None  # two entries match: neither is used
     assert provider.find_account(target, "*") is None  # the wildcard is escaped, not a wildcard
+    with pytest.raises(
+        ElevationRefused, match="user_search matches several entries for twin; exactly one must"
+    ):
+        provider.find_account(target, "twin")
 
 
 def test_a_user_search_under_a_base_that_does_not_exist_is_an_error_not_a_missing_account(
