@@ -6,16 +6,19 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from jitgate.clock import FrozenClock
+from jitgate.domain.identity import Identity
+from jitgate.domain.model import Grant, RequestState
 from jitgate.errors import ElevationRefused, ProviderError, TargetUnreachable
 from jitgate.policy.dn import canonical_dn
 from jitgate.policy.loader import parse_policy
 from jitgate.policy.model import Role, Target
-from jitgate.providers.base import ElevationProvider, ProviderContext
+from jitgate.providers.base import ElevationProvider, IssueRequest, ProviderContext
 from jitgate.providers.ldap import LdapProvider, create_provider
 from jitgate.providers.registry import discover
 from support.slapd import PASSWORD_ENV, ROOT_DN, Slapd, Tree, make_authority, target_yaml
@@ -400,8 +403,25 @@ def test_validate_needs_no_server_and_names_each_problem(
 
 
 def test_an_ldap_target_issues_no_credential_and_revoking_a_handle_does_nothing(
-    provider: LdapProvider, target: Target
+    provider: LdapProvider, slapd: Slapd, tree: Tree, clock: FrozenClock
 ) -> None:
+    role, target = policy_of(slapd, tree)
+    now = clock.now()
+    grant = Grant(
+        id="g1",
+        request_id="r1",
+        holder="alice",
+        role=role.name,
+        targets=(target.name,),
+        starts_at=now,
+        expires_at=now + timedelta(hours=1),
+        state=RequestState.ACTIVE,
+    )
+    request = IssueRequest(grant=grant, role=role, target=target, identity=Identity("alice"), now=now)
+    with pytest.raises(
+        ProviderError, match="ldap target corp elevates existing directory entries into groups"
+    ):
+        provider.issue(request, provider.new_handle(request))
     assert provider.revoke(target, "elevation:1:corp") is None
     assert provider.revocable is True
 
