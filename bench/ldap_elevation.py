@@ -22,6 +22,13 @@ account:
 * the same workflow with a provider that does nothing: the broker's own cost (database, audit
   log, queue), a ceiling no directory can lift.
 
+Reading them: an elevation costs the provider three round trips (search for the entry, compare
+for ``held``, modify) and a withdrawal one modify (plus a search for what the group is, at most
+once a minute), so "provider calls alone" sits near the floor when the directory's write is what
+costs (an fsync on a busy disk) and lower when a modify takes a few hundred microseconds. The
+broker's own work per grant (its transactions and audit records) is what the last line measures;
+when it costs more than the directory's modify, it is the limit of "through the broker".
+
 Each figure over the floor is the ratio printed. Figures are printed, never asserted; membership
 is checked by a search after each phase.
 """
