@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from jitgate.policy.dn import canonical_dn
+
 PLACEHOLDER = "{user}"
 _BRACES = re.compile(r"[{}]")
 _ACCOUNT = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
@@ -57,6 +59,9 @@ class _Strict(BaseModel):
 class LdapAccess(_Strict):
     """Directory groups a role joins the identity's entry to for the grant's window.
 
+    The group DNs are kept in their canonical spelling (``policy/dn.py``: lowercase, no spaces
+    around separators, RFC 4514 escapes), so two spellings of one group are one item.
+
     ``existing_account`` is the value the target's ``user_dn`` template or ``user_search`` filter
     is filled with (``{user}`` there); by default the identity's name.
     """
@@ -67,12 +72,15 @@ class LdapAccess(_Strict):
     @field_validator("groups")
     @classmethod
     def _groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # One spelling per DN (policy/dn.py): the broker counts holders per item string.
+        canonical: list[str] = []
         for dn in value:
             if not dn.strip() or "=" not in dn or not _ACCOUNT.match(dn):
                 raise ValueError(f"{dn!r} is not a group DN")
-        if len(set(value)) != len(value):
+            canonical.append(canonical_dn(dn))
+        if len(set(canonical)) != len(canonical):
             raise ValueError("a group is named twice")
-        return value
+        return tuple(canonical)
 
 
 class LdapSearch(_Strict):
