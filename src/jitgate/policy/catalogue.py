@@ -1,8 +1,10 @@
 """The role catalogue: what the policy lets a person ask for and approve, in words for that person.
 
 Pure functions over the policy model and an identity, for the console's role list: each role's
-targets and what it opens there (logins, database roles), its durations, who approves and how many
-must, which auto-approval rules would apply to this person, and what a reason must say.
+targets and what it opens there (logins, database roles, directory groups; for a role that
+elevates an existing account, which account this person's is on each target), its durations, who
+approves and how many must, which auto-approval rules would apply to this person, and what a
+reason must say.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from jitgate.domain.durations import format_duration
 from jitgate.domain.identity import Identity
 from jitgate.policy.decision import approver_subjects, may_approve, may_request
+from jitgate.policy.elevation import account_line, elevations_of
 from jitgate.policy.model import AutoApproveRule, Policy, Role
 
 
@@ -26,7 +29,7 @@ class RoleEntry:
     targets: list[tuple[str, str]]
     """(name, kind) of every target the role reaches."""
     access: list[str]
-    """What the role opens on its targets: ssh logins, database roles and privileges."""
+    """What the role opens on its targets: ssh logins, database roles and privileges, groups."""
     durations: str
     approval: str
     auto_rules: list[tuple[str, bool]] = field(default_factory=list)
@@ -34,6 +37,8 @@ class RoleEntry:
     reason: str = ""
     approved_by_you: str = ""
     break_glass: bool = False
+    accounts: list[str] = field(default_factory=list)
+    """One line per target where the role elevates an existing account: this person's account there."""
 
 
 def catalogue(policy: Policy, identity: Identity) -> list[RoleEntry]:
@@ -47,12 +52,13 @@ def catalogue(policy: Policy, identity: Identity) -> list[RoleEntry]:
 
 def describe_role(policy: Policy, identity: Identity, role: Role) -> RoleEntry:
     matched = approver_subjects(identity, role)
+    reached = policy.targets_of(role)
     return RoleEntry(
         name=role.name,
         description=role.description,
         may_request=may_request(identity, role),
         may_approve=bool(matched),
-        targets=[(t.name, t.kind) for t in policy.targets_of(role)],
+        targets=[(t.name, t.kind) for t in reached],
         access=_access(role),
         durations=(
             f"default {format_duration(role.duration_default)}, from {format_duration(role.min_duration)} "
@@ -63,6 +69,7 @@ def describe_role(policy: Policy, identity: Identity, role: Role) -> RoleEntry:
         reason=_reason(role),
         approved_by_you=f"you approve it as {', '.join(matched)}" if matched else "",
         break_glass=role.break_glass,
+        accounts=[account_line(found, identity.name) for found in elevations_of(role, reached)],
     )
 
 
@@ -73,10 +80,16 @@ def _access(role: Role) -> list[str]:
         if role.ssh.port_forwarding:
             out.append("ssh port forwarding")
     if role.postgres is not None:
-        out.append(f"postgres login in {', '.join(role.postgres.member_of)}")
+        own = role.postgres.existing_login is not None
+        login = "your existing postgres login" if own else "postgres login"
+        out.append(f"{login} in {', '.join(role.postgres.member_of)}")
     if role.mariadb is not None:
         granted = [*role.mariadb.roles, *role.mariadb.privileges]
-        out.append(f"mariadb login with {', '.join(granted)}")
+        own = role.mariadb.existing_login is not None
+        login = "your existing mariadb account" if own else "mariadb login"
+        out.append(f"{login} with {', '.join(granted)}")
+    if role.ldap is not None:
+        out.append(f"your directory entry in {', '.join(role.ldap.groups)}")
     return out
 
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from jitgate.domain.durations import format_duration
 from jitgate.domain.identity import Identity
 from jitgate.errors import InvalidInput, NotFound, PolicyDenied
+from jitgate.policy.elevation import account_line, elevations_of
 from jitgate.policy.model import Policy, Role, Target
 
 
@@ -165,8 +166,9 @@ def explain(policy: Policy, identity: Identity, role_name: str) -> Explanation:
             f"{identity.name} may not request {role.name}: none of {', '.join(sorted(identity.principals))} "
             f"is in requesters ({', '.join(role.requesters)})"
         )
-    targets = ", ".join(t.name for t in policy.targets_of(role))
-    out.lines.append(f"targets: {targets}")
+    reached = policy.targets_of(role)
+    out.lines.append(f"targets: {', '.join(t.name for t in reached)}")
+    out.lines.extend(account_line(found, identity.name) for found in elevations_of(role, reached))
     out.lines.append(
         f"duration: {format_duration(role.min_duration)} to {format_duration(role.max_duration)}, "
         f"default {format_duration(role.duration_default)}"
