@@ -15,7 +15,8 @@ from jitgate.policy.decision import explain, may_approve, may_request
 from jitgate.store import issuance
 from jitgate.store.paging import DEFAULT_PAGE, MAX_PAGE, Page, page_grants
 from jitgate.workflow import grants, requests
-from jitgate.workflow.views import elevations_pending, grant_json, request_json
+from jitgate.workflow.elevation_views import attach, elevations_by_grant
+from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/api/v1")
 
@@ -154,7 +155,8 @@ def list_grants(
     cursor: CursorParam = None,
     before: CursorParam = None,
 ) -> list[dict[str, Any]]:
-    """One page of grants, latest start first; the ``Link`` header leads to the others."""
+    """One page of grants, latest start first, each with what its elevations changed at their
+    targets; the ``Link`` header leads to the others."""
     now = ctx.clock.now()
     holder = None if (all_holders and identity.admin) else identity.name
     with ctx.db.read() as conn:
@@ -162,8 +164,9 @@ def list_grants(
             conn, holder=holder, states=_states(state), limit=limit, older_than=cursor, newer_than=before
         )
         found = page.items
-        pending = issuance.pending_revocations(conn, [g.id for g in found]) if found else []
-        elevating = elevations_pending(conn, [g.id for g in found])
+        ids = [g.id for g in found]
+        pending = issuance.pending_revocations(conn, ids) if found else []
+        changed = elevations_by_grant(conn, ids)
     by_grant: dict[str, list[dict[str, Any]]] = {}
     for row in pending:
         by_grant.setdefault(row["grant_id"], []).append(
@@ -171,9 +174,8 @@ def list_grants(
         )
     out = []
     for grant in found:
-        item = grant_json(grant, now)
+        item = attach(grant_json(grant, now), changed)
         item["pending_revocations"] = by_grant.get(grant.id, [])
-        item["elevations_pending"] = elevating.get(grant.id, 0)
         out.append(item)
     _link_pages(request, response, page)
     return out

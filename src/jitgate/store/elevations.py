@@ -10,7 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from jitgate.store.tables import elevations
+from jitgate.store.tables import credentials, elevations, revocations
 
 PLANNED, APPLYING, HELD, RELEASED = "planned", "applying", "held", "released"
 LIVE = (APPLYING, HELD)
@@ -56,6 +56,38 @@ def of_credential(conn: Connection, credential_id: int) -> list[RowMapping]:
 
 def of_grants(conn: Connection, grant_ids: Sequence[str]) -> list[RowMapping]:
     query = sa.select(elevations).where(elevations.c.grant_id.in_(list(grant_ids))).order_by(elevations.c.id)
+    return list(conn.execute(query).mappings())
+
+
+def detail_of_grants(conn: Connection, grant_ids: Sequence[str]) -> list[RowMapping]:
+    """Every elevation item of ``grant_ids``, oldest first, in one statement: each with its
+    credential row's ``kind``, ``handle``, ``credential_state`` and ``revoked_at``, and the queue's
+    work still pending on it (``work_action``, ``work_attempts``, ``work_last_error``,
+    ``work_next_attempt_at``; None when nothing is pending). Found through the credentials of the
+    grants, whose grant index serves a page of them."""
+    if not grant_ids:
+        return []
+    work = revocations.alias("work")
+    query = (
+        sa.select(
+            elevations,
+            credentials.c.kind,
+            credentials.c.handle,
+            credentials.c.state.label("credential_state"),
+            credentials.c.revoked_at,
+            work.c.action.label("work_action"),
+            work.c.attempts.label("work_attempts"),
+            work.c.last_error.label("work_last_error"),
+            work.c.next_attempt_at.label("work_next_attempt_at"),
+        )
+        .select_from(
+            credentials.join(elevations, elevations.c.credential_id == credentials.c.id).outerjoin(
+                work, sa.and_(work.c.credential_id == credentials.c.id, work.c.state == "pending")
+            )
+        )
+        .where(credentials.c.grant_id.in_(list(grant_ids)))
+        .order_by(elevations.c.id)
+    )
     return list(conn.execute(query).mappings())
 
 

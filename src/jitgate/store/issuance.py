@@ -150,18 +150,6 @@ def issued_for_grant(conn: Connection, grant_id: str) -> list[RowMapping]:
     return list(conn.execute(query).mappings())
 
 
-def counts_in_state(conn: Connection, grant_ids: Sequence[str], state: str) -> dict[str, int]:
-    """How many credentials of each of ``grant_ids`` are in ``state``; grants with none are left out."""
-    if not grant_ids:
-        return {}
-    query = (
-        sa.select(credentials.c.grant_id, sa.func.count())
-        .where(credentials.c.grant_id.in_(list(grant_ids)), credentials.c.state == state)
-        .group_by(credentials.c.grant_id)
-    )
-    return {str(grant_id): int(count) for grant_id, count in conn.execute(query)}
-
-
 def mark_credential_revoked(conn: Connection, credential_id: int, now: datetime) -> None:
     conn.execute(
         credentials.update()

@@ -28,6 +28,7 @@ from jitgate.store.ids import new_id
 from jitgate.store.paging import DEFAULT_PAGE, Page, count_requests, page_requests
 from jitgate.workflow import elevation, grants
 from jitgate.workflow.context import WorkflowContext
+from jitgate.workflow.elevation_views import elevations_by_grant
 from jitgate.workflow.pending import check_room
 from jitgate.workflow.views import RequestView, fresh_view, request_view
 
@@ -106,14 +107,13 @@ def submit(
                 },
             )
             grant = None
+            planned = None
             if rule is not None or the_role.break_glass:
                 grant = grants.activate(ctx, conn, req, now=now, actor=SYSTEM.name)
+                if elevation.accounts_of(ctx, the_role, identity.name, chosen):
+                    planned = elevations_by_grant(conn, [grant.id])
         # Built from what was just written rather than read back: the transaction is the source.
-        # What ``grants.activate`` just planned: one elevation per target that elevates an account.
-        planned = len(elevation.accounts_of(ctx, the_role, identity.name, chosen))
-        view = fresh_view(
-            req, grant, now, pending_elevations=planned if grant and grant.state is S.ACTIVE else 0
-        )
+        view = fresh_view(req, grant, now, planned)
         payload = {"request": req.id, "role": role, "requester": identity.name, "reason": reason}
         if the_role.break_glass:
             ctx.notifier.send("break_glass", {**payload, "approvers": list(the_role.approvers)})

@@ -1,5 +1,6 @@
 """Read models handed to the API and CLI: a request with its reviews and grant, a grant with its
-credentials and pending revocations. Plain JSON-ready dicts, no secrets in them.
+credentials, pending revocations and what its elevations changed at their targets
+(``elevation_views``). Plain JSON-ready dicts, no secrets in them.
 
 A grant read with the database at hand says how many of its elevations of existing accounts are
 not applied yet (``elevations_pending``): an ACTIVE grant is usable once that is 0, which is what
@@ -17,7 +18,7 @@ from jitgate.domain.model import AccessRequest, Grant
 from jitgate.errors import NotFound
 from jitgate.store import issuance
 from jitgate.store import queries as q
-from jitgate.workflow.elevation import ELEVATING
+from jitgate.workflow.elevation_views import Elevations, attach, elevations_by_grant
 
 RequestView = dict[str, Any]
 GrantView = dict[str, Any]
@@ -65,23 +66,17 @@ def request_json(req: AccessRequest) -> dict[str, Any]:
     }
 
 
-def elevations_pending(conn: Connection, grant_ids: list[str]) -> dict[str, int]:
-    """How many elevations of each grant are still to be applied (grants with none left out)."""
-    return issuance.counts_in_state(conn, grant_ids, ELEVATING)
-
-
 def fresh_view(
-    req: AccessRequest, grant: Grant | None, now: datetime, *, pending_elevations: int = 0
+    req: AccessRequest, grant: Grant | None, now: datetime, elevations: Elevations | None = None
 ) -> RequestView:
-    """The view of a request just created in this process, without reading it back."""
+    """The view of a request just created in this process, without reading it back; its grant's
+    ``elevations`` as read in the transaction that planned them."""
     out = request_json(req)
     if grant is not None:
         out["state"] = grant.state.value
         out["decided_at"] = _iso(now)
     out["reviews"] = []
-    out["grant"] = grant_json(grant, now) if grant is not None else None
-    if out["grant"] is not None:
-        out["grant"]["elevations_pending"] = pending_elevations
+    out["grant"] = attach(grant_json(grant, now), elevations or {}) if grant is not None else None
     return out
 
 
@@ -99,9 +94,10 @@ def request_view(conn: Connection, request_id: str, now: datetime) -> RequestVie
         if req.extends_grant_id
         else q.grant_of_request(conn, request_id)
     )
-    out["grant"] = grant_json(grant, now) if grant is not None else None
     if grant is not None:
-        out["grant"]["elevations_pending"] = elevations_pending(conn, [grant.id]).get(grant.id, 0)
+        out["grant"] = attach(grant_json(grant, now), elevations_by_grant(conn, [grant.id]))
+    else:
+        out["grant"] = None
     return out
 
 
@@ -109,8 +105,7 @@ def grant_view(conn: Connection, grant_id: str, now: datetime) -> GrantView:
     grant = q.get_grant(conn, grant_id)
     if grant is None:
         raise NotFound(f"no grant {grant_id}")
-    out = grant_json(grant, now)
-    out["elevations_pending"] = elevations_pending(conn, [grant_id]).get(grant_id, 0)
+    out = attach(grant_json(grant, now), elevations_by_grant(conn, [grant_id]))
     out["pending_revocations"] = [revocation_json(r) for r in issuance.pending_revocations(conn, [grant_id])]
     return out
 
