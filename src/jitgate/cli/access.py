@@ -233,7 +233,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
         token: TokenOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Your grants with time left, and revocations still pending: all of them, page after page."""
+        """Your grants with time left, what they changed at targets, pending revocations: every page."""
         params = {"all": all_holders, "state": state or []}
         with api(url, token) as client:
             found = list(client.pages("/api/v1/grants", params, at_most=limit))
@@ -257,6 +257,7 @@ def register(app: typer.Typer) -> None:  # noqa: PLR0915 - one small function pe
                 for g in found
             ],
         )
+        _print_changes(found)
 
     @app.command()
     def revoke(
@@ -335,6 +336,17 @@ def _pending(items: list[dict[str, Any]]) -> str:
     return "; ".join(f"{p['target']} (tries {p['attempts']}: {p['last_error'] or 'due'})" for p in items)
 
 
+def _print_changes(found: list[dict[str, Any]]) -> None:
+    """Below the table, one line per item each grant's elevations changed at a target."""
+    from jitgate.domain.elevation_text import grant_lines
+
+    changes = [f"  {g['id']} {line}" for g in found for line in grant_lines(g, when)]
+    if changes:
+        say("changed at targets:")
+        for line in changes:
+            say(line)
+
+
 def _print_request(found: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(found)
@@ -355,5 +367,9 @@ def _print_request(found: dict[str, Any], as_json: bool) -> None:
         )
         if grant.get("elevations_pending"):
             lines.append(f"  elevations of existing accounts not applied yet: {grant['elevations_pending']}")
+        if grant.get("elevations"):
+            from jitgate.domain.elevation_text import grant_lines
+
+            lines.extend(f"    {line}" for line in grant_lines(grant, when))
     for line in lines:
         say(line)

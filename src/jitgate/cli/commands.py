@@ -57,7 +57,7 @@ COMMANDS: dict[str, Entry] = {
     "deny": Entry(ACCESS, "Deny a pending request, saying why."),
     "cancel": Entry(ACCESS, "Withdraw your own request before it starts."),
     "grants": Entry(
-        ACCESS, "Your grants with time left, and revocations still pending: all of them, page after page."
+        ACCESS, "Your grants with time left, what they changed at targets, pending revocations: every page."
     ),
     "revoke": Entry(ACCESS, "End a grant now (holder, an approver of its role, or an admin)."),
     "extend": Entry(
