@@ -1,6 +1,6 @@
-"""The signed-in user's access: their grants with the time left, their requests, the form that
-asks for a role, and the inbox of requests they may review. They call the same workflow services
-as the API, which decide what each person may see and do."""
+"""The signed-in user's access: their grants with the time left and what they changed at their
+targets, their requests, the form that asks for a role, and the inbox of requests they may review.
+They call the same workflow services as the API, which decide what each person may see and do."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from jitgate.errors import JitgateError
 from jitgate.policy.decision import may_request
 from jitgate.store import issuance
 from jitgate.store.paging import page_grants
-from jitgate.web.display import expiry, kept, when
+from jitgate.web.display import changes, expiry, kept, when
 from jitgate.web.frame import frame, missing
 from jitgate.web.pages import (
     WEB_PAGE,
@@ -31,6 +31,7 @@ from jitgate.web.pages import (
 )
 from jitgate.web.refusals import refused
 from jitgate.workflow import requests
+from jitgate.workflow.elevation_views import attach, elevations_by_grant
 from jitgate.workflow.views import grant_json, request_json
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -80,9 +81,11 @@ def _home(
         )
         held = held_page.items
         pending = issuance.pending_revocations(conn, [g.id for g in held]) if held else []
+        changed = elevations_by_grant(conn, [g.id for g in held])
     shown = []
     for grant in held:
-        item = grant_json(grant, now)
+        item = attach(grant_json(grant, now), changed)
+        item["changes"] = changes(item)
         item["ends"] = expiry(item, now)
         item["pending_revocations"] = sum(p["grant_id"] == grant.id for p in pending)
         shown.append(item)

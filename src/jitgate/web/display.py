@@ -1,4 +1,5 @@
-"""How the access pages print times, time left and the input a refused form gave back.
+"""How the access pages print times, time left, the input a refused form gave back, and what a
+grant's elevations changed at their targets.
 
 The time left is rendered here the way ``static/countdown.js`` then keeps it current, so a page
 reads right without scripts and does not jump when the script starts.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from jitgate.domain.elevation_text import grant_lines
 from jitgate.domain.text import printable
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60))
@@ -58,3 +60,9 @@ def expiry(view: dict[str, object], now: datetime) -> dict[str, str]:
         return {"at": "", "iso": "", "left": "", "now": iso(now)}
     left = time_left(ends, now) if view.get("state") == "ACTIVE" else ""
     return {"at": when(ends), "iso": iso(ends), "left": left, "now": iso(now)}
+
+
+def changes(view: dict[str, object]) -> list[str]:
+    """A grant view's elevations in words, one line per item and per pending piece of work; words
+    a directory or a database sent back (an entry's DN, an error) come out inert."""
+    return [printable(line) for line in grant_lines(view, when)]

@@ -1,6 +1,7 @@
-"""One grant's page: who holds what until when (with the time left counting down), the
-credentials issued under it, revocations still being worked on, the extensions asked for it, how
-to connect, and the forms that extend and revoke it."""
+"""One grant's page: who holds what until when (with the time left counting down), what it
+changed at its targets (a role granted to an existing login, a group joined), the credentials
+issued under it, revocations still being worked on, the extensions asked for it, how to connect,
+and the forms that extend and revoke it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.responses import Response
 from jitgate.auth.sessions import WebSession
 from jitgate.errors import JitgateError
 from jitgate.web.connect import connect_commands
-from jitgate.web.display import expiry, kept, when
+from jitgate.web.display import changes, expiry, kept, when
 from jitgate.web.frame import frame, missing
 from jitgate.web.pages import back, check_csrf, current_session, ended, page, runtime, to_login
 from jitgate.web.refusals import refused
@@ -64,6 +65,7 @@ def _grant_page(
         starts=when(detail["starts_at"]),
         ended_at=when(detail["ended_at"]),
         credentials=credentials,
+        changes=changes(detail),
         extensions=[{**e, "created": when(e["created_at"])} for e in detail["extensions"]],
         commands=commands,
         extend=extend,
