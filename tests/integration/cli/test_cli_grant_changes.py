@@ -100,3 +100,11 @@ def test_jitgate_grants_json_carries_the_elevations_and_the_count_still_pending(
         "uid=alice",
         "held",
     )
+
+
+def test_jitgate_show_prints_the_changes_under_the_requests_grant(
+    served: str, world: ElevatedGrants, tmp_path: Path
+) -> None:
+    found = {g["id"]: g for g in json.loads(jitgate(served, world, tmp_path, "grants", "--json"))}
+    shown = jitgate(served, world, tmp_path, "show", found[world.held]["request_id"]).splitlines()
+    assert shown[-1] == f"    corp-directory: joined {GROUP} as uid=alice (held)"
