@@ -169,11 +169,27 @@ def issue_all(
     return start, handles
 
 
-class Watcher:
-    """Polls ``pg_roles`` for a few logins and notes, on the broker's clock, when each is gone."""
+PRESENT = "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)"
 
-    def __init__(self, root_dsn: str, logins: list[str], clock: ShiftedClock) -> None:
+
+class Watcher:
+    """Polls PostgreSQL for a few names and notes, on the broker's clock, when each is gone.
+
+    ``query`` returns the names still present, given ``*before`` and then the list of names
+    watched (by default: logins still in ``pg_roles``).
+    """
+
+    def __init__(
+        self,
+        root_dsn: str,
+        logins: list[str],
+        clock: ShiftedClock,
+        *,
+        query: str = PRESENT,
+        before: tuple[str, ...] = (),
+    ) -> None:
         self._dsn = root_dsn
+        self._query, self._before = query, before
         self._clock = clock
         self.gone: dict[str, datetime] = {}
         self._left = set(logins)
@@ -190,9 +206,7 @@ class Watcher:
     def _run(self) -> None:
         with psycopg.connect(self._dsn, autocommit=True) as conn:
             while self._left and not self._stop.is_set():
-                rows = conn.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [list(self._left)]
-                )
+                rows = conn.execute(self._query, [*self._before, list(self._left)])
                 seen = self._clock.now()
                 present = {row[0] for row in rows}
                 for login in self._left - present:

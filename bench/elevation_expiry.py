@@ -26,7 +26,6 @@ import random
 import secrets
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from common import percentiles
-from db_expiry import LEAD, ShiftedClock, broker_store, ms
+from db_expiry import LEAD, ShiftedClock, Watcher, broker_store, ms
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -128,34 +127,6 @@ def queue_counts(db: Database) -> dict[str, int]:
     return {str(action): int(n) for action, n in rows}
 
 
-class Watcher:
-    """Polls ``pg_auth_members`` for a few logins and notes, on the broker's clock, when each left."""
-
-    def __init__(self, dsn: str, group: str, logins: list[str], clock: ShiftedClock) -> None:
-        self._dsn, self._group, self._clock = dsn, group, clock
-        self.gone: dict[str, Any] = {}
-        self._left = set(logins)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            while self._left and not self._stop.is_set():
-                present = {row[0] for row in conn.execute(MEMBERS, [self._group, list(self._left)])}
-                seen = self._clock.now()
-                for login in self._left - present:
-                    self.gone[login] = seen
-                self._left &= present
-                time.sleep(0.005)
-
-
 def run(server: str, count: int, spread: float, on_postgres: bool) -> None:
     clock = ShiftedClock()
     with (
@@ -187,7 +158,7 @@ def run(server: str, count: int, spread: float, on_postgres: bool) -> None:
                 held = len(conn.execute(MEMBERS, [group, logins]).fetchall())
             print(f"  {held} of {count} elevated in {applied:.1f} s ({count / applied:.0f}/s)")
             watched = random.sample(logins, min(SAMPLE, count))
-            watcher = Watcher(admin_dsn, group, watched, clock)
+            watcher = Watcher(admin_dsn, watched, clock, query=MEMBERS, before=(group,))
             start = min(_expiries(db, made))
             clock.offset += start - LEAD - clock.now()
             ctx.wake_scheduler()
