@@ -148,3 +148,27 @@ def test_a_security_definer_function_the_role_creates_during_the_window_is_known
     finally:
         with roles.env.superuser() as db:
             db.execute("DROP FUNCTION app.jg_kept()")
+
+
+def test_a_name_longer_than_postgresql_keeps_is_not_cut_down_to_another_login(
+    provider: PostgresProvider, roles: PgRoles
+) -> None:
+    """PostgreSQL cuts names to 63 bytes, in a literal compared with a name as in an identifier."""
+    victim = roles.login()
+    victim = victim + "v" * (63 - len(victim))
+    with roles.env.superuser() as db:
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(victim)))
+    roles.made.append(victim)
+    item, longer = roles.role(reads_orders=True), victim + ".attacker"
+
+    assert provider.find_account(TARGET, victim) == victim
+    assert provider.find_account(TARGET, longer) is None
+    with pytest.raises(ElevationRefused, match="63"):
+        provider.elevate(TARGET, longer, (item,))
+    assert roles.memberships(victim) == []
+    provider.elevate(TARGET, victim, (item,))
+    session = roles.connect(victim)
+    assert provider.held(TARGET, longer, (item,)) == frozenset()
+    assert provider.withdraw(TARGET, longer, (item,))["account_gone"]
+    assert roles.memberships(victim) != []  # the victim's own grant and session are untouched
+    assert reads_orders(session)
