@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from jitgate.policy.accounts import PLACEHOLDER, mapped_account
 from jitgate.policy.model import Role, Target
+from jitgate.providers.mariadb_accounts import account_from_template
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,8 @@ class Elevation:
 
     def account_of(self, identity: str) -> str | None:
         """The account ``identity`` is elevated as here, or None when the policy maps it to none."""
+        if self.target.kind == "mariadb" and isinstance(self.accounts, str):
+            return account_from_template(self.accounts, identity)  # the identity never chooses the host
         return mapped_account(self.accounts, identity)
 
 

@@ -9,7 +9,11 @@ the account filled in with RFC 4514 escaping, looked up with a base-scope search
 ``user_search`` (``{base, filter}``, the account filled into the filter with RFC 4515 escaping;
 exactly one entry must match: none is a missing account, several refuse the elevation). Either
 way the entry's DN, as the directory spells it, is the account the broker records and passes
-back to ``held``, ``elevate`` and ``withdraw``.
+back to ``held``, ``elevate`` and ``withdraw``. Identity names are case-sensitive (``Bob`` and
+``bob`` are two people) but the directory matches ``uid``, ``cn`` or ``mail`` ignoring case and
+extra spaces, so the entry found must also hold, exactly, the value the template or filter spells
+with the name (``_spelled``); an entry that holds it only in another case is no account of the
+identity's. An assertion other than ``attribute=value`` (``~=``, ``:rule:=``) is the filter's own.
 
 Membership semantics (which attribute, placeholders, Active Directory's answers) are in
 ``ldap_groups``; connections, TLS, the bind secret and errors in ``ldap_connection``. Every call
@@ -22,6 +26,7 @@ application's own session) lasts as long as their caches do; the docs say so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -51,6 +56,9 @@ from jitgate.providers.ldap_groups import (
 
 KIND = "ldap"
 _SAMPLE = "jitgate-check"
+# An equality assertion of a filter whose value holds the placeholder: (attribute=...{user}...).
+_ASSERTION = re.compile(r"\(([A-Za-z][A-Za-z0-9;.-]*)=([^()*]*\{user\}[^()*]*)\)")
+_HEX_ESCAPE = re.compile(rb"\\([0-9A-Fa-f]{2})")
 
 
 class LdapProvider:
@@ -221,19 +229,21 @@ def _filter_problem(text: str) -> str | None:
 
 def _find(conn: Connection, target: Target, account: str) -> str | None:
     if target.user_dn is not None:
+        spelled = _dn_values(target.user_dn, account)
         try:
             found = conn.search_s(
-                _filled_dn(target.user_dn, account), ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"]
+                _filled_dn(target.user_dn, account), ldap.SCOPE_BASE, "(objectClass=*)", _wanted(spelled)
             )
         except (ldap.NO_SUCH_OBJECT, ldap.INVALID_DN_SYNTAX):
             return None
-        return next((str(dn) for dn, _ in found if dn is not None), None)
+        return next((str(dn) for dn, got in found if dn is not None and _spelled(spelled, got)), None)
     search = target.user_search
     if search is None:
         raise ProviderError(f"ldap target {target.name} has neither user_dn nor user_search")
+    spelled = _filter_values(search.filter, account)
     query = search.filter.replace(PLACEHOLDER, ldap.filter.escape_filter_chars(account))
     try:
-        found = conn.search_ext_s(search.base, ldap.SCOPE_SUBTREE, query, ["1.1"], sizelimit=2)
+        found = conn.search_ext_s(search.base, ldap.SCOPE_SUBTREE, query, _wanted(spelled), sizelimit=2)
     except ldap.SIZELIMIT_EXCEEDED:
         found = [("", {}), ("", {})]
     except ldap.NO_SUCH_OBJECT:
@@ -242,13 +252,49 @@ def _find(conn: Connection, target: Target, account: str) -> str | None:
         ) from None
     except ldap.FILTER_ERROR:
         raise ProviderError(f"ldap target {target.name}: the directory refused user_search.filter") from None
-    entries = [str(dn) for dn, _ in found if dn is not None]  # referrals carry no DN
+    entries = [(str(dn), got) for dn, got in found if dn is not None]  # referrals carry no DN
     if len(entries) > 1:
         # Which of them the identity is cannot be told: refused for good, not "missing".
         raise ElevationRefused(
             f"ldap target {target.name}: user_search matches several entries for {account}; exactly one must"
         )
-    return entries[0] if entries else None
+    return entries[0][0] if entries and _spelled(spelled, entries[0][1]) else None
+
+
+def _dn_values(template: str, account: str) -> list[tuple[str, bytes]]:
+    """(attribute, exact value) of each part of the ``user_dn`` template that holds the name."""
+    marker = "\ue000jitgate\ue000"  # private use: in no template
+    rdns = ldap.dn.str2dn(template.replace(PLACEHOLDER, ldap.dn.escape_dn_chars(marker)))
+    return [
+        (str(attribute).lower(), str(value).replace(marker, account).encode())
+        for rdn in rdns
+        for attribute, value, _ in rdn
+        if marker in str(value)
+    ]
+
+
+def _filter_values(text: str, account: str) -> list[tuple[str, bytes]]:
+    """(attribute, exact value) of each equality assertion of the filter that holds the name."""
+    found: list[tuple[str, bytes]] = []
+    for attribute, value in _ASSERTION.findall(text):
+        parts = [
+            _HEX_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), part.encode())
+            for part in value.split(PLACEHOLDER)
+        ]
+        found.append((attribute.lower(), account.encode().join(parts)))
+    return found
+
+
+def _wanted(spelled: list[tuple[str, bytes]]) -> list[str]:
+    return sorted({attribute for attribute, _ in spelled}) or ["1.1"]
+
+
+def _spelled(spelled: list[tuple[str, bytes]], got: Mapping[str, list[bytes]]) -> bool:
+    """Whether the entry holds exactly (case and spaces too) one value the template spells."""
+    if not spelled:
+        return True
+    values = {(name.lower(), value) for name, held in got.items() for value in held}
+    return any(wanted in values for wanted in spelled)
 
 
 def _uid_if_needed(conn: Connection, account: str, groups: Iterable[Group | None]) -> Uid | None:

@@ -7,11 +7,13 @@ is read as an account in one of three forms:
 * ``name@host``: split at the **last** ``@``, since a host never holds one;
 * ``name``: the host is ``%``.
 
-So ``alice@example.com`` is the account ``'alice'@'example.com'``: where identity names look like
-e-mail addresses, write the template quoted, ``"'{user}'@'%'"``. A name is 1 to 128 characters
-without quotes, backslashes, backticks or control characters (the anonymous account, an empty
-name, is never elevated); a host is a name, address, netmask or pattern (letters, digits and
-``. % _ : - /``), lowercased as MariaDB stores it.
+A template is split into name and host *before* the identity's name is filled in
+(``account_from_template``): the identity ``bob@localhost`` under ``"{user}"`` is the account
+``'bob@localhost'@'%'``, never ``'bob'@'localhost'``, which may be another person's. A map's
+accounts are read as written, so ``alice@example.com`` there is ``'alice'@'example.com'``. A
+name is 1 to 128 characters without quotes, backslashes, backticks or control characters (the
+anonymous account, an empty name, is never elevated); a host is a name, address, netmask or
+pattern (letters, digits and ``. % _ : - /``), lowercased as MariaDB stores it.
 
 A template is checked once, when the policy is loaded (``mapping_problems``): ``{user}`` may
 stand in the name only, never in the host (an identity must not choose where it is elevated), and
@@ -57,6 +59,13 @@ def split_account(text: str) -> tuple[str, str]:
         return quoted["user"], quoted["host"]
     user, at, host = text.rpartition("@")
     return (user, host) if at else (text, "%")
+
+
+def account_from_template(template: str, identity: str) -> str:
+    """The account ``template`` names for ``identity``, as ``'user'@'host'``: the host is the
+    template's own, whatever ``@`` the identity's name holds."""
+    user, host = split_account(template)
+    return str(Account(user.replace(PLACEHOLDER, identity), host))
 
 
 def account_problem(text: str) -> str | None:

@@ -103,6 +103,8 @@ T = TypeVar("T")
 def find_account(conn: Connection, account: str, target: Target) -> str | None:
     """The login named ``account`` if it exists and can log in; refuses one jitgate must not elevate."""
     refuse_provisioned(account, target)
+    if _too_long(account):
+        return None
     row = conn.execute(_ACCOUNT.format(account=sql.Literal(account))).fetchone()
     if row is None or not row[1]:
         return None
@@ -112,6 +114,8 @@ def find_account(conn: Connection, account: str, target: Target) -> str | None:
 
 def held(conn: Connection, account: str, items: Sequence[str]) -> frozenset[str]:
     """Which of ``items`` the account is a direct member of (by anyone's grant)."""
+    if _too_long(account):
+        return frozenset()
     rows = conn.execute(_DIRECT.format(account=sql.Literal(account), items=names_array(items))).fetchall()
     return frozenset(str(name) for (name,) in rows)
 
@@ -172,6 +176,8 @@ def withdraw(conn: Connection, account: str, items: Sequence[str], target: Targe
 
 
 def _withdraw(conn: Connection, account: str, items: Sequence[str], target: Target) -> dict[str, Any]:
+    if _too_long(account):  # it names no login: the cut-down name would be another's
+        return {"account_gone": True, "revoked": [], "sessions_ended": 0}
     per_grantor = sql.SQL("true" if conn.info.server_version >= PER_GRANTOR else "false")
     rows = conn.execute(
         _MEMBERSHIPS.format(per_grantor=per_grantor, items=names_array(items), account=sql.Literal(account))
@@ -266,6 +272,11 @@ def _terminate_as_member(
 def refuse_names(account: str, items: Sequence[str], target: Target) -> None:
     """What can be refused without a server: a login of jitgate's own, role names it never uses."""
     refuse_provisioned(account, target)
+    if _too_long(account):
+        raise ElevationRefused(
+            f"login {account} on target {target.name} is longer than PostgreSQL's {MAX_NAME_BYTES}-byte"
+            " role names; no such login exists"
+        )
     for item in items:
         if problem := role_problem(item, target):
             raise ElevationRefused(problem)
@@ -277,6 +288,11 @@ def refuse_provisioned(account: str, target: Target) -> None:
             f"login {account} on target {target.name} is one jitgate creates for a grant; only a"
             " person's or a job's own login is elevated"
         )
+
+
+def _too_long(account: str) -> bool:
+    # PostgreSQL cuts a longer name to its first 63 bytes, literal or identifier: another login's.
+    return len(account.encode()) > MAX_NAME_BYTES
 
 
 def refuse_account(row: Sequence[Any], target: Target) -> None:

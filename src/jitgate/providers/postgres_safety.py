@@ -5,7 +5,9 @@ A ``member_of`` role handed out — to a fresh login or to an existing one — m
 CREATEROLE, BYPASSRLS or REPLICATION, nor be a member of a role that has one, by any membership
 (role attributes are not inherited, but ``SET ROLE`` reaches them; the first two let the login leave
 standing access behind, the others read past row security or the whole cluster's data), nor reach
-one of the predefined roles that give the server's files or programs. A ``reassign_to`` owner is
+one of the predefined roles that give the server's files or programs, nor hold admin option on any
+role (itself or through a membership: with it, the login could grant that role to itself for
+good). A ``reassign_to`` owner is
 held to more, since everything it receives may run code as it: see ``owner_problem``. Names are
 checked without a server at policy load; roles and owners at the server, at issue, at elevation and
 at every revocation.
@@ -97,7 +99,7 @@ def role_problem(name: str, target: Target) -> str | None:
 
 
 _MEMBER_OF_CHECK = sql.SQL("""
-SELECT r.rolname, p.rolname, CASE
+SELECT r.rolname, a.rolname, p.rolname, CASE
            WHEN p.rolsuper THEN 'SUPERUSER'
            WHEN p.rolcreaterole THEN 'CREATEROLE'
            WHEN p.rolbypassrls THEN 'BYPASSRLS'
@@ -110,6 +112,10 @@ SELECT r.rolname, p.rolname, CASE
                 OR s.rolname = ANY({server_access}))
            AND pg_has_role(r.oid, s.oid, 'MEMBER')
          ORDER BY s.oid = r.oid DESC, s.rolname LIMIT 1) p ON true
+  LEFT JOIN LATERAL (
+        SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+         WHERE m.admin_option AND pg_has_role(r.oid, m.member, 'MEMBER')
+         ORDER BY g.rolname LIMIT 1) a ON true
  WHERE r.rolname = ANY({names})""")
 
 
@@ -135,13 +141,20 @@ def member_of_problems(
 ) -> dict[str, str]:
     """Why each of ``names`` may not be handed out (missing, or special powers through any
     membership), from the rows of ``member_of_query``; the names that may are left out."""
-    found = {str(name): (power_role, power) for name, power_role, power in rows}
+    found = {str(name): (admin_of, power_role, power) for name, admin_of, power_role, power in rows}
     problems: dict[str, str] = {}
     for name in names:
         if name not in found:
             problems[name] = f"role {name} does not exist on target {target.name}"
             continue
-        power_role, power = found[name]
+        admin_of, power_role, power = found[name]
+        if admin_of is not None and power_role is None:
+            problems[name] = (
+                f"role {name} on target {target.name} holds admin option on {admin_of} (itself or through"
+                " a role it is a member of), so its holder could grant that for good; jitgate will not hand"
+                " it out"
+            )
+            continue
         if power_role is None:
             continue
         if power_role == name:

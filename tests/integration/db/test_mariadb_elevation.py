@@ -485,8 +485,8 @@ def test_an_account_jitgate_does_not_elevate_is_refused_up_front_and_nothing_is_
     assert status_of(refused.value) == 403
     assert "\n" not in message
     expected = {
-        "missing": f"account {user} does not exist on target shop-db",
-        "a role": f"account {user} does not exist on target shop-db",
+        "missing": f"account '{user}'@'%' does not exist on target shop-db",
+        "a role": f"account '{user}'@'%' does not exist on target shop-db",
         "admin": "is the admin's own",
         "superuser": "has SUPER",
         "grant option": f"holds GRANT OPTION (on {server.database}.*)",
