@@ -47,6 +47,12 @@ roles:
     max_duration: 1h
     requesters: [group:dba]
     approvers: [group:leads]
+  - name: shop-ops
+    targets: {{names: [shop-db]}}
+    mariadb: {{roles: [shop_ops], existing_login: "{{user}}@10.%"}}
+    max_duration: 1h
+    requesters: [group:dba]
+    approvers: [group:leads]
   - name: prod-admins
     targets: {{names: [corp-directory, ad]}}
     ldap: {{groups: ["{GROUP}"]}}
@@ -90,6 +96,14 @@ def test_an_explicit_map_gives_each_identity_its_account_and_leaves_out_the_rest
     ]
 
 
+def test_a_mariadb_template_keeps_its_own_host_whatever_the_name_holds() -> None:
+    assert account_lines("shop-ops") == ["shop-db: elevates existing account 'alice'@'10.%' with shop_ops"]
+    tricky = Identity("bob@localhost", frozenset({"dba"}))
+    assert account_lines("shop-ops", tricky) == [
+        "shop-db: elevates existing account 'bob@localhost'@'10.%' with shop_ops"
+    ]
+
+
 def test_a_directory_entry_is_the_dn_template_filled_or_the_search_that_finds_it() -> None:
     assert account_lines("prod-admins") == [
         f"corp-directory: entry from user_dn uid=alice,ou=people,dc=example,dc=org joins {GROUP}",
@@ -115,7 +129,7 @@ def test_explaining_a_role_someone_may_not_request_still_names_their_account() -
 
 
 def test_the_catalogue_shows_one_line_per_elevating_target() -> None:
-    entry = describe_role(POLICY, ALICE, POLICY.roles[3])
+    entry = describe_role(POLICY, ALICE, POLICY.roles[4])
     assert entry.accounts == account_lines("prod-admins")
     assert entry.access == [f"your directory entry in {GROUP}"]
     assert describe_role(POLICY, ALICE, POLICY.roles[0]).access == [
