@@ -12,7 +12,8 @@ naming a trusted issuer, and each would otherwise cost a fetch and hold a reques
 fetch's timeout while the issuer is down.
 
 The algorithm is the key's, never the token header's, and only asymmetric ones are taken:
-``none``, or an HMAC keyed with the public JWKS, would let anyone forge tokens.
+``none``, or an HMAC keyed with the public JWKS, would let anyone forge tokens. Keys shorter than
+PyJWT's minimum (RSA under 2048 bits) are refused.
 
 ``unverified_issuer`` reads ``iss`` without checking anything, only to choose the verifier a token
 goes to; that verifier then checks everything, the issuer included.
@@ -133,7 +134,8 @@ def verified_claims(
             audience=list(audiences),
             issuer=keys.issuer,
             leeway=leeway_seconds,
-            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            # An RSA key under 2048 bits can be factored by someone with enough to gain from it.
+            options={"require": ["exp", "iat", "iss", "aud", "sub"], "enforce_minimum_key_length": True},
         )
     except (jwt.PyJWTError, TypeError, ValueError) as exc:
         raise Unauthenticated(f"{label} token refused: {_reason(exc)}") from None
