@@ -77,27 +77,28 @@ class IssuerKeys:
         self._lock = threading.Lock()
 
     def _keys(self) -> jwt.PyJWKClient:
-        with self._lock:
-            if self._client is None:
-                url = self.jwks_url or discovered_jwks_uri(self.issuer)
-                self._client = jwt.PyJWKClient(
-                    url, cache_keys=False, cache_jwk_set=True, lifespan=self._lifespan, timeout=5
-                )
-            return self._client
+        if self._client is None:
+            url = self.jwks_url or discovered_jwks_uri(self.issuer)
+            self._client = jwt.PyJWKClient(
+                url, cache_keys=False, cache_jwk_set=True, lifespan=self._lifespan, timeout=5
+            )
+        return self._client
 
     def signing_key(self, bearer: str) -> jwt.PyJWK:
         """The key that signed ``bearer``; ``Unauthenticated`` when the keys cannot be fetched."""
-        failed_at = self._failed_at
-        if failed_at is not None and time.monotonic() - failed_at < self._retry:
-            return self._cached_key(bearer)
-        try:
-            found = self._keys().get_signing_key_from_jwt(bearer)
-        except (jwt.PyJWKClientConnectionError, Unauthenticated) as exc:
-            self._failed_at = time.monotonic()
-            message = str(exc) if isinstance(exc, Unauthenticated) else self._unavailable
-            raise Unauthenticated(message) from None
-        self._failed_at = None
-        return found
+        # One fetch at a time, and those waiting behind a failed one do not each try again.
+        with self._lock:
+            failed_at = self._failed_at
+            if failed_at is not None and time.monotonic() - failed_at < self._retry:
+                return self._cached_key(bearer)
+            try:
+                found = self._keys().get_signing_key_from_jwt(bearer)
+            except (jwt.PyJWKClientConnectionError, Unauthenticated) as exc:
+                self._failed_at = time.monotonic()
+                message = str(exc) if isinstance(exc, Unauthenticated) else self._unavailable
+                raise Unauthenticated(message) from None
+            self._failed_at = None
+            return found
 
     def _cached_key(self, bearer: str) -> jwt.PyJWK:
         """The key that signed ``bearer`` from the key set still cached, without fetching."""

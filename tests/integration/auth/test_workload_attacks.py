@@ -8,19 +8,29 @@ the broker hammer the issuer or hold its request threads."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
 
+from jitgate.api.app import create_app
 from jitgate.auth.base import Authenticator, authenticate
 from jitgate.auth.workloads import WorkloadAuthenticator
 from jitgate.errors import Unauthenticated
 from jitgate.policy.loader import parse_policy
+from jitgate.runtime import build_runtime
+from jitgate.settings import Settings
+from jitgate.workflow.users import add_user
 from support.ci_issuer import CiIssuer, ci_issuer
 from support.keyserver import jwk_of
 
@@ -241,3 +251,103 @@ def test_a_short_rsa_key_in_the_key_set_signs_nothing() -> None:
         with pytest.warns(jwt.InsecureKeyLengthWarning):
             token = ci.sign(ci.github_job())
         refused([workloads_of(ci)], token, "below the minimum")
+
+
+BROKER_POLICY = """
+targets:
+  - {{name: web-1, kind: ssh, address: 127.0.0.1}}
+roles:
+  - name: ops
+    targets: {{names: [web-1]}}
+    ssh: {{logins: [ops]}}
+    max_duration: 30m
+    requesters: [user:bob]
+    approvers: [user:carol]
+  - name: bob-auto
+    targets: {{names: [web-1]}}
+    ssh: {{logins: [bob]}}
+    max_duration: 30m
+    requesters: [user:bob]
+    approval: auto
+workloads:
+  - name: orders-deploy
+    issuer: {issuer}
+    audience: jitgate
+    claims: {{repository: acme/orders}}
+    groups: [admins, sre]
+"""
+
+
+def test_a_workload_approves_nothing_it_is_not_named_for_and_reaches_no_admin_endpoint(
+    ci: CiIssuer, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(BROKER_POLICY.format(issuer=ci.issuer))
+    settings = Settings(data_dir=tmp_path / "data", policy_file=policy, oidc_admin_groups=["admins"])
+    rt = build_runtime(settings)
+    _, bob = add_user(rt.ctx.db, rt.ctx.audit, rt.ctx.clock, actor="test", name="bob", groups=[])
+    job = {"Authorization": f"Bearer {ci.sign(ci.github_job())}"}
+    try:
+        with TestClient(create_app(rt, run_scheduler=False)) as client:
+            person = {"Authorization": f"Bearer {bob}"}
+            pending = client.post("/api/v1/requests", json={"role": "ops", "reason": "x"}, headers=person)
+            held = client.post("/api/v1/requests", json={"role": "bob-auto", "reason": "x"}, headers=person)
+            review = client.post(
+                f"/api/v1/requests/{pending.json()['id']}/reviews", json={"verdict": "approve"}, headers=job
+            )
+            assert review.status_code in (403, 404)
+            assert (
+                client.get(f"/api/v1/requests/{pending.json()['id']}", headers=person).json()["state"]
+                == "PENDING"
+            )
+            revoke = client.post(f"/api/v1/grants/{held.json()['grant']['id']}/revoke", json={}, headers=job)
+            assert revoke.status_code in (403, 404)
+            assert (
+                client.get(f"/api/v1/requests/{held.json()['id']}", headers=person).json()["state"]
+                == "ACTIVE"
+            )
+            for method, path in (
+                ("GET", "/api/v1/users"),
+                ("POST", "/api/v1/users/bob/disable"),
+            ):
+                assert client.request(method, path, headers=job).status_code == 403, path
+            assert client.get("/api/v1/whoami", headers=job).json()["admin"] is False
+            seen = client.get("/api/v1/audit", headers=job).json()
+            assert {event["actor"] for event in seen} <= {"workload:orders-deploy"}  # not bob's record
+    finally:
+        rt.ctx.db.dispose()
+
+
+def test_forged_tokens_arriving_together_while_the_issuer_hangs_cost_one_connection_not_one_each() -> None:
+    # The issuer's address accepts connections and never answers (each fetch runs into its timeout).
+    with socket.create_server(("127.0.0.1", 0)) as hanging, ci_issuer() as ci:
+        port = hanging.getsockname()[1]
+        policy = parse_policy(
+            POLICY.format(ci=ci.issuer).replace(
+                "audience: jitgate\n", f"audience: jitgate\n    jwks_url: http://127.0.0.1:{port}/jwks\n"
+            ),
+            "policy.yaml",
+        )
+        chain: list[Authenticator] = [WorkloadAuthenticator(lambda: policy.workloads)]
+        accepted: list[socket.socket] = []
+
+        def accept() -> None:
+            hanging.settimeout(0.2)
+            while len(accepted) < 8 and not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    accepted.append(hanging.accept()[0])
+
+        def attempt(n: int) -> None:
+            with contextlib.suppress(Unauthenticated):
+                sign_in(chain, forged(ci.github_job(), {"alg": "RS256", "kid": f"x{n}"}))
+
+        done = threading.Event()
+        acceptor = threading.Thread(target=accept)
+        acceptor.start()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(attempt, range(6)))
+        done.set()
+        acceptor.join()
+        for conn in accepted:
+            conn.close()
+        assert len(accepted) == 1
