@@ -26,7 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitgate.auth.jwks import KEYS_LIFESPAN_SECONDS, IssuerKeys, unverified_issuer, verified_claims
+from jitgate.auth.jwks import (
+    KEYS_LIFESPAN_SECONDS,
+    RETRY_SECONDS,
+    IssuerKeys,
+    unverified_issuer,
+    verified_claims,
+)
 from jitgate.domain.identity import Identity, IdentityKind, WorkloadProof
 from jitgate.domain.text import printable
 from jitgate.errors import Unauthenticated
@@ -85,11 +91,13 @@ class WorkloadAuthenticator:
         leeway_seconds: int = LEEWAY_SECONDS,
         max_lifetime: timedelta = MAX_TOKEN_LIFETIME,
         keys_lifespan_seconds: float = KEYS_LIFESPAN_SECONDS,
+        keys_retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self._rules = rules
         self._leeway = leeway_seconds
         self._max_lifetime = max_lifetime
         self._keys_lifespan = keys_lifespan_seconds
+        self._keys_retry = keys_retry_seconds
         self._keys: dict[tuple[str, str | None], IssuerKeys] = {}
         self._lock = threading.Lock()
 
@@ -153,6 +161,7 @@ class WorkloadAuthenticator:
                     jwks_url,
                     unavailable=f"cannot fetch the keys of workload issuer {issuer} to check this token",
                     lifespan_seconds=self._keys_lifespan,
+                    retry_seconds=self._keys_retry,
                 )
                 self._keys[(issuer, jwks_url)] = found
             return found
