@@ -120,7 +120,7 @@ def test_what_a_role_owning_objects_grants_the_login_during_the_window_is_known_
         assert reads_orders(roles.connect(login))
     finally:
         with roles.env.superuser() as db:
-            db.execute("ALTER TABLE app.orders OWNER TO CURRENT_USER")
+            db.execute(sql.SQL("ALTER TABLE app.orders OWNER TO {}").format(sql.Identifier(roles.env.owner)))
             db.execute(sql.SQL("REVOKE ALL ON app.orders FROM {}").format(sql.Identifier(login)))
 
 
