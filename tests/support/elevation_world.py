@@ -131,10 +131,13 @@ class HookedTarget(SwitchableElevation):
             return done
 
 
-def context(db: Database, audit: AuditLog, clock: FrozenClock, target: HookedTarget) -> WorkflowContext:
+def context(
+    db: Database, audit: AuditLog, clock: FrozenClock, target: SwitchableElevation, *, policy: str = POLICY
+) -> WorkflowContext:
+    """A broker whose ``ldap`` targets are ``target``, under ``policy`` (by default this module's)."""
     return WorkflowContext(
         db=db,
-        policies=PolicyHolder(parse_policy(POLICY)),
+        policies=PolicyHolder(parse_policy(policy)),
         audit=audit,
         clock=clock,
         providers={"ldap": target},  # type: ignore[dict-item]

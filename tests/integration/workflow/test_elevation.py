@@ -6,24 +6,21 @@ and refused (the grant ended) when the account does not exist."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from jitgate.audit.chain import AuditLog
-from jitgate.audit.query import query
 from jitgate.clock import FrozenClock
-from jitgate.domain.identity import Identity
 from jitgate.errors import PolicyDenied
-from jitgate.policy.loader import parse_policy
 from jitgate.store import elevations, issuance
 from jitgate.store import queries as q
 from jitgate.store.db import Database
 from jitgate.workflow import grants
 from jitgate.workflow import requests as svc
-from jitgate.workflow.context import PolicyHolder, WorkflowContext
+from jitgate.workflow.context import WorkflowContext
 from jitgate.workflow.scheduler import expire_due, run_revocations
 from support import ADMIN, ALICE, BOB
+from support.elevation_world import audited, context, drain, grant_of
 from support.providers import SwitchableElevation
 
 GROUP = "cn=prod-admins,ou=groups,dc=example,dc=org"
@@ -65,37 +62,7 @@ def target() -> SwitchableElevation:
 
 @pytest.fixture
 def ctx(db: Database, audit: AuditLog, clock: FrozenClock, target: SwitchableElevation) -> WorkflowContext:
-    return WorkflowContext(
-        db=db,
-        policies=PolicyHolder(parse_policy(POLICY)),
-        audit=audit,
-        clock=clock,
-        providers={"ldap": target},  # type: ignore[dict-item]
-        revocation_backoff_seconds=1.0,
-    )
-
-
-def grant_of(ctx: WorkflowContext, role: str, *, who: Identity = ALICE, minutes: int = 30) -> str:
-    view = svc.submit(ctx, who, role=role, reason="incident 7", duration=f"{minutes}m")
-    assert view["state"] == "ACTIVE"
-    return str(view["grant"]["id"])
-
-
-def drain(ctx: WorkflowContext, clock: FrozenClock) -> tuple[int, int]:
-    """Run the queue until nothing is due; work held back behind the same account waits a moment."""
-    total = (0, 0)
-    for _ in range(10):
-        done, failed = run_revocations(ctx)
-        if not done and not failed:
-            return total
-        total = (total[0] + done, total[1] + failed)
-        clock.advance(timedelta(seconds=1))
-    return total
-
-
-def actions(ctx: WorkflowContext, action: str) -> list[dict[str, Any]]:
-    with ctx.db.read() as conn:
-        return [{"grant_id": e.grant_id, "details": e.details} for e in query(conn, action=action)]
+    return context(db, audit, clock, target, policy=POLICY)
 
 
 def test_an_elevation_is_applied_once_active_and_taken_back_at_expiry(
@@ -105,13 +72,13 @@ def test_an_elevation_is_applied_once_active_and_taken_back_at_expiry(
     assert target.accounts["alice"] == set()  # nothing happens inside the request's transaction
     assert run_revocations(ctx) == (1, 0)
     assert target.accounts["alice"] == {GROUP, OTHER}
-    (issued,) = actions(ctx, "credential.issued")
+    (issued,) = audited(ctx, "credential.issued")
     assert issued["details"]["elevation"]["account"] == "uid=alice"
     clock.advance(timedelta(minutes=30))
     assert expire_due(ctx) == 1
     assert run_revocations(ctx) == (1, 0)
     assert target.accounts["alice"] == set()
-    (revoked,) = actions(ctx, "credential.revoked")
+    (revoked,) = audited(ctx, "credential.revoked")
     assert revoked["details"]["outcome"]["items"] == {GROUP: "withdrawn", OTHER: "withdrawn"}
 
 
@@ -126,7 +93,7 @@ def test_two_grants_holding_the_same_group_do_not_take_it_from_each_other(
     drain(ctx, clock)
     # The first grant's end leaves the group the second still holds; the other group goes.
     assert target.accounts["alice"] == {GROUP}
-    (revoked,) = actions(ctx, "credential.revoked")
+    (revoked,) = audited(ctx, "credential.revoked")
     assert revoked["grant_id"] == first
     assert revoked["details"]["outcome"]["items"][GROUP].startswith("kept: still held under grant ")
     clock.advance(timedelta(minutes=50))
@@ -182,7 +149,7 @@ def test_an_account_gone_by_the_time_the_grant_starts_ends_the_grant(
         grant = q.get_grant(conn, grant_id)
     assert grant is not None
     assert grant.state.value == "REVOKED"
-    (refused,) = actions(ctx, "elevation.refused")
+    (refused,) = audited(ctx, "elevation.refused")
     assert "does not exist" in refused["details"]["error"]
     run_revocations(ctx)  # its planned items are released without touching the target
     assert target.calls == []
