@@ -208,6 +208,27 @@ def test_a_token_of_another_branch_exits_4_with_one_line(
     assert err == f"error: workload token from {ci.issuer} matches no workload rule\n"
 
 
+class RequestPolls:
+    """The app, counting the reads of a request's state the CLI makes while it waits."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.count = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"].startswith("/api/v1/requests/")
+        ):
+            self.count += 1
+        await self.app(scope, receive, send)
+
+
+POLLS: dict[str, RequestPolls] = {}
+"""The counter of each in-process broker, by its URL."""
+
+
 @contextmanager
 def broker_in_this_process(ci: CiIssuer, tmp_path: Path, directory: SwitchableElevation) -> Iterator[str]:
     """The broker served by uvicorn in a thread, its scheduler running, ``directory`` as kind ldap."""
@@ -221,7 +242,8 @@ def broker_in_this_process(ci: CiIssuer, tmp_path: Path, directory: SwitchableEl
     rt = build_runtime(settings)
     rt.ctx.providers["ldap"] = directory  # type: ignore[assignment]
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning"))
+    polls = POLLS[f"http://127.0.0.1:{port}"] = RequestPolls(create_app(rt))
+    server = uvicorn.Server(uvicorn.Config(polls, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -246,7 +268,8 @@ def test_it_exits_0_only_once_the_elevation_is_applied(ci: CiIssuer, tmp_path: P
         waiting = jitgate(url, token, "request", "join-deployers", "--wait", home=tmp_path)
         wait_for("the grant", lambda: grant_of(url, token).get("state") == "ACTIVE")
         assert grant_of(url, token)["elevations_pending"] == 1
-        time.sleep(1.5)  # the CLI polls through more than one back-off step meanwhile
+        asked = POLLS[url].count
+        wait_for("the CLI to read the request twice more", lambda: POLLS[url].count >= asked + 2)
         assert waiting.poll() is None  # ACTIVE is not enough while the group is not joined
         directory.up = True
         code, out, err = finished(waiting)
